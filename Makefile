@@ -1,0 +1,34 @@
+# fairprice: `make test` sets up everything it needs on a fresh machine and runs the suite.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# uv on PATH, or the copy pip installed as a module.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+# Debian puts nats-server in /usr/sbin, which is not on every PATH.
+export PATH := $(PATH):/usr/sbin
+PYTEST_ARGS ?=
+
+.PHONY: help setup test lint fmt pytest
+
+help: ## list the targets
+	@grep -E '^[a-z][a-z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: ## install uv, nats-server and influxd if missing, then sync the workspace
+	@bash scripts/ensure-tools.sh
+	@echo "make: syncing the uv workspace (uv sync --frozen)"
+	@$(UV) sync --frozen --all-packages --quiet
+
+test: setup lint pytest ## set up, lint, type-check and run the whole test suite
+
+pytest: ## run the tests only (PYTEST_ARGS=... to pass options)
+	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+lint: ## ruff lint + format check, mypy --strict
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+
+fmt: ## format and auto-fix with ruff
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .

@@ -1,0 +1,162 @@
+"""The NATS connection and the JetStream streams every service relies on.
+
+``connect_bus`` connects (retrying until the broker answers or ``stop`` is set), keeps
+reconnecting forever, logs every state change, flips the ``nats`` readiness condition, and
+drains the connection on exit so nothing published or acked is lost at shutdown.
+``ensure_streams`` creates or updates BOOKS, PRICES, SIGNALS and CANDLES idempotently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext, api
+from nats.js.manager import JetStreamManager
+
+from fairprice.common.errors import TransientError
+from fairprice.common.health import Readiness
+from fairprice.common.logs import get_logger
+from fairprice.common.settings import NatsSettings, StreamLimits, StreamsSettings
+from fairprice.common.subjects import Stream
+
+__all__ = ["Bus", "connect_bus", "ensure_streams", "stream_config"]
+
+log = get_logger(__name__)
+
+# nats-server answers "stream name already in use with a different configuration" with this
+# code; the stream exists and is then updated in place.
+_STREAM_NAME_IN_USE = 10058
+
+
+@dataclass(frozen=True)
+class Bus:
+    """A connected client and its JetStream contexts."""
+
+    nc: NATS
+    js: JetStreamContext
+    jsm: JetStreamManager
+
+
+@contextlib.asynccontextmanager
+async def connect_bus(
+    settings: NatsSettings,
+    *,
+    name: str,
+    readiness: Readiness | None = None,
+    stop: asyncio.Event | None = None,
+) -> AsyncIterator[Bus]:
+    """Connect to NATS; yields a ``Bus``; drains the connection when the block exits."""
+
+    async def disconnected() -> None:
+        log.warning("nats disconnected")
+        if readiness:
+            readiness.set("nats", False)
+
+    async def reconnected() -> None:
+        log.info(
+            "nats reconnected", server=str(nc.connected_url.netloc if nc.connected_url else "")
+        )
+        if readiness:
+            readiness.set("nats", True)
+
+    async def error(exc: Exception) -> None:
+        log.warning("nats error", error=str(exc) or type(exc).__name__)
+
+    options: dict[str, Any] = {
+        "servers": settings.servers,
+        "name": name,
+        "connect_timeout": settings.connect_timeout_s,
+        "reconnect_time_wait": settings.reconnect_wait_s,
+        "max_reconnect_attempts": settings.max_reconnect_attempts,
+        "disconnected_cb": disconnected,
+        "reconnected_cb": reconnected,
+        "error_cb": error,
+        # Keep publishing into the client's buffer while reconnecting (8 MiB), instead of
+        # failing every publish during a broker restart.
+        "pending_size": 8 * 1024 * 1024,
+    }
+    if settings.user:
+        options["user"] = settings.user
+    if settings.password:
+        options["password"] = settings.password.get_secret_value()
+    if settings.token:
+        options["token"] = settings.token.get_secret_value()
+    if settings.creds_file:
+        options["user_credentials"] = str(settings.creds_file)
+
+    nc = await _connect_with_retry(options, settings, stop)
+    if readiness:
+        readiness.set("nats", True)
+    log.info("nats connected", servers=settings.servers)
+    try:
+        yield Bus(nc=nc, js=nc.jetstream(), jsm=nc.jsm())
+    finally:
+        if readiness:
+            readiness.set("nats", False)
+        if not nc.is_closed:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await nc.drain()
+        log.info("nats closed")
+
+
+async def _connect_with_retry(
+    options: dict[str, Any], settings: NatsSettings, stop: asyncio.Event | None
+) -> NATS:
+    delay = settings.reconnect_wait_s
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await nats.connect(**options, allow_reconnect=True)
+        except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
+            if settings.max_reconnect_attempts != -1 and attempt > settings.max_reconnect_attempts:
+                raise TransientError(
+                    f"cannot connect to NATS at {settings.servers}: {exc}"
+                ) from exc
+            log.warning(
+                "waiting for nats", servers=settings.servers, attempt=attempt, error=str(exc)
+            )
+        if stop is not None and stop.is_set():
+            raise TransientError("stopped before NATS was reachable")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 10.0)
+
+
+def stream_config(stream: Stream, settings: StreamsSettings) -> api.StreamConfig:
+    """The JetStream configuration of ``stream`` from settings."""
+    limits: StreamLimits = getattr(settings, stream.prefix)
+    return api.StreamConfig(
+        name=stream.value,
+        subjects=[stream.wildcard],
+        retention=api.RetentionPolicy.LIMITS,
+        storage=api.StorageType.FILE if settings.storage == "file" else api.StorageType.MEMORY,
+        max_age=limits.max_age_s,
+        max_bytes=limits.max_bytes,
+        discard=api.DiscardPolicy.OLD,
+        # The server refuses a duplicate window longer than the stream keeps messages.
+        duplicate_window=min(settings.duplicate_window_s, limits.max_age_s),
+        num_replicas=settings.replicas,
+    )
+
+
+async def ensure_streams(
+    jsm: JetStreamManager, settings: StreamsSettings, streams: tuple[Stream, ...] = tuple(Stream)
+) -> None:
+    """Create each stream, or update it in place when it exists with another configuration."""
+    for stream in streams:
+        config = stream_config(stream, settings)
+        try:
+            await jsm.add_stream(config)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _STREAM_NAME_IN_USE:
+                raise
+            await jsm.update_stream(config)
+            log.info("stream updated", stream=stream.value)

@@ -1,0 +1,56 @@
+"""The fairprice exception hierarchy.
+
+    FairpriceError
+    ├── TransientError      worth retrying: a broker or database that is down, a 5xx, a timeout
+    │   └── RateLimitedError    the exchange said 429/418: wait ``retry_after`` seconds first
+    ├── FatalError          retrying cannot help: exit non-zero and let Kubernetes restart us
+    │   └── SettingsError       a bad or missing setting (exit code 2)
+    └── InvalidMessageError a message that can never be processed (poison: dead-letter it)
+
+Services catch ``TransientError`` at the edge of one unit of work (retry, nak with delay);
+``FatalError`` propagates to ``main`` which logs it and exits.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "FairpriceError",
+    "FatalError",
+    "InvalidMessageError",
+    "RateLimitedError",
+    "SettingsError",
+    "TransientError",
+]
+
+
+class FairpriceError(Exception):
+    """Base of every error fairprice raises on purpose."""
+
+
+class TransientError(FairpriceError):
+    """A temporary failure: the same work may succeed if tried again later."""
+
+
+class RateLimitedError(TransientError):
+    """The remote side asked us to back off (HTTP 429 or 418) for ``retry_after`` seconds."""
+
+    def __init__(self, message: str, *, retry_after: float, status: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class FatalError(FairpriceError):
+    """A permanent failure: the process should stop with a non-zero exit code."""
+
+    exit_code: int = 1
+
+
+class SettingsError(FatalError):
+    """One or more settings are invalid; the message names each of them."""
+
+    exit_code = 2
+
+
+class InvalidMessageError(FairpriceError):
+    """A message that does not fit its schema: retrying it cannot help, the process goes on."""

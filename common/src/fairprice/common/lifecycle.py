@@ -1,0 +1,70 @@
+"""How a service starts and stops.
+
+Every service's ``main`` is ``run_service(name, SettingsClass, run)``: load the settings (exit 2
+naming the bad ones), configure logging, then ``asyncio.run(run(settings))``. ``run`` has the
+shape ``run(settings, *, stop=None, ready=None)`` so tests drive a whole service in-process:
+``stop`` is an ``asyncio.Event`` that ends it gracefully (SIGTERM and SIGINT set it when it is
+not given), ``ready`` is set once the service is connected and caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn, TypeVar
+
+from fairprice.common.errors import FatalError, SettingsError
+from fairprice.common.logs import configure_logging, get_logger
+from fairprice.common.settings import ServiceSettings, load_settings
+
+__all__ = ["install_signal_handlers", "run_service", "wait_or_stop"]
+
+S = TypeVar("S", bound=ServiceSettings)
+log = get_logger(__name__)
+
+
+def install_signal_handlers() -> asyncio.Event:
+    """An event set by the first SIGTERM or SIGINT; a second one exits at once."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("second signal, exiting now", signal=signal.Signals(signum).name)
+            raise SystemExit(128 + signum)
+        log.info("stopping", signal=signal.Signals(signum).name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    return stop
+
+
+async def wait_or_stop(stop: asyncio.Event, delay: float) -> bool:
+    """Sleep ``delay`` seconds unless ``stop`` is set first; return whether it was."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=delay)
+    except TimeoutError:
+        return False
+    return True
+
+
+def run_service(
+    name: str, settings_cls: type[S], run: Callable[[S], Coroutine[Any, Any, None]]
+) -> NoReturn:
+    """The body of every ``fairprice-<service>`` entry point."""
+    try:
+        settings = load_settings(settings_cls)
+    except SettingsError as exc:
+        print(f"fairprice-{name}: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    configure_logging(settings.log, service=name)
+    try:
+        asyncio.run(run(settings))
+    except FatalError as exc:
+        log.error("fatal error", error=str(exc), kind=type(exc).__name__)
+        sys.exit(exc.exit_code)
+    log.info("stopped")
+    sys.exit(0)

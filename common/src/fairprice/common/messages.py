@@ -1,0 +1,125 @@
+"""Wire schemas of the messages between services (documented in docs/messages.md).
+
+msgspec Structs encoded as JSON objects: msgspec validates while it decodes, at a fraction of
+pydantic's cost (bench/messages.py measures it), so the same schema serves the hot path and the
+validation of what comes from outside. Prices and quantities of a book stay the exchange's own
+decimal strings, so no precision is lost between the exchange and InfluxDB; derived values (fair
+price, SMA, candles) are floats.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+import msgspec
+
+from fairprice.common.errors import InvalidMessageError
+
+__all__ = [
+    "Action",
+    "Book",
+    "Candle",
+    "FairPrice",
+    "Level",
+    "Message",
+    "Signal",
+    "decode",
+    "encode",
+]
+
+Level = tuple[str, str]
+"""One price level: ``(price, quantity)`` exactly as the exchange wrote them."""
+
+Action = Literal["BUY", "SELL"]
+
+
+class Book(msgspec.Struct, frozen=True, kw_only=True):
+    """The top-N order book after one applied exchange event (subject ``books.<ex>.<SYM>``)."""
+
+    exchange: str
+    symbol: str
+    update_id: int
+    """The event's final update id (Binance ``u``): strictly increasing per symbol."""
+    first_update_id: int
+    """The event's first update id (Binance ``U``)."""
+    event_time_ms: int
+    """Exchange event time, milliseconds since the Unix epoch."""
+    receive_time_ms: int
+    """Local time the crawler received the event, milliseconds since the Unix epoch."""
+    bids: list[Level]
+    """Best (highest) first."""
+    asks: list[Level]
+    """Best (lowest) first."""
+
+
+class FairPrice(msgspec.Struct, frozen=True, kw_only=True):
+    """The fair price of one book and the SMA indicator values (``prices.<ex>.<SYM>``)."""
+
+    exchange: str
+    symbol: str
+    update_id: int
+    event_time_ms: int
+    method: str
+    """The method whose value is ``price``: ``mid``, ``microprice`` or ``impact``."""
+    price: float
+    mid: float
+    microprice: float
+    impact: float | None
+    """Impact price for the configured notional; ``None`` when the book is too thin for it."""
+    spread: float
+    imbalance: float
+    """(bid qty - ask qty) / (bid qty + ask qty) at the best level, in [-1, 1]."""
+    sma_fast: float | None = None
+    sma_slow: float | None = None
+
+
+class Signal(msgspec.Struct, frozen=True, kw_only=True):
+    """A trading signal (``signals.<ex>.<SYM>``)."""
+
+    exchange: str
+    symbol: str
+    update_id: int
+    event_time_ms: int
+    strategy: str
+    action: Action
+    price: float
+    sma_fast: float
+    sma_slow: float
+
+
+class Candle(msgspec.Struct, frozen=True, kw_only=True):
+    """A closed 1-minute OHLC candle of the fair price (``candles.<ex>.<SYM>``)."""
+
+    exchange: str
+    symbol: str
+    start_ms: int
+    """Start of the minute, milliseconds since the Unix epoch (event time)."""
+    open: float
+    high: float
+    low: float
+    close: float
+    count: int
+
+
+Message = Book | FairPrice | Signal | Candle
+M = TypeVar("M", Book, FairPrice, Signal, Candle)
+
+_encoder = msgspec.json.Encoder()
+_decoders: dict[type[msgspec.Struct], msgspec.json.Decoder[msgspec.Struct]] = {
+    cls: msgspec.json.Decoder(cls) for cls in (Book, FairPrice, Signal, Candle)
+}
+
+
+def encode(message: Message) -> bytes:
+    """JSON bytes of ``message``; deterministic (field order fixed, shortest float repr)."""
+    return _encoder.encode(message)
+
+
+def decode(data: bytes | str, kind: type[M]) -> M:
+    """Decode and validate ``data`` as ``kind``; raise ``InvalidMessageError`` saying why not."""
+    try:
+        result = _decoders[kind].decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidMessageError(f"invalid {kind.__name__} message: {exc}") from exc
+    assert isinstance(result, kind)
+    return result

@@ -1,0 +1,75 @@
+"""pytest plugin (entry point ``pytest11``): real-server fixtures and an asyncio leak check.
+
+Fixtures chain ``nats_server -> bus``, and ``influxd``; each test gets fresh servers with
+their data in a temporary folder. A missing binary fails the session at once with the
+package to install, instead of failing every test one by one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from fairprice.common.bus import Bus, connect_bus
+from fairprice.common.settings import NatsSettings
+from fairprice.common.testing.servers import (
+    InfluxServer,
+    NatsServer,
+    ServerError,
+    find_binary,
+    run_influxd,
+    run_nats,
+)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    missing = []
+    for binary in ("nats-server", "influxd"):
+        try:
+            find_binary(binary)
+        except ServerError as exc:
+            missing.append(str(exc))
+    if missing:
+        raise pytest.UsageError("; ".join(missing) + " (or run `make test`, which installs them)")
+
+
+@pytest.fixture
+async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsServer]:
+    async with run_nats(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture
+def nats_settings(nats_server: NatsServer) -> NatsSettings:
+    return NatsSettings(servers=[nats_server.url], reconnect_wait_s=0.2)
+
+
+@pytest.fixture
+async def bus(nats_settings: NatsSettings) -> AsyncIterator[Bus]:
+    async with connect_bus(nats_settings, name="pytest") as connected:
+        yield connected
+
+
+@pytest.fixture
+async def influxd(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InfluxServer]:
+    async with run_influxd(tmp_path_factory.mktemp("influxd")) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+async def _no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves asyncio tasks running (a service that did not stop cleanly)."""
+    before = asyncio.all_tasks()
+    yield
+    current = asyncio.current_task()
+    for _ in range(50):  # give tasks that are finishing their cancellation a moment
+        leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+        if not leaked:
+            return
+        await asyncio.sleep(0.02)
+    names = ", ".join(sorted(t.get_name() + ":" + repr(t.get_coro()) for t in leaked))
+    for task in leaked:
+        task.cancel()
+    pytest.fail(f"test leaked {len(leaked)} asyncio task(s): {names}")

@@ -1,0 +1,255 @@
+"""Start and stop the real nats-server and influxd binaries for tests and local runs.
+
+Each server binds port 0 on 127.0.0.1 and its actual address is read from its own log file (a
+file, not a pipe: a server that logs into a full pipe nobody reads would block). ``restart()``
+brings the same server back on the same port with the same data, for fault tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "InfluxServer",
+    "NatsServer",
+    "ServerError",
+    "find_binary",
+    "run_influxd",
+    "run_nats",
+]
+
+# Where Debian puts them; /usr/sbin is not on every user's PATH.
+_SEARCH_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin")
+INSTALL_HINT = {
+    "nats-server": "apt-get install nats-server (Debian package nats-server)",
+    "influxd": "apt-get install influxdb (Debian package influxdb, InfluxDB 1.x)",
+}
+
+
+class ServerError(RuntimeError):
+    """A server binary is missing, failed to start, or did not become ready in time."""
+
+
+def find_binary(name: str) -> str:
+    """The path of ``name`` on PATH or in the system folders, or ``ServerError`` with a hint."""
+    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(_SEARCH_DIRS))
+    if found is None:
+        raise ServerError(f"{name} not found; install it: {INSTALL_HINT.get(name, name)}")
+    return found
+
+
+@dataclass
+class _Process:
+    """A server process logging to ``log_path``; the base of both servers."""
+
+    name: str
+    workdir: Path
+    log_path: Path
+    fatal_pattern: re.Pattern[str]
+    process: subprocess.Popen[bytes] | None = None
+    port: int = 0
+
+    def _spawn(self, argv: list[str]) -> None:
+        self.log_path.write_text("")
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+
+    async def _wait_for(self, pattern: re.Pattern[str], within: float) -> re.Match[str]:
+        deadline = time.monotonic() + within
+        while True:
+            text = self._log_text()
+            match = pattern.search(text)
+            if match:
+                return match
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise ServerError(self._failure(f"exited with code {self.process.returncode}"))
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerError(self._failure(f"not ready after {within:.0f}s"))
+            await asyncio.sleep(0.02)
+
+    def _log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _failure(self, what: str) -> str:
+        lines = self._log_text().splitlines()
+        fatal = [line for line in lines if self.fatal_pattern.search(line)] or lines[-20:]
+        return f"{self.name} {what}:\n" + "\n".join(fatal)
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, within: float = 10.0) -> None:
+        """Stop the process (SIGTERM, then SIGKILL after ``within`` seconds); idempotent."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(within)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+
+@dataclass
+class NatsServer(_Process):
+    """``nats-server -js`` with its JetStream store under ``workdir``."""
+
+    store_dir: Path = field(default=Path())
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    async def start(self, within: float = 15.0) -> None:
+        argv = [
+            find_binary("nats-server"),
+            "-js",
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(self.port or -1),  # -1: a random free port, read back from the log
+            "-sd",
+            str(self.store_dir),
+            "-l",
+            str(self.log_path),
+        ]
+        self._spawn(argv)
+        listening = re.compile(r"Listening for client connections on [\d.]+:(\d+)")
+        self.port = int((await self._wait_for(listening, within)).group(1))
+        await self._wait_for(re.compile(r"Server is ready"), within)
+
+    async def restart(self, within: float = 15.0) -> None:
+        self.stop()
+        await self.start(within)
+
+
+@dataclass
+class InfluxServer(_Process):
+    """Debian's ``influxd`` 1.x with meta, data and WAL under ``workdir``."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _write_config(self) -> Path:
+        config = self.workdir / "influxd.conf"
+        config.write_text(
+            f"""reporting-disabled = true
+bind-address = "127.0.0.1:0"
+[meta]
+  dir = "{self.workdir / "meta"}"
+[data]
+  dir = "{self.workdir / "data"}"
+  wal-dir = "{self.workdir / "wal"}"
+  query-log-enabled = false
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+[subscriber]
+  enabled = false
+"""
+        )
+        return config
+
+    async def start(self, within: float = 30.0) -> None:
+        self._spawn([find_binary("influxd"), "-config", str(self._write_config())])
+        listening = re.compile(r'msg="Listening on HTTP".*addr=[\d.]+:(\d+)')
+        self.port = int((await self._wait_for(listening, within)).group(1))
+        await self._wait_ping(within)
+
+    async def _wait_ping(self, within: float) -> None:
+        deadline = time.monotonic() + within
+        while True:
+            try:
+                status = await asyncio.to_thread(_get_status, f"{self.url}/ping")
+                if status == 204:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline or not self.running:
+                self.stop()
+                raise ServerError(self._failure("did not answer /ping"))
+            await asyncio.sleep(0.05)
+
+    async def restart(self, within: float = 30.0) -> None:
+        self.stop()
+        await self.start(within)
+
+
+def _get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@contextlib.contextmanager
+def _workdir(base: Path | None, prefix: str) -> Iterator[Path]:
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+        yield base
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
+
+
+@contextlib.asynccontextmanager
+async def run_nats(workdir: Path | None = None) -> AsyncIterator[NatsServer]:
+    """A running ``nats-server -js`` on a free loopback port; stopped on exit.
+
+    Data lives in ``workdir`` when given (kept afterwards), else in a temporary folder.
+    """
+    with _workdir(workdir, "fairprice-nats-") as path:
+        server = NatsServer(
+            name="nats-server",
+            workdir=path,
+            log_path=path / "nats-server.log",
+            fatal_pattern=re.compile(r"\[(FTL|ERR)\]"),
+            store_dir=path / "jetstream",
+        )
+        try:
+            await server.start()
+            yield server
+        finally:
+            server.stop()
+
+
+@contextlib.asynccontextmanager
+async def run_influxd(workdir: Path | None = None) -> AsyncIterator[InfluxServer]:
+    """A running ``influxd`` 1.x on a free loopback port; stopped on exit."""
+    with _workdir(workdir, "fairprice-influxd-") as path:
+        server = InfluxServer(
+            name="influxd",
+            workdir=path,
+            log_path=path / "influxd.log",
+            fatal_pattern=re.compile(r"lvl=(error|fatal)|^run: |panic"),
+        )
+        try:
+            await server.start()
+            yield server
+        finally:
+            server.stop()

@@ -1,0 +1,139 @@
+"""JetStream helpers against the real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fairprice.common.bus import Bus, connect_bus, ensure_streams
+from fairprice.common.consumer import PullConsumer
+from fairprice.common.health import Readiness
+from fairprice.common.publisher import Publisher
+from fairprice.common.settings import NatsSettings, StreamLimits, StreamsSettings
+from fairprice.common.subjects import Stream, book_msg_id, books_subject
+from fairprice.common.testing import NatsServer
+
+
+async def test_streams_created_twice_without_error(bus: Bus) -> None:
+    settings = StreamsSettings()
+    await ensure_streams(bus.jsm, settings)
+    await ensure_streams(bus.jsm, settings)
+    names = {info.config.name for info in await bus.jsm.streams_info()}
+    assert names == {"BOOKS", "PRICES", "SIGNALS", "CANDLES"}
+    books = await bus.jsm.stream_info("BOOKS")
+    assert books.config.subjects == ["books.>"]
+    assert books.config.duplicate_window == 120
+
+
+async def test_streams_updated_when_settings_change(bus: Bus) -> None:
+    await ensure_streams(bus.jsm, StreamsSettings())
+    changed = StreamsSettings(books=StreamLimits(max_age_s=600, max_bytes=1024**2))
+    await ensure_streams(bus.jsm, changed)
+    books = await bus.jsm.stream_info("BOOKS")
+    assert books.config.max_age == 600
+    assert books.config.max_bytes == 1024**2
+
+
+async def test_same_msg_id_twice_stores_one_message(bus: Bus) -> None:
+    await ensure_streams(bus.jsm, StreamsSettings())
+    subject = books_subject("binance", "BTCUSDT")
+    async with Publisher(bus.nc) as publisher:
+        for _ in range(2):
+            await publisher.publish(subject, b"{}", book_msg_id("binance", "BTCUSDT", 7))
+        await publisher.publish(subject, b"{}", book_msg_id("binance", "BTCUSDT", 8))
+    assert publisher.acked == 3
+    assert publisher.duplicates == 1
+    assert (await bus.jsm.stream_info("BOOKS")).state.messages == 2
+
+
+async def test_publisher_applies_backpressure_and_acks_all(bus: Bus) -> None:
+    await ensure_streams(bus.jsm, StreamsSettings())
+    async with Publisher(bus.nc, max_in_flight=50) as publisher:
+        for seq in range(2000):
+            await publisher.publish(books_subject("sim", "A"), b"x", f"sim:A:{seq}")
+            assert publisher.in_flight <= 50
+    assert publisher.acked == 2000
+    assert (await bus.jsm.stream_info("BOOKS")).state.messages == 2000
+
+
+async def test_publisher_resends_what_a_restart_lost(
+    nats_server: NatsServer, nats_settings: NatsSettings
+) -> None:
+    """Messages published while the broker is down are stored once it is back."""
+    async with connect_bus(nats_settings, name="test") as bus:
+        await ensure_streams(bus.jsm, StreamsSettings())
+        async with Publisher(bus.nc, ack_timeout=1.0) as publisher:
+            for seq in range(100):
+                await publisher.publish(books_subject("sim", "A"), b"x", f"sim:A:{seq}")
+            await publisher.flush()
+            nats_server.stop()
+            for seq in range(100, 200):
+                await publisher.publish(books_subject("sim", "A"), b"x", f"sim:A:{seq}")
+            await nats_server.start()
+            async with asyncio.timeout(30):
+                await publisher.flush()
+        info = await bus.jsm.stream_info("BOOKS")
+    assert info.state.messages == 200
+
+
+async def test_durable_consumer_resumes_after_reconnect(
+    nats_server: NatsServer, nats_settings: NatsSettings
+) -> None:
+    async with connect_bus(nats_settings, name="test") as bus:
+        await ensure_streams(bus.jsm, StreamsSettings())
+        async with Publisher(bus.nc) as publisher:
+            for seq in range(10):
+                await publisher.publish(books_subject("sim", "A"), str(seq).encode(), f"id{seq}")
+        # ack_wait 1 s: what was delivered but not acked before the restart comes back soon.
+        async with PullConsumer(bus, Stream.BOOKS, "resume-test", batch=4, ack_wait=1) as consumer:
+            first = await consumer.next_batch(4, max_wait=5)
+            for msg in first:
+                await msg.ack_sync()
+    assert [m.data for m in first] == [b"0", b"1", b"2", b"3"]
+
+    await nats_server.restart()
+    async with connect_bus(nats_settings, name="test") as bus:
+        async with PullConsumer(bus, Stream.BOOKS, "resume-test", ack_wait=1) as consumer:
+            rest: set[bytes] = set()
+            for _ in range(20):
+                batch = await consumer.next_batch(10, max_wait=0.5)
+                rest.update(m.data for m in batch)
+                for msg in batch:
+                    await msg.ack()
+                if len(rest) == 6:
+                    break
+            assert consumer.pending == 0
+    # Everything not acked before the restart, and nothing that was.
+    assert rest == {str(seq).encode() for seq in range(4, 10)}
+
+
+async def test_pull_consumer_shares_messages_between_replicas(bus: Bus) -> None:
+    await ensure_streams(bus.jsm, StreamsSettings())
+    async with Publisher(bus.nc) as publisher:
+        for seq in range(1000):
+            await publisher.publish(books_subject("sim", "A"), str(seq).encode(), f"id{seq}")
+    seen: list[bytes] = []
+    async with (
+        PullConsumer(bus, Stream.BOOKS, "shared", batch=100) as one,
+        PullConsumer(bus, Stream.BOOKS, "shared", batch=100) as two,
+    ):
+
+        async def drain(consumer: PullConsumer) -> int:
+            taken = 0
+            while len(seen) < 1000:
+                batch = await consumer.next_batch(50, max_wait=0.5)
+                seen.extend(m.data for m in batch)
+                taken += len(batch)
+                for msg in batch:
+                    await msg.ack()
+            return taken
+
+        counts = await asyncio.gather(drain(one), drain(two))
+    assert sorted(seen, key=int) == [str(seq).encode() for seq in range(1000)]
+    assert all(count > 0 for count in counts)
+
+
+async def test_connect_bus_sets_readiness(nats_settings: NatsSettings) -> None:
+    readiness = Readiness("nats")
+    async with connect_bus(nats_settings, name="test", readiness=readiness):
+        assert readiness.ready
+    assert not readiness.ready

@@ -1,0 +1,1 @@
+"""fairprice converter service."""

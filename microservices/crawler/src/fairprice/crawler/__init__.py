@@ -1,0 +1,1 @@
+"""fairprice crawler service."""

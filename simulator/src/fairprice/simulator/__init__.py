@@ -1,0 +1,1 @@
+"""A Binance-compatible spot exchange for tests, demos and benchmarks."""
