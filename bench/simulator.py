@@ -63,9 +63,10 @@ async def measure(symbols: int, seconds: float) -> dict[str, float]:
         url = f"http://127.0.0.1:{port}"
         await _wait_up(url, time.monotonic() + 30)
         names = [f"sim{n:04d}usdt@depth@100ms" for n in range(symbols)]
-        async with aiohttp.ClientSession() as http, http.ws_connect(
-            f"ws://127.0.0.1:{port}/stream", max_msg_size=0
-        ) as ws:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"ws://127.0.0.1:{port}/stream", max_msg_size=0) as ws,
+        ):
             await ws.send_str(json.dumps({"method": "SUBSCRIBE", "params": names, "id": 1}))
             reply = await ws.receive_json()
             assert reply == {"result": None, "id": 1}, reply

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from fairprice.simulator import HistoryError, MarketSettings
-from fairprice.simulator.market import Market, SymbolBook, StepResult
+from fairprice.simulator.market import Market, StepResult, SymbolBook
 
 
 def _events(settings: MarketSettings, symbol: str, steps: int) -> list[StepResult | None]:
@@ -99,7 +99,9 @@ def test_market_book_at_outside_history_raises() -> None:
 
 
 def test_market_symbols_from_names_and_pattern() -> None:
-    market = Market(MarketSettings(symbols=["btcusdt"], generated_symbols=3, symbol_pattern="X{n}BTC"))
+    market = Market(
+        MarketSettings(symbols=["btcusdt"], generated_symbols=3, symbol_pattern="X{n}BTC")
+    )
     assert list(market.specs) == ["BTCUSDT", "X0BTC", "X1BTC", "X2BTC"]
     assert market.specs["X1BTC"].quote_asset == "BTC"
     assert market.specs["BTCUSDT"].base_asset == "BTC"

@@ -26,7 +26,9 @@ async def test_rest_depth_has_binance_shape(sim: Simulator, http: aiohttp.Client
     assert len(body["bids"]) == 1000 and len(body["asks"]) == 1000
 
 
-async def test_rest_depth_limit_default_and_max(sim: Simulator, http: aiohttp.ClientSession) -> None:
+async def test_rest_depth_limit_default_and_max(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
     _, _, default = await _get(http, sim, "/api/v3/depth?symbol=BTCUSDT")
     _, _, huge = await _get(http, sim, "/api/v3/depth?symbol=BTCUSDT&limit=9999")
     assert isinstance(default, dict) and isinstance(huge, dict)
@@ -35,7 +37,8 @@ async def test_rest_depth_limit_default_and_max(sim: Simulator, http: aiohttp.Cl
 
 
 @pytest.mark.parametrize(
-    ("limit", "weight"), [(1, 5), (100, 5), (101, 25), (500, 25), (501, 50), (1000, 50), (1001, 250), (5000, 250)]
+    ("limit", "weight"),
+    [(1, 5), (100, 5), (101, 25), (500, 25), (501, 50), (1000, 50), (1001, 250), (5000, 250)],
 )
 async def test_rest_depth_weight_by_limit(
     sim: Simulator, http: aiohttp.ClientSession, limit: int, weight: int

@@ -44,7 +44,9 @@ async def test_streams_combined_diff_and_ticker_match_recordings(
     assert len({f["data"]["u"] - f["data"]["U"] for f in diffs}) > 1
 
 
-async def test_streams_raw_path_sends_unwrapped(sim: Simulator, http: aiohttp.ClientSession) -> None:
+async def test_streams_raw_path_sends_unwrapped(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
     async with http.ws_connect(f"{sim.ws_url}/ws/ethusdt@depth@100ms") as ws:
         (frame,) = await _frames(ws, 1)
     assert list(frame) == ["e", "E", "s", "U", "u", "b", "a"]
@@ -52,7 +54,9 @@ async def test_streams_raw_path_sends_unwrapped(sim: Simulator, http: aiohttp.Cl
 
 
 @pytest.mark.parametrize("levels", [5, 10, 20])
-async def test_streams_partial_book(sim: Simulator, http: aiohttp.ClientSession, levels: int) -> None:
+async def test_streams_partial_book(
+    sim: Simulator, http: aiohttp.ClientSession, levels: int
+) -> None:
     async with http.ws_connect(f"{sim.ws_url}/ws/bnbusdt@depth{levels}@100ms") as ws:
         first, second = await _frames(ws, 2)
     assert list(first) == ["lastUpdateId", "bids", "asks"]
@@ -62,7 +66,9 @@ async def test_streams_partial_book(sim: Simulator, http: aiohttp.ClientSession,
     assert (second["bids"], second["asks"]) == (truth.bids, truth.asks)
 
 
-async def test_streams_slow_diff_spans_ten_ticks(sim: Simulator, http: aiohttp.ClientSession) -> None:
+async def test_streams_slow_diff_spans_ten_ticks(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
     """``@depth`` (1000 ms) events cover ten ``@depth@100ms`` events: one event per slow tick."""
     url = f"{sim.ws_url}/stream?streams=btcusdt@depth/btcusdt@depth@100ms"
     async with http.ws_connect(url) as ws:
@@ -90,7 +96,11 @@ async def test_streams_methods_and_replies(
                 if "result" in frame or "error" in frame:
                     return frame
 
-        sub = {"method": "SUBSCRIBE", "params": ["btcusdt@depth@100ms", "ethusdt@bookTicker"], "id": 1}
+        sub = {
+            "method": "SUBSCRIBE",
+            "params": ["btcusdt@depth@100ms", "ethusdt@bookTicker"],
+            "id": 1,
+        }
         assert await call(sub) == {"result": None, "id": 1}
         assert await call({"method": "LIST_SUBSCRIPTIONS", "id": 2}) == {
             "result": ["btcusdt@depth@100ms", "ethusdt@bookTicker"],
@@ -175,7 +185,9 @@ async def test_streams_ping_without_pong_disconnects(
     assert sim.metrics.disconnects.labels("pong_timeout")._value.get() == 1
 
 
-async def test_streams_pong_keeps_connection(make_sim: SimFactory, http: aiohttp.ClientSession) -> None:
+async def test_streams_pong_keeps_connection(
+    make_sim: SimFactory, http: aiohttp.ClientSession
+) -> None:
     """A client that answers pings outlives many pong timeouts."""
     sim = await make_sim(ping_interval_s=0.05, pong_timeout_s=0.2, max_incoming_per_s=100)
     async with http.ws_connect(f"{sim.ws_url}/ws", autoping=False) as ws:
@@ -189,7 +201,9 @@ async def test_streams_pong_keeps_connection(make_sim: SimFactory, http: aiohttp
     assert sim.metrics.disconnects.labels("pong_timeout")._value.get() == 0
 
 
-async def test_streams_connection_lifetime(make_sim: SimFactory, http: aiohttp.ClientSession) -> None:
+async def test_streams_connection_lifetime(
+    make_sim: SimFactory, http: aiohttp.ClientSession
+) -> None:
     sim = await make_sim(connection_lifetime_s=0.3)
     async with http.ws_connect(f"{sim.ws_url}/ws/btcusdt@depth@100ms") as ws:
         while (msg := await ws.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:

@@ -15,7 +15,6 @@ id can be rebuilt exactly: ``true_book`` for tests, stale snapshots for fault in
 from __future__ import annotations
 
 import random
-import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -121,7 +120,6 @@ class SymbolBook:
         self.steps = 0
         self._history: deque[_Undo] = deque(maxlen=settings.history_ticks)
         self._price_names: dict[int, str] = {}
-        self.last_used = 0.0
 
     def _quantity(self) -> int:
         return 1 + int(self._rng.expovariate(1.0 / _MEAN_QTY_STEPS))
@@ -297,11 +295,10 @@ class Market:
         return symbol in self.specs
 
     def book(self, symbol: str) -> SymbolBook:
-        """The symbol's book (``KeyError`` for an unknown symbol); marks it as in use."""
+        """The symbol's book (``KeyError`` for an unknown symbol), built on first use."""
         book = self._books.get(symbol)
         if book is None:
             book = self._books[symbol] = SymbolBook(self.specs[symbol], self.settings)
-        book.last_used = time.monotonic()
         return book
 
     def built(self) -> dict[str, SymbolBook]:

@@ -83,6 +83,7 @@ class Simulator:
         )
 
     async def stop(self) -> None:
+        self._rest.stopping.set()
         if self._clock is not None:
             self._clock.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -156,14 +157,20 @@ class Simulator:
         self.limiter.clear()
 
     def status(self) -> dict[str, Any]:
+        """Connections, and every book built so far with its update-id range."""
+        active = set(self.hub.active_symbols())
         books = {}
-        for symbol in self.hub.active_symbols():
-            oldest, newest = self.market.book(symbol).history_range()
-            books[symbol] = {"lastUpdateId": newest, "oldestUpdateId": oldest}
+        for symbol, book in self.market.built().items():
+            oldest, newest = book.history_range()
+            books[symbol] = {
+                "lastUpdateId": newest,
+                "oldestUpdateId": oldest,
+                "active": symbol in active,
+            }
         return {
             "connections": len(self.hub.connections),
             "symbols": len(self.market.specs),
-            "active_symbols": len(books),
+            "active_symbols": len(active),
             "books": books,
         }
 
