@@ -22,6 +22,13 @@ async def _frames(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[Any]:
     return out
 
 
+def _disconnects(sim: Simulator, reason: str) -> float:
+    value = sim.registry.get_sample_value(
+        "fairprice_simulator_disconnects_total", {"reason": reason}
+    )
+    return value or 0.0
+
+
 async def test_streams_combined_diff_and_ticker_match_recordings(
     sim: Simulator, http: aiohttp.ClientSession
 ) -> None:
@@ -153,6 +160,17 @@ async def test_streams_at_most_1024_streams(sim: Simulator, http: aiohttp.Client
         assert reply["error"]["code"] == 2
 
 
+async def test_streams_1024_streams_in_the_url(sim: Simulator, http: aiohttp.ClientSession) -> None:
+    names = ["btcusdt@depth@100ms"] + [f"sym{n:04d}usdt@depth@100ms" for n in range(1023)]
+    async with http.ws_connect(f"{sim.ws_url}/stream?streams={'/'.join(names)}") as ws:
+        (frame,) = await _frames(ws, 1)
+        assert frame["stream"] == "btcusdt@depth@100ms"
+        await ws.send_str(json.dumps({"method": "LIST_SUBSCRIPTIONS", "id": 1}))
+        while "result" not in (reply := (await _frames(ws, 1))[0]):
+            pass
+        assert reply["result"] == names
+
+
 async def test_streams_more_than_5_messages_a_second_disconnects(
     sim: Simulator, http: aiohttp.ClientSession
 ) -> None:
@@ -182,7 +200,7 @@ async def test_streams_ping_without_pong_disconnects(
                 continue
             break
         assert msg.type == aiohttp.WSMsgType.CLOSE and pings >= 2
-    assert sim.metrics.disconnects.labels("pong_timeout")._value.get() == 1
+    assert _disconnects(sim, "pong_timeout") == 1
 
 
 async def test_streams_pong_keeps_connection(
@@ -198,7 +216,7 @@ async def test_streams_pong_keeps_connection(
             await ws.pong(msg.data)
             pings += 1
         assert not ws.closed
-    assert sim.metrics.disconnects.labels("pong_timeout")._value.get() == 0
+    assert _disconnects(sim, "pong_timeout") == 0
 
 
 async def test_streams_connection_lifetime(
@@ -210,4 +228,4 @@ async def test_streams_connection_lifetime(
             pass
         assert msg.type == aiohttp.WSMsgType.CLOSE
     await until(lambda: not sim.hub.connections)
-    assert sim.metrics.disconnects.labels("lifetime")._value.get() == 1
+    assert _disconnects(sim, "lifetime") == 1

@@ -120,6 +120,7 @@ class SymbolBook:
         self.steps = 0
         self._history: deque[_Undo] = deque(maxlen=settings.history_ticks)
         self._price_names: dict[int, str] = {}
+        self._qty_names: dict[int, str] = {}
 
     def _quantity(self) -> int:
         return 1 + int(self._rng.expovariate(1.0 / _MEAN_QTY_STEPS))
@@ -184,7 +185,12 @@ class SymbolBook:
         return name
 
     def qty(self, steps: int) -> str:
-        return fmt_units(steps * self.spec.step_units)
+        name = self._qty_names.get(steps)
+        if name is None:
+            if len(self._qty_names) > 4096:
+                self._qty_names.clear()
+            name = self._qty_names[steps] = fmt_units(steps * self.spec.step_units)
+        return name
 
     def levels(self, changes: dict[int, int]) -> list[list[str]]:
         """Changed levels as Binance ``[[price, qty], ...]`` (in change order)."""

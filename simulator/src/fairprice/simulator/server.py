@@ -30,6 +30,8 @@ __all__ = ["Simulator", "run_simulator"]
 
 log = get_logger(__name__)
 
+_MAX_URL = 64 * 1024
+
 
 class Simulator:
     def __init__(
@@ -55,7 +57,10 @@ class Simulator:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._rest.middleware])
+        # A combined-stream URL naming 1024 streams is ~30 kB: more than aiohttp's default line.
+        app = web.Application(
+            middlewares=[self._rest.middleware], handler_args={"max_line_size": _MAX_URL}
+        )
         app.add_routes(self._rest.routes())
         app.router.add_get("/ws", self._ws_raw)
         app.router.add_get("/ws/{streams:.+}", self._ws_raw)
