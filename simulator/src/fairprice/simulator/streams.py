@@ -312,7 +312,8 @@ class Hub:
     async def handle(
         self, request: web.Request, streams: list[str], combined: bool
     ) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20)
+        # No permessage-deflate: Binance spot streams do not offer it either.
+        ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=1 << 20)
         await ws.prepare(request)
         conn = Connection(self, ws, request, combined)
         self.connections.add(conn)
