@@ -5,7 +5,7 @@ and 1,000 symbols at 100 ms, subscribes one combined connection to every symbol'
 ``@depth@100ms`` stream, counts the events received for ``--seconds`` and reads the simulator's
 CPU time with psutil. Prints a table and writes bench/results/simulator.json.
 
-    uv run python bench/simulator.py [--seconds 10] [--symbols 1 100 1000]
+    uv run python bench/simulator.py [--seconds 10] [--symbols 1 100 1000] [--ceiling]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ async def _wait_up(url: str, deadline: float) -> None:
             await asyncio.sleep(0.1)
 
 
-async def measure(symbols: int, seconds: float) -> dict[str, float]:
+async def measure(symbols: int, seconds: float, tick_ms: float) -> dict[str, float]:
     port = _free_port()
     env = dict(
         os.environ,
@@ -55,6 +55,7 @@ async def measure(symbols: int, seconds: float) -> dict[str, float]:
         FAIRPRICE_SIMULATOR__HTTP__PORT="0",
         FAIRPRICE_SIMULATOR__MARKET__SYMBOLS="[]",
         FAIRPRICE_SIMULATOR__MARKET__GENERATED_SYMBOLS=str(symbols),
+        FAIRPRICE_SIMULATOR__MARKET__TICK_MS=str(tick_ms),
     )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fairprice.simulator", env=env
@@ -88,7 +89,8 @@ async def measure(symbols: int, seconds: float) -> dict[str, float]:
         await proc.wait()
     return {
         "symbols": symbols,
-        "target_events_per_s": symbols * 10.0,
+        "tick_ms": tick_ms,
+        "target_events_per_s": symbols * 1000.0 / tick_ms,
         "events_per_s": round(events / wall, 1),
         "cpu_share_of_one_core": round(cpu / wall, 3),
         "cpu_us_per_event": round(cpu / events * 1e6, 1) if events else float("nan"),
@@ -99,12 +101,23 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--symbols", type=int, nargs="+", default=[1, 100, 1000])
+    parser.add_argument("--tick-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="add a row with 1,000 symbols at 20 ms ticks (50,000 events/s asked)",
+    )
     args = parser.parse_args()
-    rows = [await measure(n, args.seconds) for n in args.symbols]
-    print(f"{'symbols':>8} {'target ev/s':>12} {'events/s':>10} {'sim CPU':>8} {'us/event':>9}")
+    runs = [(n, args.tick_ms) for n in args.symbols] + ([(1000, 20.0)] if args.ceiling else [])
+    rows = [await measure(n, args.seconds, tick) for n, tick in runs]
+    print(
+        f"{'symbols':>8} {'tick ms':>8} {'target ev/s':>12} {'events/s':>10} {'sim CPU':>8}"
+        f" {'us/event':>9}"
+    )
     for row in rows:
         print(
-            f"{row['symbols']:>8} {row['target_events_per_s']:>12.0f} {row['events_per_s']:>10.1f}"
+            f"{row['symbols']:>8} {row['tick_ms']:>8.0f} {row['target_events_per_s']:>12.0f}"
+            f" {row['events_per_s']:>10.1f}"
             f" {row['cpu_share_of_one_core']:>8.3f} {row['cpu_us_per_event']:>9.1f}"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from fairprice.simulator import Simulator
+from fairprice.simulator import Simulator, run_simulator
 
-from .conftest import SimFactory, recorded_frames, shape, until
+from .conftest import SimFactory, fast_settings, recorded_frames, shape, until
 
 
 async def _frames(ws: aiohttp.ClientWebSocketResponse, count: int) -> list[Any]:
@@ -229,3 +229,13 @@ async def test_streams_connection_lifetime(
         assert msg.type == aiohttp.WSMsgType.CLOSE
     await until(lambda: not sim.hub.connections)
     assert _disconnects(sim, "lifetime") == 1
+
+
+async def test_streams_stop_closes_connections_going_away(http: aiohttp.ClientSession) -> None:
+    async with run_simulator(fast_settings()) as sim:
+        ws = await http.ws_connect(f"{sim.ws_url}/ws/btcusdt@depth@100ms")
+        await _frames(ws, 1)
+    while (msg := await ws.receive(timeout=10)).type == aiohttp.WSMsgType.TEXT:
+        pass
+    assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001
+    await ws.close()
