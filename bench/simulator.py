@@ -3,7 +3,7 @@
 Runs ``fairprice-sim`` as a separate process (so the client's work is not counted) with 1, 100
 and 1,000 symbols at 100 ms, subscribes one combined connection to every symbol's
 ``@depth@100ms`` stream, counts the events received for ``--seconds`` and reads the simulator's
-CPU time with psutil. Prints a table and writes bench/results/simulator.json.
+CPU time and memory (RSS) with psutil. Prints a table and writes bench/results/simulator.json.
 
     uv run python bench/simulator.py [--seconds 10] [--symbols 1 100 1000] [--ceiling]
 """
@@ -84,6 +84,7 @@ async def measure(symbols: int, seconds: float, tick_ms: float) -> dict[str, flo
                 events += 1
             cpu = sum(sim.cpu_times()[:2]) - cpu0
             wall = now - t0
+            rss_mb = sim.memory_info().rss / 2**20
     finally:
         proc.terminate()
         await proc.wait()
@@ -94,6 +95,7 @@ async def measure(symbols: int, seconds: float, tick_ms: float) -> dict[str, flo
         "events_per_s": round(events / wall, 1),
         "cpu_share_of_one_core": round(cpu / wall, 3),
         "cpu_us_per_event": round(cpu / events * 1e6, 1) if events else float("nan"),
+        "rss_mb": round(rss_mb, 1),
     }
 
 
@@ -112,13 +114,14 @@ async def main() -> None:
     rows = [await measure(n, args.seconds, tick) for n, tick in runs]
     print(
         f"{'symbols':>8} {'tick ms':>8} {'target ev/s':>12} {'events/s':>10} {'sim CPU':>8}"
-        f" {'us/event':>9}"
+        f" {'us/event':>9} {'RSS MB':>7}"
     )
     for row in rows:
         print(
             f"{row['symbols']:>8} {row['tick_ms']:>8.0f} {row['target_events_per_s']:>12.0f}"
             f" {row['events_per_s']:>10.1f}"
             f" {row['cpu_share_of_one_core']:>8.3f} {row['cpu_us_per_event']:>9.1f}"
+            f" {row['rss_mb']:>7.1f}"
         )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"simulator": rows, "seconds": args.seconds}, indent=2) + "\n")
