@@ -154,3 +154,17 @@ async def test_rest_reset_weights(make_sim: SimFactory, http: aiohttp.ClientSess
         assert response.status == 200
     status, _, _ = await _get(http, sim, "/api/v3/ping")
     assert status == 200
+
+
+async def test_rest_use_keeps_a_symbol_moving_for_a_while(
+    make_sim: SimFactory, http: aiohttp.ClientSession
+) -> None:
+    """A symbol nobody streams moves after a snapshot request, then goes idle."""
+    sim = await make_sim(market={"idle_after_s": 0.3})
+    _, _, snapshot = await _get(http, sim, "/api/v3/depth?symbol=ETHUSDT&limit=5")
+    assert isinstance(snapshot, dict)
+    book = sim.book("ETHUSDT")
+    await until(lambda: book.last_update_id > snapshot["lastUpdateId"])
+    assert sim.status()["books"]["ETHUSDT"]["active"]
+    await until(lambda: not sim.status()["books"]["ETHUSDT"]["active"])
+    assert "BNBUSDT" not in sim.status()["books"]  # never used: never built
