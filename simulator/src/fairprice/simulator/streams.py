@@ -70,7 +70,6 @@ class Connection:
         self.hub = hub
         self.ws = ws
         self.combined = combined
-        self.remote = request.remote or ""
         self._transport = request.transport
         self.streams: dict[str, None] = {}  # insertion-ordered set
         self._queue: list[bytes] = []
