@@ -74,7 +74,6 @@ class Connection:
         self.streams: dict[str, None] = {}  # insertion-ordered set
         self._queue: list[bytes] = []
         self._wake = asyncio.Event()
-        self._last_pong = time.monotonic()
         self._unanswered_since = 0.0
         self._incoming: deque[float] = deque()
         self._closing: tuple[int, str] | None = None
