@@ -4,7 +4,6 @@ fairprice run      the whole pipeline locally against live Binance
 fairprice demo     the same against the bundled simulator (no internet needed)
 fairprice top      a live terminal board of every symbol
 fairprice status   services' readiness, streams and consumer lag
-fairprice replay   run a recording through the crawler's sync code, offline
 """
 
 from __future__ import annotations
@@ -61,10 +60,6 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=URL",
         help="a service's base URL (repeatable; default: the local run's)",
     )
-    replay = sub.add_parser(
-        "replay", help="replay a recording offline, one JSON book per line", add_help=False
-    )
-    replay.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
