@@ -52,7 +52,8 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- if .Values.nats.enabled -}}
 {{- list (printf "nats://%s-nats:4222" (include "fairprice.fullname" .)) | toJson -}}
 {{- else -}}
-{{- required "nats.servers is required when nats.enabled is false" .Values.nats.servers | toJson -}}
+{{- if not .Values.nats.servers }}{{ fail "nats.servers is required when nats.enabled is false" }}{{ end -}}
+{{- .Values.nats.servers | toJson -}}
 {{- end -}}
 {{- end -}}
 
