@@ -69,7 +69,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         },
         "grafana": {"enabled": False},
     },
-    "offline": {"simulator": {"enabled": True}, "crawler": {"settings": {"exchange": "sim"}}},
+    "offline": {"simulator": {"enabled": True}},
     "monitoring": {
         "grafana": {"prometheus": {"url": "http://prometheus.monitoring:9090"}},
         "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},

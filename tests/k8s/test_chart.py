@@ -109,10 +109,10 @@ def test_missing_external_addresses_fail_the_render() -> None:
 def test_offline_values_bundle_the_simulator_and_point_the_crawler_at_it() -> None:
     docs = render_chart(VALUE_SETS["offline"])
     assert f"{RELEASE}-simulator" in by_kind(docs, "Deployment")
-    crawler = _config(docs, "crawler")["crawler"]
-    assert crawler["exchange"] == "sim"
-    assert crawler["rest_url"] == f"http://{RELEASE}-simulator:8090"
-    assert crawler["ws_url"] == f"ws://{RELEASE}-simulator:8090"
+    crawler = _env(by_kind(docs, "Deployment")[f"{RELEASE}-crawler"])
+    assert crawler["FAIRPRICE_CRAWLER__EXCHANGE"] == "sim"
+    assert crawler["FAIRPRICE_CRAWLER__REST_URL"] == f"http://{RELEASE}-simulator:8090"
+    assert crawler["FAIRPRICE_CRAWLER__WS_URL"] == f"ws://{RELEASE}-simulator:8090"
 
 
 def test_settings_become_the_toml_configmap_named_by_fairprice_config() -> None:
