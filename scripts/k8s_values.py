@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("clusters_dev.toml"))
     parser.add_argument("--out", type=Path, help="write here instead of standard output")
-    parser.add_argument("--get", metavar="KEY", help="print one value of the config, e.g. kubernetes.namespace")
+    parser.add_argument(
+        "--get", metavar="KEY", help="print one value of the config, e.g. kubernetes.namespace"
+    )
     args = parser.parse_args(argv)
     config = tomllib.loads(args.config.read_text())
     if args.get:

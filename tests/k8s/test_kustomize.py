@@ -67,8 +67,10 @@ def _workloads(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, An
 
 def _services(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        d["metadata"]["name"]: (sorted((p["name"], p["port"]) for p in d["spec"]["ports"]),
-                                d["spec"]["selector"])  # fmt: skip
+        d["metadata"]["name"]: (
+            sorted((p["name"], p["port"]) for p in d["spec"]["ports"]),
+            d["spec"]["selector"],
+        )  # fmt: skip
         for d in docs
         if d["kind"] == "Service"
     }
