@@ -117,7 +117,11 @@ def test_offline_values_bundle_the_simulator_and_point_the_crawler_at_it() -> No
 
 def test_settings_become_the_toml_configmap_named_by_fairprice_config() -> None:
     values = copy.deepcopy(VALUE_SETS["make-all"])
-    values["storer"]["settings"] = {"batch": {"max_points": 5000}}
+    values["storer"]["settings"] = {
+        "batch": {"max_points": 5000, "flush_s": 0.25, "tags": ["a", "b"]},
+        "name with space": 'x"y',
+        "inline": [{"k": 1}],
+    }
     docs = render_chart(values)
     for service in SERVICES:
         deployment = by_kind(docs, "Deployment")[f"{RELEASE}-{service}"]
@@ -131,7 +135,12 @@ def test_settings_become_the_toml_configmap_named_by_fairprice_config() -> None:
         config = _config(docs, service)
         assert config[service]["http"]["port"] == 8080
         assert config["log"]["format"] == "json"
-    assert _config(docs, "storer")["storer"]["batch"] == {"max_points": 5000}
+    storer = _config(docs, "storer")
+    assert storer["storer"]["batch"] == {"max_points": 5000, "flush_s": 0.25, "tags": ["a", "b"]}
+    assert storer["storer"]["name with space"] == 'x"y'
+    assert storer["storer"]["inline"] == [{"k": 1}]
+    replicas = storer["nats"]["streams"]["replicas"]
+    assert replicas == 1 and isinstance(replicas, int), "whole numbers stay integers"
 
 
 @pytest.mark.parametrize("service", SERVICES)

@@ -112,5 +112,41 @@ readinessProbe:
 {{- $own := mustMergeOverwrite (dict "http" (dict "port" 8080)) (deepCopy .settings) -}}
 {{- $_ := set $own "http" (mustMergeOverwrite (deepCopy (default (dict) (get $own "http"))) (dict "port" 8080)) -}}
 {{- $config := mustMergeOverwrite (deepCopy .root.Values.settings) (dict .section $own) -}}
-{{- toToml $config -}}
+{{- include "fairprice.toml" (dict "table" $config "path" "") | trim -}}
+{{- end -}}
+
+{{/* A map as TOML. Helm reads every number in values as a float, and toToml would write
+     `replicas = 1.0`; here a number with no fraction is written as an integer. */}}
+{{- define "fairprice.toml" -}}
+{{- $path := .path -}}
+{{- range $key, $value := .table }}
+{{- if not (kindIs "map" $value) }}
+{{ include "fairprice.tomlKey" $key }} = {{ include "fairprice.tomlValue" $value }}
+{{- end }}
+{{- end }}
+{{- range $key, $value := .table }}
+{{- if kindIs "map" $value }}
+{{- $table := ternary (include "fairprice.tomlKey" $key) (printf "%s.%s" $path (include "fairprice.tomlKey" $key)) (eq $path "") }}
+
+[{{ $table }}]
+{{- include "fairprice.toml" (dict "table" $value "path" $table) }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "fairprice.tomlKey" -}}
+{{- if regexMatch "^[A-Za-z0-9_-]+$" . }}{{ . }}{{ else }}{{ toJson . }}{{ end -}}
+{{- end -}}
+
+{{- define "fairprice.tomlValue" -}}
+{{- if kindIs "string" . -}}{{ toJson . }}
+{{- else if kindIs "bool" . -}}{{ . }}
+{{- else if or (kindIs "float64" .) (kindIs "int" .) (kindIs "int64" .) -}}
+{{- if eq (float64 .) (floor .) }}{{ int64 . }}{{ else }}{{ . }}{{ end -}}
+{{- else if kindIs "slice" . -}}
+[{{ range $i, $item := . }}{{ if $i }}, {{ end }}{{ include "fairprice.tomlValue" $item }}{{ end }}]
+{{- else if kindIs "map" . -}}
+{ {{- range $i, $key := keys . | sortAlpha }}{{ if $i }}, {{ end }}{{ include "fairprice.tomlKey" $key }} = {{ include "fairprice.tomlValue" (index $ $key) }}{{ end -}} }
+{{- else -}}{{ fail (printf "settings: cannot write %v (%s) as TOML" . (kindOf .)) }}
+{{- end -}}
 {{- end -}}
