@@ -4,6 +4,7 @@ against Kubernetes' schemas offline."""
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from typing import Any
 
@@ -205,6 +206,26 @@ def test_operator_rbac_is_least_privilege() -> None:
     assert operator["serviceAccountName"] == f"{RELEASE}-operator"
     others = [d for n, d in by_kind(docs, "Deployment").items() if n != f"{RELEASE}-operator"]
     assert all(not d["spec"]["template"]["spec"]["automountServiceAccountToken"] for d in others)
+
+
+_UNITS = {"K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_jetstream_store_holds_every_streams_max_bytes(name: str, tmp_path: Any) -> None:
+    """JetStream reserves each stream's max_bytes up front: a store smaller than their sum
+    makes the services' stream creation fail with insufficient resources."""
+    docs = render_chart(VALUE_SETS[name])
+    if f"{RELEASE}-nats" not in by_kind(docs, "ConfigMap"):
+        return  # an external NATS
+    conf = by_kind(docs, "ConfigMap")[f"{RELEASE}-nats"]["data"]["nats.conf"]
+    store = re.search(r"max_file_store: (\d+)([KMGT])", conf)
+    assert store, conf
+    path = tmp_path / "config.toml"
+    path.write_text(by_kind(docs, "ConfigMap")[f"{RELEASE}-storer"]["data"]["config.toml"])
+    streams = load_settings(ServiceSettings, path).nats.streams
+    needed = sum(getattr(streams, s).max_bytes for s in ("books", "prices", "signals", "candles"))
+    assert int(store.group(1)) * _UNITS[store.group(2)] > needed
 
 
 def test_generated_passwords_are_not_empty_and_explicit_ones_are_kept() -> None:

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from fairprice.common.settings import StreamsSettings
+
 from .conftest import (
     GRAFANA,
     K8S,
@@ -136,3 +138,20 @@ def test_dev_overlay_runs_one_replica_of_each_service() -> None:
     for doc in kustomize("overlays/dev"):
         if doc["kind"] == "Deployment":
             assert doc["spec"]["replicas"] == 1, doc["metadata"]["name"]
+
+
+@pytest.mark.parametrize("overlay", ["overlays/dev", "overlays/dev-offline"])
+def test_jetstream_store_matches_its_volume_and_holds_the_streams(overlay: str) -> None:
+    docs = kustomize(overlay)
+    conf = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "fairprice-nats"
+    )
+    store = re.search(r"max_file_store: (\d+)G", conf["data"]["nats.conf"])
+    nats = next(
+        d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "fairprice-nats"
+    )
+    volume = nats["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    assert store and volume == f"{store.group(1)}Gi"
+    streams = StreamsSettings()  # the base config sets no stream limits: the defaults apply
+    needed = sum(getattr(streams, s).max_bytes for s in ("books", "prices", "signals", "candles"))
+    assert int(store.group(1)) * 1024**3 > needed
