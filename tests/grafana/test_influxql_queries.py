@@ -88,7 +88,14 @@ def influx_queries() -> Iterator[tuple[str, str, str, dict[str, Any]]]:
                     yield name, f"panel {panel['id']} {target['refId']}", target["query"], panel
         for annotation in dashboard["annotations"]["list"]:
             if annotation["datasource"].get("uid") == INFLUX_UID:
-                yield name, f"annotation {annotation['name']}", annotation["target"]["query"], {}
+                mapping = {k: annotation[k] for k in ("textColumn", "tagsColumn", "titleColumn")}
+                # The field mapping must name columns of the query, like a panel's fields.
+                yield (
+                    name,
+                    f"annotation {annotation['name']}",
+                    annotation["target"]["query"],
+                    {"options": {"fields": mapping}},
+                )
 
 
 async def _run(client: httpx.AsyncClient, query: str) -> list[dict[str, Any]]:
@@ -117,7 +124,7 @@ def _problems(series: list[dict[str, Any]], query: str, panel: dict[str, Any]) -
         tags = one.get("tags", {})
         found += [f"no tag {t}" for t in group_by_tags(query) if t not in tags]
     used = panel.get("options", {}).get("fields", {})
-    if isinstance(used, dict):  # candlestick: OHLC field names must be query columns
+    if isinstance(used, dict):  # candlestick OHLC fields, annotation mappings: query columns
         found += [f"panel uses missing field {f}" for f in used.values() if f not in wanted]
     return found
 
