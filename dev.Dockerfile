@@ -22,6 +22,7 @@ COPY microservices/converter/pyproject.toml microservices/converter/
 COPY microservices/storer/pyproject.toml microservices/storer/
 COPY microservices/operator/pyproject.toml microservices/operator/
 COPY simulator/pyproject.toml simulator/
+COPY cli/pyproject.toml cli/
 RUN --mount=type=cache,target=/root/.cache/uv image-install deps "${SERVICE}"
 
 # 2. The sources of the workspace packages (tests are left out by .dockerignore).
