@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import jsonschema
+import msgspec
 import pytest
 import yaml
+
+from fairprice.common.feeds import FairPriceMethod, Feed, decode_feed
 
 from .conftest import K8S, chart_crds, validate_strictly
 
@@ -128,3 +131,38 @@ def test_bad_marketfeeds_are_rejected(spec: dict[str, Any]) -> None:
     validate_marketfeed(GOOD)
     with pytest.raises(jsonschema.ValidationError):
         validate_marketfeed({**GOOD, "spec": spec})
+
+
+# CRD spec field -> fairprice.common.feeds.Feed field (the operator's translation).
+SPEC_TO_FEED = {
+    "exchange": "exchange",
+    "symbols": "symbols",
+    "depth": "depth",
+    "method": "method",
+    "notional": "notional",
+    "smaFastSeconds": "sma_fast_s",
+    "smaSlowSeconds": "sma_slow_s",
+    "enabled": "enabled",
+}
+
+
+def test_crd_spec_matches_the_feed_contract_and_its_defaults() -> None:
+    spec = _version_schema()["properties"]["spec"]["properties"]
+    assert set(spec) == set(SPEC_TO_FEED)
+    fields = {f.name: f for f in msgspec.structs.fields(Feed)}
+    assert set(SPEC_TO_FEED.values()) == set(fields)
+    for crd_name, feed_name in SPEC_TO_FEED.items():
+        default = fields[feed_name].default
+        if default is not msgspec.NODEFAULT:
+            assert spec[crd_name]["default"] == default, crd_name
+    assert spec["method"]["enum"] == list(get_args(FairPriceMethod))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_feeds_decode_as_feed_entries(path: Path) -> None:
+    """What the operator writes to the feeds bucket for each example is a valid Feed."""
+    spec = _defaulted(
+        _version_schema()["properties"]["spec"], yaml.safe_load(path.read_text())["spec"]
+    )
+    entry = {SPEC_TO_FEED[k]: v for k, v in spec.items()}
+    assert decode_feed(msgspec.json.encode(entry)).symbols == spec["symbols"]
