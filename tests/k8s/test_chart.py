@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+import tarfile
 import tomllib
 from typing import Any
 
@@ -15,6 +16,7 @@ from fairprice.common.settings import ServiceSettings, load_settings
 
 from .conftest import (
     CHART,
+    GRAFANA,
     NAMESPACE,
     RELEASE,
     SERVICES,
@@ -254,3 +256,15 @@ def _config(docs: list[dict[str, Any]], service: str) -> dict[str, Any]:
 
 def _has_port(service: dict[str, Any], port: int) -> bool:
     return any(p["port"] == port for p in service["spec"]["ports"])
+
+
+def test_packaged_chart_carries_the_linked_dashboards_and_crd(tmp_path: Any) -> None:
+    """Helm follows the links into grafana/ and k8s/: a packaged chart is self-contained."""
+    archive = helm.package(str(CHART), destination=str(tmp_path))
+    with tarfile.open(archive) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        market = tar.extractfile(members["fairprice/files/grafana/dashboards/market.json"])
+        assert market is not None
+        assert market.read() == (GRAFANA / "dashboards" / "market.json").read_bytes()
+    assert "fairprice/crds/marketfeeds.fairprice.io.yaml" in members
+    assert all(not m.issym() for m in members.values())
