@@ -4,7 +4,8 @@
 `make all` (scripts/cluster.sh) runs it: the [kubernetes] section gives replicas, resources,
 image registry and tag; the service sections (crawler, converter, ...) become each service's
 `settings`, the shared sections (log, nats, influx) the chart's `settings`. Addresses of NATS
-and InfluxDB and every credential are left out: in the cluster the chart sets them.
+and InfluxDB and every credential are left out: in the cluster the chart sets them; so is any
+other value holding a loopback address (a local simulator URL, a 127.0.0.1 bind host).
 
     python3 scripts/k8s_values.py [--config clusters_dev.toml] [--out values.json]
     python3 scripts/k8s_values.py --get kubernetes.namespace      # one value, for shell scripts
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -31,12 +33,45 @@ _CLUSTER_OWNED = {
 }
 
 
+_LOOPBACK = re.compile(r"(^|[/@\[])(127\.\d+\.\d+\.\d+|localhost|\[?::1\]?)([:/\]]|$)")
+
+
 def _without(section: dict[str, Any], keys: set[str]) -> dict[str, Any]:
     return {k: v for k, v in section.items() if k not in keys}
 
 
-def chart_values(config: dict[str, Any]) -> dict[str, Any]:
-    """The chart values for a parsed clusters_dev.toml."""
+def _is_local(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(_LOOPBACK.search(value))
+    if isinstance(value, list):
+        return any(_is_local(item) for item in value)
+    return False
+
+
+def _cluster_safe(section: dict[str, Any], path: str, dropped: list[str]) -> dict[str, Any]:
+    """The section without loopback addresses (a local run's simulator URL, a 127.0.0.1 bind
+    host): in a pod they point at the pod itself, so the service default applies instead."""
+    kept: dict[str, Any] = {}
+    for key, value in section.items():
+        if isinstance(value, dict):
+            kept[key] = _cluster_safe(value, f"{path}.{key}", dropped)
+        elif _is_local(value):
+            dropped.append(f"{path}.{key}")
+        else:
+            kept[key] = value
+    return kept
+
+
+def chart_values(config: dict[str, Any], dropped: list[str] | None = None) -> dict[str, Any]:
+    """The chart values for a parsed clusters_dev.toml; the keys left out because they hold
+    loopback addresses are appended to ``dropped``."""
+    dropped = [] if dropped is None else dropped
+    config = {
+        name: _cluster_safe(_without(section, _CLUSTER_OWNED.get(name, set())), name, dropped)
+        if name != "kubernetes"
+        else section
+        for name, section in config.items()
+    }
     kube = config.get("kubernetes", {})
     image = kube.get("image", {})
     values: dict[str, Any] = {
@@ -45,11 +80,7 @@ def chart_values(config: dict[str, Any]) -> dict[str, Any]:
             "tag": image.get("tag", "dev"),
             "pullPolicy": image.get("pull_policy", "IfNotPresent"),
         },
-        "settings": {
-            name: _without(config[name], _CLUSTER_OWNED.get(name, set()))
-            for name in ("log", "nats", "influx")
-            if name in config
-        },
+        "settings": {name: config[name] for name in ("log", "nats", "influx") if name in config},
     }
     values["settings"].setdefault("log", {})["format"] = "json"
     if "database" in config.get("influx", {}):
@@ -92,7 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.get:
         print(_get(config, args.get))
         return 0
-    text = json.dumps(chart_values(config), indent=2) + "\n"
+    dropped: list[str] = []
+    text = json.dumps(chart_values(config, dropped), indent=2) + "\n"
+    for key in dropped:
+        print(
+            f"k8s_values: left out {key}: a loopback address means nothing in a pod",
+            file=sys.stderr,
+        )
     if args.out:
         args.out.write_text(text)
     else:

@@ -22,6 +22,7 @@ from .conftest import (
     SERVICES,
     VALUE_SETS,
     by_kind,
+    load_values_script,
     render_chart,
     validate_strictly,
 )
@@ -268,3 +269,18 @@ def test_packaged_chart_carries_the_linked_dashboards_and_crd(tmp_path: Any) -> 
         assert market.read() == (GRAFANA / "dashboards" / "market.json").read_bytes()
     assert "fairprice/crds/marketfeeds.fairprice.io.yaml" in members
     assert all(not m.issym() for m in members.values())
+
+
+def test_make_all_values_leave_out_loopback_addresses_of_local_runs() -> None:
+    config = {
+        "nats": {"servers": ["nats://127.0.0.1:4222"], "streams": {"replicas": 1}},
+        "crawler": {"rest_url": "http://127.0.0.1:8090", "symbols": ["BTCUSDT"]},
+        "simulator": {"host": "127.0.0.1", "api": {"url": "ws://localhost:8090/ws"}},
+        "storer": {"batch": 500, "note": "127.0.0.10 is not an address here"},
+    }
+    dropped: list[str] = []
+    values = load_values_script().chart_values(config, dropped)
+    assert sorted(dropped) == ["crawler.rest_url", "simulator.api.url", "simulator.host"]
+    assert values["crawler"]["settings"] == {"symbols": ["BTCUSDT"]}
+    assert values["settings"]["nats"] == {"streams": {"replicas": 1}}
+    assert values["storer"]["settings"]["batch"] == 500
