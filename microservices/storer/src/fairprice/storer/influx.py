@@ -37,6 +37,7 @@ UnavailableKind = Literal["server_error", "timeout", "connection", "auth", "not_
 # Statuses that say "these points are bad": anything else in 4xx is about us or the server.
 _REJECTED = frozenset({400, 413, 422})
 _REASON_MAX = 1000
+_TEXT = {"Content-Type": "text/plain; charset=utf-8"}
 
 
 class InfluxUnavailableError(TransientError):
@@ -61,7 +62,7 @@ class InfluxWriter:
 
     def __init__(self, settings: InfluxSettings) -> None:
         self._settings = settings
-        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        headers: dict[str, str] = {}
         auth: tuple[str, str] | None = None
         if settings.token is not None:
             headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
@@ -102,7 +103,9 @@ class InfluxWriter:
 
     async def write(self, body: bytes) -> None:
         """Write line protocol; raises ``InfluxUnavailableError`` or ``PointsRejectedError``."""
-        response = await self._request("POST", self._path, params=self._params, content=body)
+        response = await self._request(
+            "POST", self._path, params=self._params, content=body, headers=_TEXT
+        )
         if response.status_code == 204 or response.status_code == 200:
             return
         reason = _reason(response)
@@ -140,7 +143,7 @@ class InfluxWriter:
         )
         if error:
             await self._query(f"ALTER RETENTION POLICY {rp} ON {db} DURATION {duration} DEFAULT")
-        log.info("influxdb database ready", database=self._settings.database, rp=rp)
+        log.info("influxdb database ready", database=self._settings.database, rp=self._settings.retention_policy)
 
     async def _query(self, statement: str, *, check: bool = True) -> str:
         """Run one InfluxQL statement; the error it reports ("" for none)."""
@@ -167,10 +170,11 @@ class InfluxWriter:
         params: dict[str, str] | None = None,
         content: bytes | None = None,
         data: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         try:
             return await self._client.request(
-                method, path, params=params, content=content, data=data
+                method, path, params=params, content=content, data=data, headers=headers
             )
         except httpx.TimeoutException as exc:
             raise InfluxUnavailableError(
