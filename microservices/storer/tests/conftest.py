@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -35,12 +34,6 @@ from fairprice.storer.settings import RetrySettings, StorerSection
 
 # Recent enough for the 30-day retention policy, fixed within a run.
 BASE_MS = (int(time.time() * 1000) - 3_600_000) // 60_000 * 60_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
@@ -167,6 +160,14 @@ class Harness:
             dict(zip(s["columns"], values, strict=True)) for s in series for values in s["values"]
         ]
 
+    async def rows_all(self, statement: str) -> list[dict[str, Any]]:
+        """The rows of every series of a result, tags of a GROUP BY included."""
+        return [
+            {**s.get("tags", {}), **dict(zip(s["columns"], values, strict=True))}
+            for s in await self.query(statement)
+            for values in s["values"]
+        ]
+
     async def count(self, measurement: str, field: str) -> int:
         series = await self.query(f'SELECT count("{field}") FROM "{measurement}"')
         return int(series[0]["values"][0][1]) if series else 0
@@ -181,11 +182,13 @@ class Harness:
                 raise AssertionError(f"timed out waiting for {what}")
             await asyncio.sleep(0.05)
 
-    async def wait_count(self, measurement: str, field: str, expected: int) -> None:
+    async def wait_count(
+        self, measurement: str, field: str, expected: int, within: float = 30.0
+    ) -> None:
         async def reached() -> bool:
             return await self.count(measurement, field) >= expected
 
-        await self.wait_for(reached, what=f"{expected} {measurement} points")
+        await self.wait_for(reached, within=within, what=f"{expected} {measurement} points")
 
 
 @pytest.fixture

@@ -143,7 +143,11 @@ class InfluxWriter:
         )
         if error:
             await self._query(f"ALTER RETENTION POLICY {rp} ON {db} DURATION {duration} DEFAULT")
-        log.info("influxdb database ready", database=self._settings.database, rp=self._settings.retention_policy)
+        log.info(
+            "influxdb database ready",
+            database=self._settings.database,
+            rp=self._settings.retention_policy,
+        )
 
     async def _query(self, statement: str, *, check: bool = True) -> str:
         """Run one InfluxQL statement; the error it reports ("" for none)."""

@@ -168,7 +168,10 @@ class LineEncoder:
         if "".join(values).translate(_NUMBER_CHARS) or "" in values:
             raise InvalidMessageError("book holds a price or quantity that is not a number")
         if bids and asks:
-            best_bid, best_ask = float(bids[0][0]), float(asks[0][0])
+            try:
+                best_bid, best_ask = float(bids[0][0]), float(asks[0][0])
+            except ValueError as exc:
+                raise InvalidMessageError(f"book's best price is not a number: {exc}") from exc
             parts += (
                 ",mid=",
                 repr((best_bid + best_ask) / 2),

@@ -190,6 +190,8 @@ class StreamWorker:
             await entry.msg.ack()
         for msg in batch.thinned:
             await msg.ack()
+        for msg, _ in batch.invalid:
+            await msg.ack()
         messages = self._metrics.messages
         messages.labels(self._label, "stored").inc(len(batch.entries) - len(rejected))
         messages.labels(self._label, "thinned").inc(len(batch.thinned))
