@@ -73,7 +73,7 @@ def test_fair_price_without_impact_or_sma() -> None:
         update_id=7,
         event_time_ms=5,
         method="mid",
-        price=100,
+        price=100.0,
         mid=100.0,
         microprice=100.5,
         impact=None,
