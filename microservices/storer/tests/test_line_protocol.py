@@ -128,10 +128,10 @@ def test_signal_and_candle_lines() -> None:
         exchange="binance",
         symbol="BTCUSDT",
         start_ms=60_000,
-        open=1,
-        high=3,
+        open=1.0,
+        high=3.0,
         low=0.5,
-        close=2,
+        close=2.0,
         count=42,
     )
     assert encoder.candle(candle) == (
