@@ -145,14 +145,15 @@ class StreamWorker:
 
     async def _collect(self, queue: asyncio.Queue[_Batch | None]) -> None:
         size, delay = self._settings.batch_size, self._settings.max_delay_s
-        try:
-            while not self._stop.is_set():
-                msgs = await self._consumer.next_batch(size, delay)
-                self._metrics.consumer_lag.labels(self._label).set(self._consumer.pending)
-                if msgs:
-                    await queue.put(self._encode(msgs))
-        finally:
-            await queue.put(None)
+        lag = self._metrics.consumer_lag.labels(self._label)
+        while not self._stop.is_set():
+            msgs = await self._consumer.next_batch(size, delay)
+            lag.set(self._consumer.pending)
+            if msgs:
+                await queue.put(self._encode(msgs))
+        # Only on a clean stop: after an error the task group cancels the writer anyway, and
+        # the messages it held come back after ack_wait.
+        await queue.put(None)
 
     def _encode(self, msgs: list[Msg]) -> _Batch:
         batch = _Batch()
