@@ -23,9 +23,11 @@ import json
 import platform
 import statistics
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+import psutil
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import connect_bus, ensure_streams
@@ -34,7 +36,7 @@ from fairprice.common.messages import Book, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, InfluxSettings, LogSettings, NatsSettings
 from fairprice.common.subjects import book_msg_id, books_subject
-from fairprice.common.testing import run_influxd, run_nats
+from fairprice.common.testing import InfluxServer, NatsServer, run_influxd, run_nats
 from fairprice.storer import StorerSettings, run
 from fairprice.storer.line_protocol import LineEncoder
 from fairprice.storer.settings import StorerSection
@@ -67,31 +69,64 @@ def make_books(count: int, levels: int) -> list[Book]:
     return books
 
 
-async def ceiling(bodies: list[bytes], points: int) -> float:
-    """Points per second of pre-built bodies posted one after another to a fresh influxd."""
+@dataclass
+class Run:
+    points_per_s: float
+    cpu_us_per_point: dict[str, float]
+    """CPU microseconds per point by process: influxd, nats-server, storer (this process)."""
+
+
+class _Cpu:
+    """CPU seconds used by some processes between ``start`` and ``stop``."""
+
+    def __init__(self, **pids: int | None) -> None:
+        self._processes = {name: psutil.Process(pid) for name, pid in pids.items()}
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(p.cpu_times()[:2]) for name, p in self._processes.items()}
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def per_point(self, points: int) -> dict[str, float]:
+        end = self._now()
+        return {name: (end[name] - self._start[name]) / points * 1e6 for name in end}
+
+
+async def ceiling(bodies: list[bytes], points: int) -> Run:
+    """Pre-built bodies posted one after another to a fresh influxd."""
     database = "ceiling"
     async with (
         run_influxd() as influxd,
         httpx.AsyncClient(base_url=influxd.url, timeout=60) as client,
     ):
         await client.post("/query", data={"q": f'CREATE DATABASE "{database}"'})
+        cpu = _Cpu(influxd=_pid(influxd), client=None)
+        cpu.start()
         started = time.perf_counter()
         for body in bodies:
             response = await client.post(
                 "/write", params={"db": database, "precision": "ms"}, content=body
             )
             response.raise_for_status()
-        return points / (time.perf_counter() - started)
+        return Run(points / (time.perf_counter() - started), cpu.per_point(points))
 
 
-async def through_storer(books: list[Book], batch_size: int) -> float:
-    """Points per second from a filled BOOKS stream into a fresh influxd."""
+async def through_storer(books: list[Book], batch_size: int) -> Run:
+    """A filled BOOKS stream drained by the storer into a fresh influxd."""
     async with run_nats() as nats_server, run_influxd() as influxd:
         nats = NatsSettings(servers=[nats_server.url])
-        return await _store(nats, influxd.url, books, batch_size)
+        await _publish(nats, books)
+        cpu = _Cpu(influxd=_pid(influxd), nats_server=_pid(nats_server), storer=None)
+        return await _store(nats, influxd.url, len(books), batch_size, cpu)
 
 
-async def _store(nats: NatsSettings, influx_url: str, books: list[Book], batch_size: int) -> float:
+def _pid(server: InfluxServer | NatsServer) -> int:
+    assert server.process is not None
+    return server.process.pid
+
+
+async def _publish(nats: NatsSettings, books: list[Book]) -> None:
     async with connect_bus(nats, name="bench") as bus:
         await ensure_streams(bus.jsm, nats.streams)
         async with Publisher(bus.nc) as publisher:
@@ -101,6 +136,11 @@ async def _store(nats: NatsSettings, influx_url: str, books: list[Book], batch_s
                     encode(book),
                     book_msg_id(book.exchange, book.symbol, book.update_id),
                 )
+
+
+async def _store(
+    nats: NatsSettings, influx_url: str, points: int, batch_size: int, cpu: _Cpu
+) -> Run:
     settings = StorerSettings(
         nats=nats,
         influx=InfluxSettings(url=influx_url, timeout_s=60),
@@ -114,20 +154,22 @@ async def _store(nats: NatsSettings, influx_url: str, books: list[Book], batch_s
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run(settings, stop=stop, ready=ready, registry=registry))
     await ready.wait()
+    cpu.start()
     started = time.perf_counter()
     while (
         registry.get_sample_value(
             "fairprice_storer_points_written_total", {"measurement": "orderbook"}
         )
         or 0
-    ) < len(books):
+    ) < points:
         if task.done():
             task.result()
         await asyncio.sleep(0.005)
     elapsed = time.perf_counter() - started
+    used = cpu.per_point(points)
     stop.set()
     await task
-    return len(books) / elapsed
+    return Run(points / elapsed, used)
 
 
 async def main() -> None:
@@ -150,14 +192,23 @@ async def main() -> None:
     for _ in range(args.rounds):
         storers.append(await through_storer(books, args.batch_size))
         ceilings.append(await ceiling(bodies, len(books)))
-    reference, storer = statistics.median(ceilings), statistics.median(storers)
+    reference = statistics.median(c.points_per_s for c in ceilings)
+    storer = statistics.median(s.points_per_s for s in storers)
     ratio = storer / reference
+
+    def cpu(runs: list[Run], name: str) -> str:
+        return f"{statistics.median(r.cpu_us_per_point[name] for r in runs):.0f}"
+
     rows = [
-        ("influxd ceiling runs (points/s)", ", ".join(f"{c:,.0f}" for c in ceilings)),
-        ("storer runs (points/s)", ", ".join(f"{s:,.0f}" for s in storers)),
+        ("influxd ceiling runs (points/s)", ", ".join(f"{c.points_per_s:,.0f}" for c in ceilings)),
+        ("storer runs (points/s)", ", ".join(f"{s.points_per_s:,.0f}" for s in storers)),
         ("influxd ceiling, median (points/s)", f"{reference:,.0f}"),
         ("storer JetStream -> influxd, median", f"{storer:,.0f}"),
         ("storer / ceiling", f"{ratio:.0%}  (target >= 80%)"),
+        ("CPU us/point, ceiling: influxd", cpu(ceilings, "influxd")),
+        ("CPU us/point, storer run: influxd", cpu(storers, "influxd")),
+        ("CPU us/point, storer run: nats-server", cpu(storers, "nats_server")),
+        ("CPU us/point, storer run: storer", cpu(storers, "storer")),
     ]
     print(
         f"storer benchmark: {args.books:,} books of {args.levels} levels a side "
@@ -173,8 +224,8 @@ async def main() -> None:
                 "books": args.books,
                 "levels": args.levels,
                 "batch_size": args.batch_size,
-                "ceiling_points_per_s": [round(c) for c in ceilings],
-                "storer_points_per_s": [round(s) for s in storers],
+                "ceiling_runs": [asdict(c) for c in ceilings],
+                "storer_runs": [asdict(s) for s in storers],
                 "ceiling_median": round(reference),
                 "storer_median": round(storer),
                 "ratio": round(ratio, 3),

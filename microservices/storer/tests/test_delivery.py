@@ -66,6 +66,15 @@ async def test_influxd_outage_loses_nothing_and_doubles_nothing(h: Harness) -> N
         await h.wait_for(retried_past_timeout, what="retries")
         assert (await http.get("/healthz")).status_code == 200
         await h.publish(books[2000:])
+
+        async def held_back() -> bool:
+            # What this replica holds unacked stays within max_ack_pending (1000); the rest
+            # waits in the stream.
+            info = await h.bus.jsm.consumer_info(Stream.BOOKS.value, "storer-books")
+            assert info.num_ack_pending <= settings.storer.max_ack_pending
+            return info.num_pending > 0 and info.num_ack_pending > 0
+
+        await h.wait_for(held_back, what="messages held back in the stream")
         await h.influxd.start()
         await h.wait_count("orderbook", "update_id", 3000)
 

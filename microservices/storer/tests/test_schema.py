@@ -81,6 +81,19 @@ async def test_every_measurement_read_back_exactly(h: Harness) -> None:
         await h.wait_count("signal", "price", 1)
         await h.wait_count("fair_price", "price", 2)
         await h.wait_count("orderbook", "update_id", 2)
+        expected = {"books": 2, "prices": 2, "signals": 1, "candles": 1}
+
+        async def all_counted() -> bool:
+            return all(
+                storer.metric("fairprice_storer_messages_total", stream=stream, outcome="stored")
+                == count
+                for stream, count in expected.items()
+            )
+
+        await h.wait_for(all_counted, what="messages counted")
+        for stream, count in expected.items():
+            latency = "fairprice_storer_end_to_end_latency_seconds_count"
+            assert storer.metric(latency, stream=stream) == count
         assert storer.metric("fairprice_storer_points_written_total", measurement="indicator") == 1
 
     tags = {"exchange": EX, "symbol": SYM}
