@@ -194,3 +194,16 @@ async def test_retention_policy_created_and_changed_idempotently(h: Harness) -> 
     policies = {row[0]: dict(zip(series["columns"], row, strict=True)) for row in series["values"]}
     assert policies["fairprice"]["duration"] == "168h0m0s"
     assert policies["fairprice"]["default"] is True
+
+
+async def test_database_dropped_while_running_is_created_again(h: Harness) -> None:
+    async with h.storer(h.settings) as storer:
+        await h.publish([h.book(i) for i in range(10)])
+        await h.wait_count("orderbook", "update_id", 10)
+        async with httpx.AsyncClient(base_url=h.influxd.url) as client:
+            await client.post("/query", data={"q": 'DROP DATABASE "fair_price"'})
+        await h.publish([h.book(i) for i in range(10, 30)])
+        await h.wait_count("orderbook", "update_id", 20)
+        assert storer.metric("fairprice_storer_write_errors_total", kind="not_found") >= 1
+    rows = await h.rows("SELECT update_id FROM orderbook")
+    assert [row["update_id"] for row in rows] == list(range(1010, 1030))

@@ -10,6 +10,7 @@ import pytest
 import respx
 from pydantic import SecretStr
 
+from fairprice.common.errors import SettingsError
 from fairprice.common.settings import InfluxSettings
 from fairprice.storer.influx import InfluxUnavailableError, InfluxWriter, PointsRejectedError
 
@@ -91,3 +92,24 @@ async def test_timeouts_and_refused_connections_are_unavailable(
                 await influx.write(BODY)
             kinds.append(caught.value.kind)
     assert kinds == ["timeout", "connection"]
+
+
+def test_v2_without_org_or_token_refuses_to_start() -> None:
+    """Else InfluxDB 2.x would answer 400 to every write and everything would be
+    dead-lettered as bad points."""
+    with pytest.raises(SettingsError, match="FAIRPRICE_INFLUX__ORG"):
+        InfluxWriter(InfluxSettings(url=URL, api="v2", token=SecretStr("t")))
+
+
+@respx.mock
+async def test_v2_error_message_is_the_reason(respx_mock: respx.MockRouter) -> None:
+    respx_mock.post(f"{URL}/api/v2/write").mock(
+        return_value=httpx.Response(
+            422, json={"code": "unprocessable entity", "message": "failure writing points"}
+        )
+    )
+    settings = InfluxSettings(url=URL, api="v2", org="acme", token=SecretStr("t"))
+    async with InfluxWriter(settings) as influx:
+        with pytest.raises(PointsRejectedError) as caught:
+            await influx.write(BODY)
+    assert caught.value.reason == "failure writing points"

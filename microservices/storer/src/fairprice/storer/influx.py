@@ -14,6 +14,10 @@ Errors, drawn as the storer handles them::
     └── PointsRejectedError      400/413/422: some points of this body are bad (parse error,
                                  field type conflict, too large): bisect the batch
 
+Configuration mistakes must never look like bad points (that would dead-letter everything):
+1.x answers them with 404 (database) or 500 (retention policy), 2.x with 401/404, and the one
+2.x answers with 400 (no org) is refused at start-up.
+
 1.x writes the good points of a body even when it rejects others, so a retried half re-writes
 some points: harmless, a point is keyed by series and timestamp and overwrites itself.
 """
@@ -25,7 +29,7 @@ from typing import Literal
 
 import httpx
 
-from fairprice.common.errors import FairpriceError, TransientError
+from fairprice.common.errors import FairpriceError, SettingsError, TransientError
 from fairprice.common.logs import get_logger
 from fairprice.common.settings import InfluxSettings
 
@@ -70,9 +74,16 @@ class InfluxWriter:
             password = settings.password.get_secret_value() if settings.password else ""
             auth = (settings.username, password)
         if settings.api == "v2":
+            if not settings.org or settings.token is None:
+                # InfluxDB would answer 400 to every write, which reads as "bad points" and
+                # would dead-letter everything: refuse to start instead.
+                raise SettingsError(
+                    "influx.org (env FAIRPRICE_INFLUX__ORG) and influx.token "
+                    "(env FAIRPRICE_INFLUX__TOKEN) are required with influx.api = 'v2'"
+                )
             self._path = "/api/v2/write"
             self._params = {
-                "org": settings.org or "",
+                "org": settings.org,
                 "bucket": settings.bucket or settings.database,
                 "precision": "ms",
             }
@@ -111,9 +122,11 @@ class InfluxWriter:
         reason = _reason(response)
         if response.status_code in _REJECTED:
             raise PointsRejectedError(response.status_code, reason)
+        kind = _kind_of(response.status_code)
+        if "retention policy not found" in reason:  # 1.x answers 500 to this one
+            kind = "not_found"
         raise InfluxUnavailableError(
-            f"influxdb write failed ({response.status_code}): {reason}",
-            kind=_kind_of(response.status_code),
+            f"influxdb write failed ({response.status_code}): {reason}", kind=kind
         )
 
     async def ping(self) -> None:
@@ -202,8 +215,10 @@ def _kind_of(status: int) -> UnavailableKind:
 
 def _reason(response: httpx.Response) -> str:
     try:
-        reason = str(response.json().get("error", "")) or response.text
-    except ValueError:
+        body = response.json()
+        # 1.x: {"error": ...}; 2.x: {"code": ..., "message": ...}
+        reason = str(body.get("error") or body.get("message") or "") or response.text
+    except (ValueError, AttributeError):
         reason = response.text
     return reason[:_REASON_MAX] or f"HTTP {response.status_code}"
 

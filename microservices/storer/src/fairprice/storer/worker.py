@@ -262,7 +262,7 @@ class StreamWorker:
             e2e.observe(now - entry.event_ms / 1000)
 
     async def _recreate_database(self) -> None:
-        """A database dropped behind our back (404) is created again before the retry."""
+        """A database or retention policy dropped behind our back is created again."""
         try:
             await self._influx.ensure_database()
         except InfluxUnavailableError as exc:
