@@ -156,3 +156,13 @@ def test_thinning_keeps_the_first_book_of_each_interval_per_symbol() -> None:
         ("B", "11000", True),
         ("B", "13000", True),
     ]
+
+
+def test_thinning_keeps_a_redelivered_kept_book() -> None:
+    """A kept book that comes back (its batch was nak'ed) is written again, not thinned."""
+    encoder = LineEncoder(books_interval_ms=1000)
+    first = _book(event_time_ms=10_000, update_id=1)
+    assert encoder.book(first) is not None
+    assert encoder.book(_book(event_time_ms=10_100, update_id=2)) is None
+    assert encoder.book(first) is not None
+    assert encoder.book(_book(event_time_ms=10_200, update_id=3)) is None

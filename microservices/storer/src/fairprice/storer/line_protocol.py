@@ -106,8 +106,8 @@ class LineEncoder:
         self._prefixes: dict[tuple[str, str, str, str], str] = {}
         self._templates: dict[tuple[int, int], str] = {}
         self._books_interval_ms = books_interval_ms
-        # (exchange, symbol) -> index of the interval whose book was last kept
-        self._kept_interval: dict[tuple[str, str], int] = {}
+        # (exchange, symbol) -> (index of the interval whose book was last kept, its update id)
+        self._kept: dict[tuple[str, str], tuple[int, int]] = {}
 
     def _prefix(self, measurement: str, exchange: str, symbol: str, extra: str = "") -> str:
         """``measurement,exchange=..,symbol=..[,<extra tag>=..] `` (``extra``: the method of a
@@ -134,18 +134,24 @@ class LineEncoder:
         sees in its interval for its symbol (in stream order: the interval's first book), and
         its point is stamped with the interval's start. A redundant replica or a restart that
         keeps another book of the same interval then overwrites that one point instead of
-        adding a second: at most one point per symbol per interval, whatever happens.
+        adding a second: at most one point per symbol per interval, whatever happens. With
+        one replica and no restart, the kept book is the interval's first; with several, each
+        keeps the first of the books it was given and the last write of the interval's point
+        wins (still one point, and a book of that interval).
         """
         timestamp = book.event_time_ms
         interval = self._books_interval_ms
         if interval is not None:
             index = timestamp // interval
             series = (book.exchange, book.symbol)
-            if self._kept_interval.get(series) == index:
+            kept = self._kept.get(series)
+            # The kept book itself, delivered again (after a nak or ack_wait), is kept again:
+            # its first write may never have happened.
+            if kept is not None and kept[0] == index and kept[1] != book.update_id:
                 return None
-            if len(self._kept_interval) >= _MAX_CACHED:
-                self._kept_interval.clear()
-            self._kept_interval[series] = index
+            if len(self._kept) >= _MAX_CACHED:
+                self._kept.clear()
+            self._kept[series] = (index, book.update_id)
             timestamp = index * interval
 
         bids, asks = book.bids, book.asks
