@@ -122,9 +122,7 @@ def test_replay_with_a_stale_snapshot_fetches_another_and_converges() -> None:
     records = read_recording(AUG, Format.CRYPTOFEED)
     _, intact_books, _ = _replay(records)
 
-    index = next(
-        i for i, r in enumerate(records) if r.kind == "rest" and "symbol=FTMUSDT" in r.url
-    )
+    index = next(i for i, r in enumerate(records) if r.kind == "rest" and "symbol=FTMUSDT" in r.url)
     real = json.loads(records[index].data)
     first_u = json.loads(records[_depth_records(records, "FTMUSDT")[0]].data)["data"]["U"]
     stale = dict(real, lastUpdateId=first_u - 5)

@@ -17,4 +17,6 @@ def exchange_for(name: str) -> Exchange:
         return EXCHANGES[name]()
     except KeyError:
         known = ", ".join(sorted(EXCHANGES))
-        raise SettingsError(f"crawler.exchange: unknown exchange {name!r} (known: {known})") from None
+        raise SettingsError(
+            f"crawler.exchange: unknown exchange {name!r} (known: {known})"
+        ) from None

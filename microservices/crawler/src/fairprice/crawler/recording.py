@@ -99,9 +99,11 @@ def read_recording(directory: Path, fmt: Format = Format.FAIRPRICE) -> list[Reco
     if fmt is Format.FAIRPRICE:
         path = directory / TRAFFIC_FILE
         if not path.is_file():
-            hint = " (a cryptofeed recording? use --format cryptofeed)" if any(
-                directory.glob("*.ws.*")
-            ) else ""
+            hint = (
+                " (a cryptofeed recording? use --format cryptofeed)"
+                if any(directory.glob("*.ws.*"))
+                else ""
+            )
             raise FileNotFoundError(f"{path}: no such file{hint}")
         records = list(_read_fairprice(path))
     else:
@@ -151,7 +153,9 @@ def _read_cryptofeed_http(path: Path) -> Iterator[Record]:
             stamp, sep2, body = rest.partition(": ")
             if not (sep and sep2):
                 if line.strip():
-                    raise InvalidMessageError(f"{path}:{number}: expected '<url> -> <time>: <body>'")
+                    raise InvalidMessageError(
+                        f"{path}:{number}: expected '<url> -> <time>: <body>'"
+                    )
                 continue
             yield Record(t=float(stamp), kind="rest", url=url, status=200, data=body)
 

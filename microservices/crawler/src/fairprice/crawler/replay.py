@@ -85,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, InvalidMessageError, ValueError) as exc:
         print(f"fairprice replay: {exc}", file=sys.stderr)
         return 2
-    replayer = Replayer(
-        exchange_for(args.exchange), depth=args.depth, every_event=args.every_event
-    )
+    replayer = Replayer(exchange_for(args.exchange), depth=args.depth, every_event=args.every_event)
     out = sys.stdout.buffer
     for book in replayer.run(records):
         out.write(encode(book) + b"\n")
