@@ -62,6 +62,12 @@ class _Snapshot(msgspec.Struct):
     asks: list[Level]
 
 
+class _CombinedDepth(msgspec.Struct):
+    stream: str
+    data: _Depth
+
+
+_decode_combined_depth = msgspec.json.Decoder(_CombinedDepth).decode
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
 _decode_depth = msgspec.json.Decoder(_Depth).decode
 _decode_snapshot = msgspec.json.Decoder(_Snapshot).decode
@@ -98,6 +104,10 @@ class Binance:
         return json.dumps({"method": method, "params": streams, "id": request_id})
 
     def parse_frame(self, data: str | bytes) -> Frame:
+        try:  # the fast path: nearly every frame is a combined-stream depth event
+            return _depth_event(_decode_combined_depth(data).data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            pass
         try:
             envelope = _decode_envelope(data)
             if envelope.stream is not None and envelope.data:
