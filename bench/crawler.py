@@ -85,7 +85,6 @@ def _price(ticks: int) -> str:
 def _prepare(n: int, events: int) -> tuple[SyncEngine, list[bytes]]:
     market = _Market(n)
     engine = SyncEngine(Binance(), depth=20)
-    exchange = engine.exchange
     for symbol in market.symbols:
         engine.add(symbol)
         snapshot = market.snapshot(symbol)
@@ -93,10 +92,7 @@ def _prepare(n: int, events: int) -> tuple[SyncEngine, list[bytes]]:
         engine.on_event(DepthEvent(symbol, snapshot.last_id, snapshot.last_id, 0, [], []), 0)
         engine.on_snapshot(symbol, snapshot)
     assert engine.synced_count == n
-    frames = [
-        market.frame(market.symbols[i % n], 1_700_000_000_000 + i) for i in range(events)
-    ]
-    assert isinstance(exchange, Binance)
+    frames = [market.frame(market.symbols[i % n], 1_700_000_000_000 + i) for i in range(events)]
     return engine, frames
 
 

@@ -87,10 +87,6 @@ class Recorder:
         record = Record(t=time.time(), kind=kind, **fields)  # type: ignore[arg-type]
         self._file.write(_encode(record) + b"\n")
 
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-
 
 def read_recording(directory: Path, fmt: Format = Format.FAIRPRICE) -> list[Record]:
     """Every record of a recording, in receipt-time order."""
