@@ -111,3 +111,18 @@ def test_removed_symbol_events_are_counted_and_ignored() -> None:
     assert "AAA" not in engine.symbols and engine.synced_count == 0
     assert engine.on_event(_event("AAA", 11, 11), 0) is None
     assert engine.events_unowned == 1
+
+
+def test_an_invalid_price_resyncs_that_symbol_instead_of_failing() -> None:
+    engine, requested = _engine()
+    _synced(engine, "AAA", 10)
+    requested.clear()
+    bad = DepthEvent("AAA", 11, 11, 0, [("1.0", "1"), ("1.x", "2")], [])
+    assert engine.on_event(bad, 0) is None
+    assert engine.symbols["AAA"].state is State.BUFFERING
+    assert engine.symbols["AAA"].resyncs["invalid_event"] == 1
+    assert requested == ["AAA"]
+    # The next event starts the buffer for the new snapshot.
+    engine.on_event(_event("AAA", 12, 12), 0)
+    engine.on_event(_event("AAA", 13, 13), 0)
+    assert [b.update_id for b in engine.on_snapshot("AAA", Snapshot(12, [], []))] == [13]

@@ -71,9 +71,17 @@ class _Side:
         keys = self.keys
         sign = self.sign
         changed = False
+        # price_key and _is_zero are inlined: this loop runs for every level of every event.
         for price, qty in changes:
-            key = sign * price_key(price)
-            if _is_zero(qty):
+            whole, _, frac = price.partition(".")
+            if len(frac) > SCALE:
+                key = sign * price_key(price)
+            else:
+                try:
+                    key = sign * int(whole + frac + _PAD[len(frac) :])
+                except ValueError:
+                    key = sign * price_key(price)  # raises InvalidMessageError saying why
+            if not qty.strip("0."):  # quantity zero: delete
                 if key not in levels:
                     continue  # deleting a level we do not hold changes nothing
                 if not changed:
@@ -112,7 +120,11 @@ class OrderBook:
     def apply(
         self, update_id: int, bids: Iterable[Level], asks: Iterable[Level], depth: int
     ) -> bool:
-        """Apply one diff event; whether the top ``depth`` levels of either side changed."""
+        """Apply one diff event; whether the top ``depth`` levels of either side changed.
+
+        ``InvalidMessageError`` for a price that is not a decimal number, with the event
+        possibly half applied: the caller must discard the book.
+        """
         bid_changed = self._bids.apply(bids, depth)
         ask_changed = self._asks.apply(asks, depth)
         self.update_id = update_id

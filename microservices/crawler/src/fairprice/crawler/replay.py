@@ -50,13 +50,14 @@ class Replayer:
             symbol = self.exchange.snapshot_symbol(record.url)
             if symbol is None:
                 return []
+            engine.add(symbol)
             try:
-                snapshot = self.exchange.parse_snapshot(record.data.encode())
+                return engine.on_snapshot(
+                    symbol, self.exchange.parse_snapshot(record.data.encode())
+                )
             except InvalidMessageError:
                 self.malformed += 1
                 return []
-            engine.add(symbol)
-            return engine.on_snapshot(symbol, snapshot)
         return []
 
     def run(self, records: Iterable[Record]) -> Iterator[Book]:

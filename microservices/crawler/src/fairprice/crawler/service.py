@@ -165,6 +165,7 @@ async def run(
         )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(owner.run(stop))
+            tg.create_task(pool.watch(stop))
             tg.create_task(_watch_progress(engine, fetcher, readiness, ready, stop))
             await stop.wait()
             readiness.set("synced", False)

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 
-from fairprice.common.errors import RateLimitedError, TransientError
+from fairprice.common.errors import InvalidMessageError, RateLimitedError, TransientError
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import Book
 from fairprice.crawler.rest import SnapshotClient, backoff
@@ -92,25 +92,27 @@ class SnapshotFetcher:
                 continue  # removed, or synced by an earlier snapshot meanwhile
             try:
                 snapshot = await self._client.fetch(symbol)
+                books = self._engine.on_snapshot(symbol, snapshot)
             except RateLimitedError:
                 self._on_outcome("rate_limited")
                 self._engine.snapshot_failed(symbol)  # the budget waits for Retry-After
                 continue
-            except TransientError as exc:
+            except (TransientError, InvalidMessageError) as exc:
+                # InvalidMessageError: a snapshot level that is not a decimal number.
                 self._on_outcome("error")
-                attempt = self._attempts.get(symbol, 0)
-                self._attempts[symbol] = attempt + 1
-                delay = backoff(attempt, self._retry_base_s, self._retry_max_s)
-                log.warning("snapshot failed", symbol=symbol, error=str(exc), retry_in_s=delay)
-                self._retries[symbol] = asyncio.get_running_loop().call_later(
-                    delay, self._retry, symbol
-                )
+                self._retry_later(symbol, exc)
                 continue
             self._on_outcome("ok")
             self._attempts.pop(symbol, None)
-            books = self._engine.on_snapshot(symbol, snapshot)
             if books:
                 await self._publish(books)
+
+    def _retry_later(self, symbol: str, exc: Exception) -> None:
+        attempt = self._attempts.get(symbol, 0)
+        self._attempts[symbol] = attempt + 1
+        delay = backoff(attempt, self._retry_base_s, self._retry_max_s)
+        log.warning("snapshot failed", symbol=symbol, error=str(exc), retry_in_s=round(delay, 2))
+        self._retries[symbol] = asyncio.get_running_loop().call_later(delay, self._retry, symbol)
 
     def _retry(self, symbol: str) -> None:
         del self._retries[symbol]

@@ -280,10 +280,24 @@ class StreamPool:
         self._numbers += 1
         return _Connection(self, self._numbers, streams, hold=hold)
 
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Return when ``stop`` is set; raise what broke a connection for good (a bug: the
+        service fails loudly and is restarted rather than silently losing streams)."""
+        assert self._supervisor is not None
+        stopped = asyncio.create_task(stop.wait(), name="ws-watch-stop")
+        try:
+            await asyncio.wait([self._supervisor, stopped], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if self._supervisor.done():
+            self._supervisor.result()
+
     async def _supervise(self) -> None:
         while True:
             await asyncio.sleep(0.5)
             for conn in list(self._connections):
+                if conn.task.done():
+                    conn.task.result()  # a connection task only ends by cancel or a bug
                 if not conn.streams:
                     self._connections.remove(conn)
                     await conn.close()

@@ -32,6 +32,7 @@ import enum
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
+from fairprice.common.errors import InvalidMessageError
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import Book
 from fairprice.crawler.book import OrderBook
@@ -55,6 +56,7 @@ class ResyncReason(enum.StrEnum):
     GAP = "gap"
     STALE_SNAPSHOT = "stale_snapshot"
     SNAPSHOT_FAILED = "snapshot_failed"
+    INVALID_EVENT = "invalid_event"
 
 
 class SymbolSync:
@@ -214,7 +216,13 @@ class SyncEngine:
     # -- internals ----------------------------------------------------------------------
 
     def _apply(self, sync: SymbolSync, event: DepthEvent, receive_ms: int) -> Book | None:
-        changed = sync.book.apply(event.last_id, event.bids, event.asks, self.depth)
+        try:
+            changed = sync.book.apply(event.last_id, event.bids, event.asks, self.depth)
+        except InvalidMessageError as exc:
+            # Possibly half applied: this book cannot be trusted any more.
+            log.warning("invalid event, resyncing", symbol=sync.symbol, error=str(exc))
+            self._resync(sync, ResyncReason.INVALID_EVENT, None, receive_ms)
+            return None
         sync.first_pending = False
         sync.applied += 1
         self.events_applied += 1
@@ -235,22 +243,25 @@ class SyncEngine:
         )
 
     def _resync(
-        self, sync: SymbolSync, reason: ResyncReason, event: DepthEvent, receive_ms: int
+        self, sync: SymbolSync, reason: ResyncReason, event: DepthEvent | None, receive_ms: int
     ) -> None:
+        """Discard the book; buffer from ``event`` (None: from the next one) for a snapshot."""
         if sync.state is State.SYNCED:
             self.synced_count -= 1
-            log.warning(
-                "gap, resyncing",
-                symbol=sync.symbol,
-                book_id=sync.book.update_id,
-                first_id=event.first_id,
-                last_id=event.last_id,
-            )
+            if event is not None:
+                log.warning(
+                    "gap, resyncing",
+                    symbol=sync.symbol,
+                    book_id=sync.book.update_id,
+                    first_id=event.first_id,
+                    last_id=event.last_id,
+                )
         sync.state = State.BUFFERING
         sync.book = OrderBook()
         sync.first_pending = False
         sync.buffer.clear()
-        sync.buffer.append((event, receive_ms))
+        if event is not None:
+            sync.buffer.append((event, receive_ms))
         self._count_resync(sync, reason)
         self.request_snapshot(sync.symbol)
 
