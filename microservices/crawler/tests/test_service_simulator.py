@@ -25,7 +25,8 @@ from fairprice.crawler.recording import read_recording
 from fairprice.crawler.replay import Replayer
 from fairprice.crawler.service import run
 from fairprice.crawler.settings import CrawlerSettings
-from fairprice.simulator.server import Simulator
+from fairprice.simulator.server import Simulator, run_simulator
+from fairprice.simulator.settings import MarketSettings, SimulatorSection
 
 from .conftest import SYMBOLS, crawler_settings
 
@@ -276,3 +277,61 @@ async def test_recorded_traffic_replays_to_the_published_books(
         return (book.symbol, book.first_update_id, book.update_id, book.bids, book.asks)
 
     assert [key(b) for b in replayed] == [key(b) for b in published]
+
+
+async def test_crawler_answers_server_pings(nats_settings: NatsSettings) -> None:
+    """The exchange pings every 0.3 s and cuts a connection without a pong within 1 s."""
+    settings = SimulatorSection(
+        port=0,
+        http=HttpSettings(port=0),
+        market=MarketSettings(seed=3, symbols=SYMBOLS[:2], generated_symbols=0, tick_ms=50),
+        ping_interval_s=0.3,
+        pong_timeout_s=1.0,
+    )
+    async with run_simulator(settings) as sim:
+        crawler = crawler_settings(sim, nats_settings, symbols=SYMBOLS[:2])
+        async with _crawler_with_registry(crawler) as registry:
+            # About 4 s of events: a dozen pings.
+            await eventually(
+                lambda: _value(registry, "fairprice_crawler_events_applied_total") > 150,
+                within=30,
+                what="events over several ping periods",
+            )
+            assert _value(registry, "fairprice_crawler_reconnects_total") == 0
+        dropped = sim.registry.get_sample_value(
+            "fairprice_simulator_disconnects_total", {"reason": "pong_timeout"}
+        )
+        assert not dropped
+
+
+@pytest.mark.slow
+async def test_many_symbols_share_few_connections_within_the_message_rate(
+    nats_settings: NatsSettings,
+) -> None:
+    symbols = [f"SIM{n:04d}USDT" for n in range(200)]
+    settings = SimulatorSection(
+        port=0,
+        http=HttpSettings(port=0),
+        market=MarketSettings(
+            seed=5, symbols=[], generated_symbols=200, tick_ms=200, depth_levels=40
+        ),
+    )
+    async with run_simulator(settings) as sim:
+        crawler = crawler_settings(
+            sim,
+            nats_settings,
+            symbols=symbols,
+            streams_per_connection=90,
+            streams_per_message=40,
+            snapshot_limit=100,
+            snapshot_concurrency=4,
+        )
+        async with _crawler_with_registry(crawler) as registry:
+            assert _value(registry, "fairprice_crawler_symbols_synced") == 200
+            assert _value(registry, "fairprice_crawler_connections") == 3  # 90 + 90 + 20
+            assert _value(registry, "fairprice_crawler_reconnects_total") == 0
+            assert _value(registry, "fairprice_crawler_snapshot_weight_total") == 200 * 5
+        closed = sim.registry.get_sample_value(
+            "fairprice_simulator_disconnects_total", {"reason": "message_rate"}
+        )
+        assert not closed
