@@ -335,3 +335,19 @@ async def test_many_symbols_share_few_connections_within_the_message_rate(
             "fairprice_simulator_disconnects_total", {"reason": "message_rate"}
         )
         assert not closed
+
+
+async def test_quiet_markets_become_synced(nats_settings: NatsSettings) -> None:
+    """Symbols whose book never changes send no diff event; the crawler still gets ready."""
+    settings = SimulatorSection(
+        port=0,
+        http=HttpSettings(port=0),
+        market=MarketSettings(
+            seed=3, symbols=SYMBOLS[:2], generated_symbols=0, event_probability=0
+        ),
+    )
+    async with run_simulator(settings) as sim:
+        crawler = crawler_settings(sim, nats_settings, symbols=SYMBOLS[:2], quiet_snapshot_s=0.5)
+        async with _crawler_with_registry(crawler) as registry:
+            assert _value(registry, "fairprice_crawler_symbols_synced") == 2
+            assert _value(registry, "fairprice_crawler_events_applied_total") == 0

@@ -126,3 +126,16 @@ def test_an_invalid_price_resyncs_that_symbol_instead_of_failing() -> None:
     engine.on_event(_event("AAA", 12, 12), 0)
     engine.on_event(_event("AAA", 13, 13), 0)
     assert [b.update_id for b in engine.on_snapshot("AAA", Snapshot(12, [], []))] == [13]
+
+
+def test_a_quiet_symbol_is_synced_without_waiting_for_an_event() -> None:
+    engine, requested = _engine()
+    engine.on_event(_event("BBB", 5, 5), 0)  # BBB is not quiet
+    assert engine.start_quiet(after_s=0) == 1
+    assert requested == ["BBB", "AAA"]
+    assert engine.on_snapshot("AAA", Snapshot(40, [("1.0", "1")], [])) == []
+    assert engine.symbols["AAA"].state is State.SYNCED
+    assert engine.on_event(_event("AAA", 39, 40), 0) is None  # already in the snapshot
+    book = engine.on_event(_event("AAA", 41, 42), 0)
+    assert book is not None and book.first_update_id == 41
+    assert engine.start_quiet(after_s=0) == 0

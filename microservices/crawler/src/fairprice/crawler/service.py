@@ -166,7 +166,9 @@ async def run(
         async with asyncio.TaskGroup() as tg:
             tg.create_task(owner.run(stop))
             tg.create_task(pool.watch(stop))
-            tg.create_task(_watch_progress(engine, fetcher, readiness, ready, stop))
+            tg.create_task(
+                _watch_progress(engine, fetcher, readiness, ready, stop, cfg.quiet_snapshot_s)
+            )
             await stop.wait()
             readiness.set("synced", False)
         log.info("crawler stopping")
@@ -248,10 +250,12 @@ async def _watch_progress(
     readiness: Readiness,
     ready: asyncio.Event | None,
     stop: asyncio.Event,
+    quiet_snapshot_s: float,
 ) -> None:
-    """Readiness (every owned symbol synced) and "N of M synced" progress lines."""
+    """Readiness (every owned symbol synced), quiet symbols started, "N of M synced" lines."""
     last: tuple[int, int] | None = None
     while True:
+        engine.start_quiet(quiet_snapshot_s)
         synced, total = engine.synced_count, len(engine.symbols)
         all_synced = synced == total
         readiness.set("synced", all_synced)

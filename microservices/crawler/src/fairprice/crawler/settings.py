@@ -42,6 +42,9 @@ class CrawlerSection(Section):
     snapshot_timeout_s: float = Field(default=10.0, gt=0)
     snapshot_retry_base_s: float = Field(default=1.0, gt=0)
     snapshot_retry_max_s: float = Field(default=60.0, gt=0)
+    quiet_snapshot_s: float = Field(default=5.0, gt=0)
+    """Fetch the snapshot of a symbol that has sent no event this long after it was added (an
+    illiquid market's book may not change for minutes; it must still count as synced)."""
     buffer_limit: int = Field(default=10_000, ge=10)
     """Events buffered per symbol while its snapshot is on the way (oldest dropped first)."""
     redundancy: int = Field(default=1, ge=1)

@@ -2,13 +2,15 @@
 
 Each symbol goes through:
 
-    NEW ──first event──> BUFFERING ──snapshot──> SYNCED
-                            ^    └─stale snapshot: buffer kept, fetch another
-                            └──────── gap (an event does not continue the book) ──┘
+    NEW ──first event (or quiet)──> BUFFERING ──snapshot──> SYNCED
+                                       ^    └─stale snapshot: buffer kept, fetch another
+                                       └──── gap (an event does not continue the book) ──┘
 
 - BUFFERING keeps every event (oldest dropped past ``buffer_limit``) and asks for a snapshot
   once, through ``request_snapshot(symbol)``. The snapshot is requested when the first event
-  is in the buffer, so it is rarely older than that event.
+  is in the buffer, so it is rarely older than that event. A quiet symbol (an illiquid market
+  sends no diff event while its book does not change) is started by ``start_quiet`` with an
+  empty buffer; its first event must then start right after the snapshot, as usual.
 - A snapshot older than the first buffered event (``Exchange.is_stale``) is discarded and
   another requested. Otherwise the book is loaded, buffered events already covered by the
   snapshot (``last_id <= snapshot id``) are dropped, the first remaining one must satisfy
@@ -29,6 +31,7 @@ the benchmark drive exactly the same logic.
 from __future__ import annotations
 
 import enum
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
@@ -68,6 +71,7 @@ class SymbolSync:
         "buffer",
         "dropped",
         "events",
+        "added_at",
         "first_pending",
         "publish_next",
         "resyncs",
@@ -75,9 +79,10 @@ class SymbolSync:
         "symbol",
     )
 
-    def __init__(self, symbol: str, buffer_limit: int) -> None:
+    def __init__(self, symbol: str, buffer_limit: int, added_at: float) -> None:
         self.symbol = symbol
         self.state = State.NEW
+        self.added_at = added_at
         self.book = OrderBook()
         self.buffer: deque[tuple[DepthEvent, int]] = deque(maxlen=buffer_limit)
         self.first_pending = False
@@ -126,7 +131,7 @@ class SyncEngine:
 
     def add(self, symbol: str) -> None:
         if symbol not in self.symbols:
-            self.symbols[symbol] = SymbolSync(symbol, self.buffer_limit)
+            self.symbols[symbol] = SymbolSync(symbol, self.buffer_limit, time.monotonic())
 
     def remove(self, symbol: str) -> None:
         sync = self.symbols.pop(symbol, None)
@@ -205,6 +210,17 @@ class SyncEngine:
                 sync.buffer.extend(buffered[index + 1 :])
                 break
         return books
+
+    def start_quiet(self, after_s: float) -> int:
+        """Ask for the snapshot of every symbol that has had no event ``after_s`` seconds after
+        it was added; return how many."""
+        before = time.monotonic() - after_s
+        quiet = [s for s in self.symbols.values() if s.state is State.NEW and s.added_at < before]
+        for sync in quiet:
+            sync.state = State.BUFFERING
+            self._count_resync(sync, ResyncReason.INITIAL)
+            self.request_snapshot(sync.symbol)
+        return len(quiet)
 
     def snapshot_failed(self, symbol: str) -> None:
         """The fetch for ``symbol`` gave up for now: count it and ask again."""
