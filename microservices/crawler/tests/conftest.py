@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
+from fairprice.common.bus import Bus
+from fairprice.common.messages import Book, decode
 from fairprice.common.settings import HttpSettings, NatsSettings
+from fairprice.common.subjects import Stream
 from fairprice.crawler.settings import CrawlerSection, CrawlerSettings
 from fairprice.simulator.server import Simulator, run_simulator
 from fairprice.simulator.settings import MarketSettings, SimulatorSection
@@ -47,6 +50,29 @@ def crawler_settings(
         "heartbeat_s": 0.2,
         "member_ttl_s": 2.0,
         "feeds_refresh_s": 0.3,
+        "handoff_s": 0.0,
     }
     section.update(crawler)
     return CrawlerSettings(nats=nats_settings, crawler=CrawlerSection(**section))
+
+
+async def stored_books(bus: Bus, first_seq: int) -> list[Book]:
+    """Every book in the BOOKS stream from sequence ``first_seq`` on."""
+    info = await bus.jsm.stream_info(Stream.BOOKS.value)
+    books = []
+    for seq in range(first_seq, info.state.last_seq + 1):
+        msg = await bus.jsm.get_msg(Stream.BOOKS.value, seq)
+        assert msg.data is not None
+        books.append(decode(msg.data, Book))
+    return books
+
+
+def assert_every_update_once(books: list[Book], symbols: list[str]) -> None:
+    """Per symbol: no update id twice, and each book starts right after the previous one."""
+    for symbol in symbols:
+        ids = [(b.first_update_id, b.update_id) for b in books if b.symbol == symbol]
+        assert len(ids) > 5, symbol
+        finals = [last for _, last in ids]
+        assert len(finals) == len(set(finals)), f"{symbol}: duplicate update ids"
+        gaps = [(a, b) for a, b in zip(ids, ids[1:], strict=False) if b[0] != a[1] + 1]
+        assert not gaps, f"{symbol}: missing updates between {gaps[:3]}"

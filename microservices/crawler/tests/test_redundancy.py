@@ -13,13 +13,12 @@ import nats.js.errors
 import pytest
 
 from fairprice.common.bus import Bus
-from fairprice.common.messages import Book, decode
 from fairprice.common.settings import NatsSettings
 from fairprice.common.subjects import Stream
 from fairprice.common.testing import eventually
 from fairprice.simulator.server import Simulator
 
-from .conftest import SYMBOLS
+from .conftest import SYMBOLS, assert_every_update_once, stored_books
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -42,6 +41,7 @@ redundancy = 2
 publish_every_event = true
 heartbeat_s = 0.2
 member_ttl_s = 2.0
+handoff_s = 0.5
 http = {{ host = "127.0.0.1", port = 0 }}
 """
 
@@ -81,16 +81,6 @@ def _synced(log: Path) -> bool:
     return f"{len(SYMBOLS)} of {len(SYMBOLS)} synced" in log.read_text(errors="replace")
 
 
-async def _stored_books(bus: Bus, first_seq: int) -> list[Book]:
-    info = await bus.jsm.stream_info(Stream.BOOKS.value)
-    books = []
-    for seq in range(first_seq, info.state.last_seq + 1):
-        msg = await bus.jsm.get_msg(Stream.BOOKS.value, seq)
-        assert msg.data is not None
-        books.append(decode(msg.data, Book))
-    return books
-
-
 async def test_killing_one_of_two_replicas_loses_and_duplicates_nothing(
     replicas: list[tuple[subprocess.Popen[bytes], Path]], bus: Bus
 ) -> None:
@@ -113,14 +103,7 @@ async def test_killing_one_of_two_replicas_loses_and_duplicates_nothing(
     survivor, _ = replicas[1]
     assert survivor.poll() is None
 
-    books = await _stored_books(bus, start)
-    for symbol in SYMBOLS:
-        ids = [(b.first_update_id, b.update_id) for b in books if b.symbol == symbol]
-        assert len(ids) > 10, symbol
-        finals = [last for _, last in ids]
-        assert len(finals) == len(set(finals)), f"{symbol}: duplicate update ids"
-        gaps = [(a, b) for a, b in zip(ids, ids[1:], strict=False) if b[0] != a[1] + 1]
-        assert not gaps, f"{symbol}: missing updates between {gaps[:3]}"
+    assert_every_update_once(await stored_books(bus, start), SYMBOLS)
 
 
 async def _has_stream(bus: Bus) -> bool:

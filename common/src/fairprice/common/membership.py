@@ -84,12 +84,19 @@ class Membership:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.leave()
+
+    async def leave(self) -> None:
+        """Stop heartbeating and delete our key now, so the others rebalance at once (before
+        this replica stops working, for a handover with no gap); idempotent."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         if self._kv is not None and not self._bus.nc.is_closed:
+            kv, self._kv = self._kv, None
             try:
-                await self._kv.delete(self._key)
+                await kv.delete(self._key)
                 log.info("left", group=self.group, member=self.member_id)
             except (nats.errors.Error, nats.js.errors.Error):
                 pass  # the TTL removes it instead

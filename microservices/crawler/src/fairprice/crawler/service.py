@@ -9,8 +9,10 @@
 - ``/readyz`` is 200 once NATS is connected and every owned symbol is synced; progress shows
   in the log as "N of M synced".
 
-Shutdown (SIGTERM): not ready, stop streams and snapshots, leave the group (the other
-replicas take over at once), flush unacked books, drain NATS, close HTTP.
+Shutdown (SIGTERM): not ready, leave the group (the other replicas take over at once) and keep
+crawling for ``handoff_s`` while they sync, then stop streams and snapshots, flush unacked
+books, drain NATS, close HTTP. A symbol that moves to a joining replica is likewise crawled
+for ``handoff_s`` more, so rebalancing loses no update with any ``redundancy``.
 """
 
 from __future__ import annotations
@@ -171,6 +173,12 @@ async def run(
             )
             await stop.wait()
             readiness.set("synced", False)
+        if cfg.handoff_s > 0 and engine.symbols and len(membership.members) > 1:
+            # Leave first: the other replicas take our symbols over and sync them while we
+            # keep publishing, so a rolling update loses no update even with redundancy 1.
+            await membership.leave()
+            log.info("handing off", symbols=len(engine.symbols), for_s=cfg.handoff_s)
+            await asyncio.sleep(cfg.handoff_s)
         log.info("crawler stopping")
 
 
@@ -193,6 +201,8 @@ class _SymbolOwner:
         self._membership = membership
         self._feeds = feeds
         self._feed_symbols: set[str] = set()
+        self._owned: set[str] = set()
+        self._releasing: dict[str, float] = {}
 
     async def read_feeds(self) -> None:
         try:
@@ -206,15 +216,27 @@ class _SymbolOwner:
             log.warning("cannot read feeds; keeping the last set", error=repr(exc))
 
     def apply(self) -> None:
+        """Crawl the owned symbols, plus those handed to another replica less than
+        ``handoff_s`` ago (the new owner syncs before this one lets go: no update lost)."""
         cfg, exchange = self._cfg, self._exchange
+        now = time.monotonic()
         wanted = set(cfg.symbols) | self._feed_symbols
         owned = {s for s in wanted if self._membership.owns(s, cfg.redundancy)}
-        added, removed = self._engine.update(owned)
+        for symbol in self._owned - owned:
+            if symbol in wanted and cfg.handoff_s > 0:
+                self._releasing[symbol] = now + cfg.handoff_s
+        self._releasing = {
+            s: until for s, until in self._releasing.items() if until > now and s not in owned
+        }
+        self._owned = owned
+        crawled = owned | self._releasing.keys()
+        added, removed = self._engine.update(crawled)
         if added or removed:
-            self._pool.set_streams({exchange.depth_stream(s) for s in owned})
+            self._pool.set_streams({exchange.depth_stream(s) for s in crawled})
             log.info(
                 "symbols changed",
                 owned=len(owned),
+                handing_off=len(self._releasing),
                 wanted=len(wanted),
                 added=sorted(added)[:20],
                 removed=sorted(removed)[:20],
@@ -222,16 +244,18 @@ class _SymbolOwner:
             )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Re-apply on every membership change and every ``feeds_refresh_s``."""
+        """Re-apply on every membership change, every ``feeds_refresh_s``, and when a
+        handoff ends."""
         next_read = time.monotonic() + self._cfg.feeds_refresh_s
         stopped = asyncio.create_task(stop.wait(), name="symbols-stop")
         try:
             while not stop.is_set():
+                wake = min([next_read, *self._releasing.values()])
                 changed = asyncio.create_task(self._membership.changed(), name="symbols-members")
                 try:
                     await asyncio.wait(
                         [changed, stopped],
-                        timeout=max(0.0, next_read - time.monotonic()),
+                        timeout=max(0.0, wake - time.monotonic()),
                         return_when=asyncio.FIRST_COMPLETED,
                     )
                 finally:

@@ -49,6 +49,10 @@ class CrawlerSection(Section):
     """Events buffered per symbol while its snapshot is on the way (oldest dropped first)."""
     redundancy: int = Field(default=1, ge=1)
     """Replicas that crawl and publish each symbol (2: hot standby, duplicates deduplicated)."""
+    handoff_s: float = Field(default=5.0, ge=0)
+    """Keep crawling a symbol this long after another replica took it over (a replica joined,
+    or this one is stopping) so the new owner is synced first: no update is lost when
+    replicas come and go gracefully. 0: let go at once."""
     heartbeat_s: float = Field(default=1.0, gt=0)
     """Membership heartbeat period in the ``members`` KV bucket."""
     member_ttl_s: float = Field(default=5.0, gt=0)
