@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from decimal import Decimal
+
 import pytest
 
 from fairprice.common.errors import InvalidMessageError
@@ -56,3 +59,41 @@ def test_apply_on_a_thin_book_always_changes_the_top() -> None:
     book.load(1, [("1", "1")], [])
     assert book.apply(2, [("0.5", "1")], [], depth=5)
     assert book.apply(3, [], [("9", "1")], depth=5)
+
+
+def test_book_matches_a_reference_book_on_random_events() -> None:
+    """Against a plain Decimal-keyed dict: the top N after every event, and ``changed``
+    exactly when the top N differs from before (or conservatively when it may)."""
+    rng = random.Random(11)
+    depth = 5
+    book = OrderBook()
+    reference: dict[str, dict[Decimal, tuple[str, str]]] = {"b": {}, "a": {}}
+
+    def top(side: str) -> list[tuple[str, str]]:
+        ordered = sorted(reference[side].items(), reverse=side == "b")
+        return [level for _, level in ordered[:depth]]
+
+    def level(base: int) -> tuple[str, str]:
+        price = f"{base + rng.randint(0, 15)}.{rng.randint(0, 9)}5"
+        if rng.random() < 0.2:
+            price += "0"  # another spelling of a price that may be in the book
+        qty = "0.000" if rng.random() < 0.35 else f"{rng.uniform(0.1, 9):.3f}"
+        return price, qty
+
+    book.load(0, [], [])
+    after: tuple[list[tuple[str, str]], list[tuple[str, str]]] = ([], [])
+    for update_id in range(1, 3000):
+        bids = [level(100) for _ in range(rng.randint(0, 6))]
+        asks = [level(200) for _ in range(rng.randint(0, 6))]
+        before = after
+        for side, changes in (("b", bids), ("a", asks)):
+            for price, qty in changes:
+                if Decimal(qty) == 0:
+                    reference[side].pop(Decimal(price), None)
+                else:
+                    reference[side][Decimal(price)] = (price, qty)
+        changed = book.apply(update_id, bids, asks, depth)
+        after = (top("b"), top("a"))
+        assert (book.bids(depth), book.asks(depth)) == after
+        if after != before:
+            assert changed, update_id

@@ -51,12 +51,16 @@ def _is_zero(quantity: str) -> bool:
 class _Side:
     """Levels of one side, best first. ``sign`` is -1 for bids (highest price first)."""
 
-    __slots__ = ("keys", "levels", "sign")
+    __slots__ = ("_top", "_top_depth", "keys", "levels", "sign")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign
         self.levels: dict[int, Level] = {}
         self.keys: list[int] = []
+        # The last top() list, valid until a change reaches the top: the side an event did
+        # not touch is not rebuilt (the lists are shared by messages, never mutated).
+        self._top: list[Level] | None = None
+        self._top_depth = 0
 
     def load(self, levels: Iterable[Level]) -> None:
         sign = self.sign
@@ -64,6 +68,7 @@ class _Side:
             sign * price_key(price): (price, qty) for price, qty in levels if not _is_zero(qty)
         }
         self.keys = sorted(self.levels)
+        self._top = None
 
     def apply(self, changes: Iterable[Level], depth: int) -> bool:
         """Set each level (quantity 0 deletes); whether the top ``depth`` changed."""
@@ -94,11 +99,16 @@ class _Side:
                 if key not in levels:
                     insort(keys, key)
                 levels[key] = (price, qty)
+        if changed:
+            self._top = None
         return changed
 
     def top(self, depth: int) -> list[Level]:
-        levels = self.levels
-        return [levels[key] for key in self.keys[:depth]]
+        if self._top is None or self._top_depth != depth:
+            levels = self.levels
+            self._top = [levels[key] for key in self.keys[:depth]]
+            self._top_depth = depth
+        return self._top
 
 
 class OrderBook:
