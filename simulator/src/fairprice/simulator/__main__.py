@@ -41,3 +41,7 @@ async def run(
 
 def main() -> None:
     run_service("sim", SimulatorSettings, run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,6 @@
 """The control API for tests and demos, under ``/control/`` on the exchange port.
 
-- ``GET /control/status``: connections, active symbols, each active book's update-id range.
+- ``GET /control/status``: connections, active symbols, each built book's update-id range.
 - ``GET /control/book?symbol=X&update_id=N&limit=20``: the true book at update id N (default:
   now), in the shape of a depth snapshot; 404 unknown symbol, 410 outside the kept history.
 - ``GET /control/faults``, ``POST /control/faults`` (a ``FaultPlan`` JSON object),

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from fairprice.common.lifecycle import wait_or_stop
 from fairprice.simulator import wire
 from fairprice.simulator.faults import Faults
 from fairprice.simulator.market import Market, SymbolSpec
@@ -112,6 +113,8 @@ class RestApi:
         self._limiter = limiter
         self._metrics = metrics
         self._infos: dict[str, dict[str, Any]] = {}
+        self.stopping = asyncio.Event()
+        """Set when the simulator stops: delayed answers go out at once."""
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -135,7 +138,7 @@ class RestApi:
         ip = request.remote or ""
         if self._faults.rest_delay_s:
             self._metrics.faults.labels("rest_delay").inc()
-            await asyncio.sleep(self._faults.rest_delay_s)
+            await wait_or_stop(self.stopping, self._faults.rest_delay_s)
         now = time.time()
         forced = self._faults.rest_error()
         if forced:

@@ -30,6 +30,8 @@ __all__ = ["Simulator", "run_simulator"]
 
 log = get_logger(__name__)
 
+_MAX_URL = 64 * 1024
+
 
 class Simulator:
     def __init__(
@@ -55,7 +57,10 @@ class Simulator:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        app = web.Application(middlewares=[self._rest.middleware])
+        # A combined-stream URL naming 1024 streams is ~30 kB: more than aiohttp's default line.
+        app = web.Application(
+            middlewares=[self._rest.middleware], handler_args={"max_line_size": _MAX_URL}
+        )
         app.add_routes(self._rest.routes())
         app.router.add_get("/ws", self._ws_raw)
         app.router.add_get("/ws/{streams:.+}", self._ws_raw)
@@ -83,6 +88,7 @@ class Simulator:
         )
 
     async def stop(self) -> None:
+        self._rest.stopping.set()
         if self._clock is not None:
             self._clock.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -156,14 +162,20 @@ class Simulator:
         self.limiter.clear()
 
     def status(self) -> dict[str, Any]:
+        """Connections, and every book built so far with its update-id range."""
+        active = set(self.hub.active_symbols())
         books = {}
-        for symbol in self.hub.active_symbols():
-            oldest, newest = self.market.book(symbol).history_range()
-            books[symbol] = {"lastUpdateId": newest, "oldestUpdateId": oldest}
+        for symbol, book in self.market.built().items():
+            oldest, newest = book.history_range()
+            books[symbol] = {
+                "lastUpdateId": newest,
+                "oldestUpdateId": oldest,
+                "active": symbol in active,
+            }
         return {
             "connections": len(self.hub.connections),
             "symbols": len(self.market.specs),
-            "active_symbols": len(books),
+            "active_symbols": len(active),
             "books": books,
         }
 

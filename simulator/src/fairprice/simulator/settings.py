@@ -42,8 +42,9 @@ class MarketSettings(Section):
     """Chance that a changed level is deleted (quantity 0)."""
     move_probability: float = Field(default=0.2, ge=0, le=0.5)
     """Chance per tick that the centre moves one tick up, and the same chance down."""
-    history_ticks: int = Field(default=3000, ge=1)
-    """Ticks of undo history kept per symbol for ``true_book`` and stale snapshots."""
+    history_ticks: int = Field(default=600, ge=1)
+    """Steps of undo history kept per symbol for ``true_book`` and stale snapshots
+    (~240 bytes each: 600 steps = 1 minute at 100 ms, ~140 kB per symbol)."""
     idle_after_s: float = Field(default=30.0, gt=0)
     """A symbol nobody streams stops moving this long after its last REST or stream use."""
 

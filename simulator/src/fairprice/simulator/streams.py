@@ -15,6 +15,7 @@ connection is closed after ``connection_lifetime_s``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections import deque
@@ -40,6 +41,7 @@ _METHODS = "`SUBSCRIBE`, `UNSUBSCRIBE`, `LIST_SUBSCRIPTIONS`, `SET_PROPERTY`, `G
 _MALFORMED = b'{"stream":"malformed","data":{"e":"depthUpdate","E":'
 _PARTIAL_LEVELS = (5, 10, 20)
 _MAX_LAG_S = 5.0  # a clock this far behind skips ahead instead of bursting
+_CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(eq=False, slots=True)
@@ -68,14 +70,13 @@ class Connection:
         self.hub = hub
         self.ws = ws
         self.combined = combined
-        self.remote = request.remote or ""
         self._transport = request.transport
         self.streams: dict[str, None] = {}  # insertion-ordered set
         self._queue: list[bytes] = []
         self._wake = asyncio.Event()
-        self._last_pong = time.monotonic()
         self._unanswered_since = 0.0
         self._incoming: deque[float] = deque()
+        self._closing: tuple[int, str] | None = None
         self.close_reason = ""
 
     # ---- outgoing --------------------------------------------------------------------
@@ -92,10 +93,11 @@ class Connection:
                 self.hub.metrics.faults.labels("malformed").inc()
         self._queue.append(frame)
         if len(self._queue) > self.hub.settings.send_buffer_frames and not self.close_reason:
-            self.close("slow_consumer", 1008, "slow consumer")
+            self.abort("slow_consumer")
         self._wake.set()
 
     async def write_loop(self) -> None:
+        """Send the queued frames; after a ``close()``, send what was queued, then close."""
         send = self.ws.send_frame
         sent = self.hub.metrics.frames_sent
         while True:
@@ -105,16 +107,25 @@ class Connection:
             for frame in frames:
                 await send(frame, WSMsgType.TEXT)
             sent.inc(len(frames))
+            if self._closing is not None:
+                code, message = self._closing
+                await self.ws.close(code=code, message=message.encode())
+                return
 
     # ---- closing ---------------------------------------------------------------------
 
+    @property
+    def closing(self) -> bool:
+        return self._closing is not None
+
     def close(self, reason: str, code: int = 1000, message: str = "") -> None:
-        """Close (in the background) with a close frame, counting ``reason``."""
+        """Close with a close frame once the frames queued so far are sent."""
         if self.close_reason:
             return
         self.close_reason = reason
         self.hub.metrics.disconnects.labels(reason).inc()
-        self.hub.spawn(self.ws.close(code=code, message=message.encode()))
+        self._closing = (code, message)
+        self._wake.set()
 
     def abort(self, reason: str) -> None:
         """Drop the TCP connection without a close frame."""
@@ -241,6 +252,8 @@ class Hub:
         self._rest_used: dict[str, float] = {}  # symbol -> monotonic time of last REST use
         self._feeds: dict[str, _Feed] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._no_connections = asyncio.Event()
+        self._no_connections.set()
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -248,10 +261,14 @@ class Hub:
         task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
+        """Close every connection (code 1001) and wait for their handlers to finish."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*list(self._tasks), return_exceptions=True)
         for conn in list(self.connections):
             conn.close("server_stop", 1001, "server stopping")
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._no_connections.wait(), _CLOSE_TIMEOUT_S)
 
     # ---- subscriptions ---------------------------------------------------------------
 
@@ -312,10 +329,12 @@ class Hub:
     async def handle(
         self, request: web.Request, streams: list[str], combined: bool
     ) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(autoping=False, max_msg_size=1 << 20)
+        # No permessage-deflate: Binance spot streams do not offer it either.
+        ws = web.WebSocketResponse(autoping=False, compress=False, max_msg_size=1 << 20)
         await ws.prepare(request)
         conn = Connection(self, ws, request, combined)
         self.connections.add(conn)
+        self._no_connections.clear()
         self.metrics.connections.inc()
         valid = [s for s in dict.fromkeys(streams) if _STREAM.match(s)]
         if len(valid) > self.settings.max_streams:
@@ -328,6 +347,9 @@ class Hub:
         tasks = (reader, writer, keepalive)
         try:
             await asyncio.wait((reader, writer), return_when=asyncio.FIRST_COMPLETED)
+            if conn.closing and not writer.done():
+                # We are closing it: let the writer flush and send the close frame.
+                await asyncio.wait((writer,), timeout=_CLOSE_TIMEOUT_S)
         finally:
             for task in tasks:
                 task.cancel()
@@ -336,6 +358,8 @@ class Hub:
                     log.warning("connection failed", error=repr(outcome))
             self.unsubscribe(conn, list(conn.streams))
             self.connections.discard(conn)
+            if not self.connections:
+                self._no_connections.set()
             self.metrics.connections.dec()
         return ws
 
