@@ -14,6 +14,7 @@ from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import Bus
+from fairprice.common.errors import SettingsError
 from fairprice.common.feeds import Feed, encode_feed
 from fairprice.common.kv import Bucket, open_bucket
 from fairprice.common.messages import Book, decode
@@ -21,6 +22,7 @@ from fairprice.common.settings import HttpSettings, NatsSettings
 from fairprice.common.subjects import Stream
 from fairprice.common.testing import eventually
 from fairprice.crawler.binance import Binance
+from fairprice.crawler.exchanges import exchange_for
 from fairprice.crawler.recording import read_recording
 from fairprice.crawler.replay import Replayer
 from fairprice.crawler.service import run
@@ -351,3 +353,19 @@ async def test_quiet_markets_become_synced(nats_settings: NatsSettings) -> None:
         async with _crawler_with_registry(crawler) as registry:
             assert _value(registry, "fairprice_crawler_symbols_synced") == 2
             assert _value(registry, "fairprice_crawler_events_applied_total") == 0
+
+
+async def test_exchange_sim_publishes_under_its_own_name(
+    simulator: Simulator, nats_settings: NatsSettings, bus: Bus
+) -> None:
+    latest = _Latest()
+    await bus.nc.subscribe("books.sim.>", cb=latest.on_msg)
+    settings = crawler_settings(simulator, nats_settings, exchange="sim", symbols=["BTCUSDT"])
+    async with _crawler_with_registry(settings):
+        await eventually(lambda: "BTCUSDT" in latest.books, within=20, what="books.sim.BTCUSDT")
+    assert latest.books["BTCUSDT"].exchange == "sim"
+
+
+def test_an_unknown_exchange_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match="known: binance, sim"):
+        exchange_for("kraken")

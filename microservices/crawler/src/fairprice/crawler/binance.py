@@ -32,7 +32,7 @@ from fairprice.crawler.exchange import (
     SnapshotRequest,
 )
 
-__all__ = ["Binance", "depth_weight"]
+__all__ = ["Binance", "BinanceSimulator", "depth_weight"]
 
 _DEPTH_SUFFIX = "@depth@100ms"
 _WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
@@ -166,6 +166,13 @@ class Binance:
 
     def continues(self, book_id: int, event: DepthEvent) -> bool:
         return event.first_id == book_id + 1
+
+
+class BinanceSimulator(Binance):
+    """fairprice's own simulator: Binance's wire format, limits and rules, published under
+    the exchange name ``sim`` so simulated books never mix with real Binance ones."""
+
+    name = "sim"
 
 
 def _depth_event(raw: _Depth) -> DepthEvent:

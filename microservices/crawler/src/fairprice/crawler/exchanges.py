@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fairprice.common.errors import SettingsError
-from fairprice.crawler.binance import Binance
+from fairprice.crawler.binance import Binance, BinanceSimulator
 from fairprice.crawler.exchange import Exchange
 
 __all__ = ["EXCHANGES", "exchange_for"]
 
-EXCHANGES: dict[str, type[Exchange]] = {"binance": Binance}
+EXCHANGES: dict[str, type[Exchange]] = {"binance": Binance, "sim": BinanceSimulator}
 
 
 def exchange_for(name: str) -> Exchange:
