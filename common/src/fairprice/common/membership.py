@@ -24,6 +24,7 @@ from nats.js.kv import KeyValue
 
 from fairprice.common.bus import Bus
 from fairprice.common.kv import Bucket, open_bucket, snapshot
+from fairprice.common.lifecycle import wait_or_stop
 from fairprice.common.logs import get_logger
 
 __all__ = ["Membership", "rendezvous_owners"]
@@ -64,6 +65,7 @@ class Membership:
         self.members: tuple[str, ...] = ()
         self.version = 0
         self._changed = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._kv: KeyValue | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -84,12 +86,21 @@ class Membership:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.leave()
+
+    async def leave(self) -> None:
+        """Stop heartbeating and delete our key now, so the others rebalance at once (before
+        this replica stops working, for a handover with no gap); idempotent."""
         if self._task is not None:
-            self._task.cancel()
+            # Stopped, not cancelled: a heartbeat cancelled inside ``kv.watch`` leaves nats-py's
+            # ordered-consumer heartbeat task running after the watcher is gone.
+            self._stopping.set()
             await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         if self._kv is not None and not self._bus.nc.is_closed:
+            kv, self._kv = self._kv, None
             try:
-                await self._kv.delete(self._key)
+                await kv.delete(self._key)
                 log.info("left", group=self.group, member=self.member_id)
             except (nats.errors.Error, nats.js.errors.Error):
                 pass  # the TTL removes it instead
@@ -107,8 +118,7 @@ class Membership:
         return self.members
 
     async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat_s)
+        while not await wait_or_stop(self._stopping, self._heartbeat_s):
             try:
                 await self._beat()
             except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
