@@ -52,7 +52,7 @@ class StreamTail:
 
     Start at ``start_seq``, at ``start_time``, or (neither) at the stream's first message.
     ``pending`` is how many messages of the filter the server had not delivered yet, as of the
-    last one delivered (``initial_pending`` at creation).
+    last one delivered (or of the consumer's creation).
     """
 
     def __init__(
@@ -74,7 +74,6 @@ class StreamTail:
         self.next_seq = start_seq or 0
         """The stream sequence to resume from (0: not positioned yet)."""
         self.pending = 0
-        self.initial_pending = 0
         self._expected = 1  # next consumer sequence
         self._buffer: list[Msg] = []
         self._arrived = asyncio.Event()
@@ -90,7 +89,6 @@ class StreamTail:
 
     async def __aenter__(self) -> StreamTail:
         await self._create()
-        self.initial_pending = self.pending
         self._watchdog = asyncio.create_task(self._watch(), name=f"tail-{self._filter}")
         return self
 
@@ -115,7 +113,11 @@ class StreamTail:
     async def next_batch(self, max_msgs: int, max_wait: float) -> list[Msg]:
         """Up to ``max_msgs`` messages: at once when some are here, else the first to arrive
         within ``max_wait`` seconds (possibly none)."""
-        if not self._buffer:
+        if self._buffer:
+            # Yield even when messages are here: a reader that is catching up must not starve
+            # the other tasks (membership heartbeats above all) of the event loop.
+            await asyncio.sleep(0)
+        else:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), max_wait)
@@ -161,7 +163,8 @@ class StreamTail:
             self._sub = None
             raise
         self._consumer = info.name
-        self.pending = info.num_pending or 0
+        if self._expected == 1:  # else messages came before the reply and know better
+            self.pending = info.num_pending or 0
         self._last_activity = time.monotonic()
 
     async def _drop(self) -> None:
