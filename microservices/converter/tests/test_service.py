@@ -107,6 +107,12 @@ async def _publish(bus: Bus, books: list[Book]) -> None:
             )
 
 
+async def _publish_in_chunks(bus: Bus, books: list[Book], size: int = 50) -> None:
+    """Publish a chunk at a time, letting the replicas run in between."""
+    for start in range(0, len(books), size):
+        await _publish(bus, books[start : start + size])
+
+
 def _interleave(books: dict[str, list[Book]]) -> list[Book]:
     """All symbols' books in one stream, ordered by event time as a crawler would send them."""
     return sorted((b for bs in books.values() for b in bs), key=lambda b: b.event_time_ms)
@@ -124,17 +130,18 @@ async def streams(bus: Bus) -> Bus:
 
 
 @contextlib.asynccontextmanager
-async def _replica(nats: NatsSettings, **overrides: object) -> AsyncIterator[asyncio.Event]:
-    """An in-process converter replica; yields once it is ready; stopped on exit."""
+async def _replica(nats: NatsSettings, **overrides: object) -> AsyncIterator[CollectorRegistry]:
+    """An in-process converter replica; yields its metrics once it is ready; stopped on exit."""
     stop, ready = asyncio.Event(), asyncio.Event()
+    registry = CollectorRegistry()
     task = asyncio.create_task(
-        run(_settings(nats, **overrides), stop=stop, ready=ready, registry=CollectorRegistry())
+        run(_settings(nats, **overrides), stop=stop, ready=ready, registry=registry)
     )
     try:
         await eventually(lambda: ready.is_set() or task.done(), within=30, what="replica ready")
         if task.done():
             task.result()
-        yield stop
+        yield registry
     finally:
         stop.set()
         await task
@@ -235,16 +242,21 @@ async def test_converter_scaling_one_three_one_changes_no_output(
                 await _wait_for_outputs(alone_bus, expected)
             reference, _ = await _collect(alone_bus)
 
-    async with _replica(nats_settings):
-        await _publish(streams, ordered[:third])
+    def owned(registry: CollectorRegistry) -> float:
+        return registry.get_sample_value("fairprice_converter_owned_partitions") or 0.0
+
+    async with _replica(nats_settings) as first:
+        await _publish_in_chunks(streams, ordered[:third])
         async with _replica(nats_settings), _replica(nats_settings):
-            # ownership moves while these books arrive
-            for start in range(third, 2 * third, 100):
-                await _publish(streams, ordered[start : min(start + 100, 2 * third)])
-                await asyncio.sleep(0)
-        # back to one: the two leave while the last third arrives
-        await _publish(streams, ordered[2 * third :])
+            await eventually(lambda: owned(first) < 8, what="partitions moved away")
+            await _publish_in_chunks(streams, ordered[third : 2 * third])
+            # back to one: the two leave while the last third arrives
+            last_third = asyncio.create_task(_publish_in_chunks(streams, ordered[2 * third :]))
+        await last_third
         await _wait_for_outputs(streams, expected)
+        assert owned(first) == 8
+        rebuilds = first.get_sample_value("fairprice_converter_rebuilds_total") or 0.0
+        assert rebuilds > len(SYMBOLS)  # it took symbols back over
     scaled, count = await _collect(streams)
     assert reference == expected
     assert scaled == reference
