@@ -31,7 +31,7 @@ from fairprice.common.messages import Book, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
-from fairprice.common.testing import run_nats
+from fairprice.common.testing import eventually, run_nats
 from fairprice.converter.service import run
 from fairprice.converter.settings import ConverterSection, ConverterSettings
 
@@ -84,8 +84,11 @@ async def _prices(bus: Bus) -> int:
 
 
 async def _wait_prices(bus: Bus, count: int) -> None:
-    while await _prices(bus) < count:
-        await asyncio.sleep(0.02)
+    await eventually(lambda: _at_least(bus, count), within=600, interval=0.02, what="prices")
+
+
+async def _at_least(bus: Bus, count: int) -> bool:
+    return await _prices(bus) >= count
 
 
 async def _measure(
@@ -105,8 +108,7 @@ async def _measure(
         if preload:
             await _wait_prices(bus, base + books)
         else:
-            while not ready.is_set():
-                await asyncio.sleep(0.01)
+            await ready.wait()
             wall, cpu = time.perf_counter(), time.process_time()
             publisher = _publisher_process(nats.servers[0], books, symbols, offset)
             await _wait_prices(bus, base + books)
@@ -150,5 +152,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-
     main()
