@@ -108,7 +108,11 @@ async def _measure(
         if preload:
             await _wait_prices(bus, base + books)
         else:
-            await ready.wait()
+            started = asyncio.create_task(ready.wait())
+            await asyncio.wait([started, task], return_when=asyncio.FIRST_COMPLETED)
+            started.cancel()
+            if task.done():
+                task.result()  # it failed to start: say why
             wall, cpu = time.perf_counter(), time.process_time()
             publisher = _publisher_process(nats.servers[0], books, symbols, offset)
             await _wait_prices(bus, base + books)

@@ -16,8 +16,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
+from fairprice.common.feeds import Feed, encode_feed
 from fairprice.common.kv import Bucket, open_bucket, snapshot
-from fairprice.common.messages import Book, Latest, decode, encode
+from fairprice.common.messages import Book, FairPrice, Latest, decode, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
@@ -55,11 +56,11 @@ def _settings(nats: NatsSettings, **overrides: object) -> ConverterSettings:
     return ConverterSettings(nats=nats, converter=_converter_section(**overrides))
 
 
-def _expected(books: dict[str, list[Book]]) -> Outputs:
+def _expected(books: dict[str, list[Book]], params: dict[str, Params] | None = None) -> Outputs:
     """What a lone converter must publish: the pipeline run over each symbol's books."""
     expected: Outputs = set()
     for symbol, symbol_books in books.items():
-        pipeline = SymbolPipeline("sim", symbol, PARAMS)
+        pipeline = SymbolPipeline("sim", symbol, (params or {}).get(symbol, PARAMS))
         for book in symbol_books:
             result = pipeline.process(book)
             if not isinstance(result, Skip):
@@ -336,3 +337,26 @@ def _price_count(books: list[Book]) -> int:
 
 async def _prices_at_least(bus: Bus, count: int) -> bool:
     return await _stored(bus, Stream.PRICES) >= count
+
+
+async def test_converter_feed_parameters_apply_per_symbol(
+    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+) -> None:
+    """A feed in KV ``feeds`` picks the method and windows of its symbols; the others keep
+    the settings' defaults."""
+    feeds_kv = await open_bucket(streams.js, Bucket.FEEDS)
+    feed = Feed(exchange="sim", symbols=["AAAUSDT"], method="mid", sma_fast_s=2.0, sma_slow_s=8.0)
+    await feeds_kv.put("default.aaa", encode_feed(feed))
+    await _publish(streams, _interleave(books))
+    feed_params = Params(method="mid", sma_fast_s=2.0, sma_slow_s=8.0, min_gap=PARAMS.min_gap)
+    expected = _expected(books, {"AAAUSDT": feed_params})
+    async with _replica(nats_settings):
+        await _wait_for_outputs(streams, expected)
+    found, _ = await _collect(streams)
+    assert found == expected
+    methods = {
+        decode(data, FairPrice).method
+        for kind, msg_id, data in found
+        if kind == Stream.PRICES.value and msg_id.startswith("sim:AAAUSDT:")
+    }
+    assert methods == {"mid"}
