@@ -360,3 +360,26 @@ async def test_converter_feed_parameters_apply_per_symbol(
         if kind == Stream.PRICES.value and msg_id.startswith("sim:AAAUSDT:")
     }
     assert methods == {"mid"}
+
+
+async def test_converter_survives_broker_restart(
+    streams: Bus,
+    nats_settings: NatsSettings,
+    nats_server: NatsServer,
+    books: dict[str, list[Book]],
+) -> None:
+    """nats-server restarts mid-stream (same port, same data): the converter's tail and
+    publisher recover, and the outputs are complete, once each."""
+    ordered = _interleave(books)
+    expected = _expected(books)
+    half = len(ordered) // 2
+    async with _replica(nats_settings):
+        await _publish(streams, ordered[:half])
+        await eventually(lambda: _prices_at_least(streams, 100), what="first prices")
+        await nats_server.restart()
+        await eventually(lambda: streams.nc.is_connected, within=30, what="test reconnected")
+        await _publish(streams, ordered[half:])
+        await _wait_for_outputs(streams, expected)
+    found, count = await _collect(streams)
+    assert found == expected
+    assert count == len(expected)

@@ -201,22 +201,23 @@ class Converter:
         self._symbols[subject] = state
         task = asyncio.create_task(self._rebuild(subject, state), name=f"rebuild-{subject}")
         self._rebuilds[subject] = task
-        task.add_done_callback(lambda done: self._rebuilt(subject, done))
+        task.add_done_callback(lambda done: self._rebuilt(subject, state, done))
         self._metrics.owned_symbols.set(len(self._symbols))
         self._metrics.rebuilding.set(len(self._rebuilds))
         self._update_readiness()
         return state
 
-    def _rebuilt(self, subject: str, task: asyncio.Task[None]) -> None:
+    def _rebuilt(self, subject: str, state: _Symbol, task: asyncio.Task[None]) -> None:
         if self._rebuilds.get(subject) is task:
             del self._rebuilds[subject]
         self._metrics.rebuilding.set(len(self._rebuilds))
         if not task.cancelled() and (exc := task.exception()) is not None:
-            # A broker hiccup mid-rebuild: forget the symbol; its next book (or the next
-            # ownership change) takes it over again from what is in PRICES.
+            # A broker hiccup mid-rebuild: forget the symbol; its next book (or the periodic
+            # rescan) takes it over again from what is in PRICES.
             log.warning("rebuild failed", subject=subject, error=repr(exc))
-            if self._symbols.get(subject) is not None and self._symbols[subject].pipeline is None:
+            if self._symbols.get(subject) is state:
                 del self._symbols[subject]
+                self._metrics.owned_symbols.set(len(self._symbols))
         self._update_readiness()
 
     def _update_readiness(self) -> None:
