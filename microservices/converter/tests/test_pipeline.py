@@ -90,7 +90,7 @@ def test_pipeline_resumed_from_last_price_continues_identically(
     replay = [b for b in books if b.event_time_ms >= start]
     assert len(replay) < len(books) - cut + 200  # a bounded replay, not the whole history
     pipeline = SymbolPipeline("sim", "EEEUSDT", PARAMS)
-    pipeline.resume(last, last.trend)
+    pipeline.resume(last)
     resumed = _run(replay, pipeline)
     expected = [o for uid, o in full if uid > last.update_id]
     assert resumed == expected
@@ -109,5 +109,5 @@ def test_pipeline_resumed_just_before_each_signal_still_signals(
         last = decode(prices[max(u for u in prices if u < uid)], FairPrice)
         replay = [b for b in books if b.event_time_ms >= last.event_time_ms - 60_000]
         pipeline = SymbolPipeline("sim", "FFFUSDT", PARAMS)
-        pipeline.resume(last, last.trend)
+        pipeline.resume(last)
         assert _run(replay, pipeline) == [o for u, o in full if u > last.update_id]

@@ -223,10 +223,6 @@ class Converter:
     def _update_readiness(self) -> None:
         self._readiness.set("rebuilt", self._placed and not self._rebuilds)
 
-    @property
-    def rebuilding(self) -> int:
-        return len(self._rebuilds)
-
     async def close(self) -> None:
         """Stop the rebuilds under way (what they published is kept; the next owner resumes)."""
         for subject in list(self._rebuilds):
@@ -257,7 +253,7 @@ class Converter:
             pipeline.last_signal = signal
             start_time = None
             if last is not None:
-                pipeline.resume(last, last.trend)
+                pipeline.resume(last)
                 start_ms = min(
                     last.event_time_ms - round(params.sma_slow_s * 1000),
                     last.event_time_ms - last.event_time_ms % _MINUTE_MS,

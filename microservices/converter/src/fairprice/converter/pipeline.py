@@ -56,11 +56,11 @@ Output = tuple[Stream, str, bytes, str]
 class SymbolPipeline:
     """Fair price, indicators and candles of one ``exchange``/``symbol``."""
 
-    def __init__(self, exchange: str, symbol: str, params: Params, *, emit_after: int = 0) -> None:
+    def __init__(self, exchange: str, symbol: str, params: Params) -> None:
         self.exchange = exchange
         self.symbol = symbol
         self.params = params
-        self.emit_after = emit_after
+        self.emit_after = 0
         """Books with an update id up to this one produce no output (already published)."""
         self.last_update_id = 0
         self.last_time_ms = 0
@@ -75,11 +75,11 @@ class SymbolPipeline:
         self._signals_subject = signals_subject(exchange, symbol)
         self._candles_subject = candles_subject(exchange, symbol)
 
-    def resume(self, last: FairPrice, trend: int) -> None:
-        """Continue after ``last``, the newest price already in PRICES, whose crossover trend
-        was ``trend``: its outputs and those before it are not emitted again."""
+    def resume(self, last: FairPrice) -> None:
+        """Continue after ``last``, the newest price already in PRICES (with the crossover
+        trend it carries): its outputs and those before it are not emitted again."""
         self.emit_after = last.update_id
-        self._resume_trend = trend
+        self._resume_trend = last.trend
         self.last_price = last
 
     def process(self, book: Book) -> list[Output] | Skip:
