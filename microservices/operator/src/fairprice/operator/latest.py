@@ -13,48 +13,31 @@ them at hand when it publishes, and one KV entry per symbol is the smallest thin
 
 from __future__ import annotations
 
-import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
+from fairprice.common.errors import InvalidMessageError
 from fairprice.common.feeds import Feed
 from fairprice.common.kv import Bucket
 from fairprice.common.logs import get_logger
-from fairprice.common.messages import Action
+from fairprice.common.messages import Latest, decode
 
-__all__ = ["LatestReader", "LatestValues", "decode_latest", "latest_key"]
+__all__ = ["LatestReader", "decode_latest", "latest_key"]
 
 log = get_logger(__name__)
-
-
-class LatestValues(msgspec.Struct, frozen=True, kw_only=True):
-    """The fields of a ``latest`` entry that the status shows (other fields are ignored)."""
-
-    method: str
-    price: float
-    mid: float | None = None
-    sma_fast: float | None = None
-    sma_slow: float | None = None
-    signal: Action | None = None
-    signal_time_ms: int | None = None
-    event_time_ms: int
-    """Exchange event time of the book the price came from, ms since the Unix epoch."""
-
-
-_decoder = msgspec.json.Decoder(LatestValues)
 
 
 def latest_key(exchange: str, symbol: str) -> str:
     return f"{exchange}.{symbol}"
 
 
-def decode_latest(data: bytes) -> LatestValues | None:
-    """The entry's values, or ``None`` (logged) when it cannot be read."""
+def decode_latest(data: bytes) -> Latest | None:
+    """The entry, or ``None`` (logged) when it cannot be read."""
     try:
-        return _decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return decode(data, Latest)
+    except InvalidMessageError as exc:
         log.warning("ignoring invalid latest entry", error=str(exc))
         return None
 
@@ -70,9 +53,9 @@ class LatestReader:
         self._js = js
         self._kv: KeyValue | None = None
 
-    async def read(self, feed: Feed) -> dict[str, LatestValues | None]:
+    async def read(self, feed: Feed) -> dict[str, Latest | None]:
         kv = await self._bucket()
-        values: dict[str, LatestValues | None] = dict.fromkeys(feed.symbols)
+        values: dict[str, Latest | None] = dict.fromkeys(feed.symbols)
         if kv is None:
             return values
         for symbol in feed.symbols:

@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fairprice.common.feeds import Feed
-from fairprice.operator.latest import LatestValues
+from fairprice.common.messages import Latest
 
 __all__ = ["SymbolState", "feed_status", "format_price", "format_time", "symbol_states"]
 
@@ -57,7 +57,7 @@ def format_time(ms: int) -> str:
 
 def symbol_states(
     feed: Feed,
-    latest: Mapping[str, LatestValues | None],
+    latest: Mapping[str, Latest | None],
     *,
     now: datetime.datetime,
     stale_after_s: float,
@@ -70,9 +70,7 @@ def symbol_states(
     }
 
 
-def _state(
-    feed: Feed, values: LatestValues | None, *, now_ms: int, stale_after_s: float
-) -> SymbolState:
+def _state(feed: Feed, values: Latest | None, *, now_ms: int, stale_after_s: float) -> SymbolState:
     if values is None:
         return SymbolState.NOT_SYNCED
     if now_ms - values.event_time_ms > stale_after_s * 1000:
@@ -84,7 +82,7 @@ def _state(
 
 def feed_status(
     feed: Feed,
-    latest: Mapping[str, LatestValues | None],
+    latest: Mapping[str, Latest | None],
     states: Mapping[str, SymbolState],
     *,
     now: datetime.datetime,
@@ -104,14 +102,12 @@ def feed_status(
     return status
 
 
-def _symbol_entry(symbol: str, values: LatestValues | None, state: SymbolState) -> dict[str, Any]:
+def _symbol_entry(symbol: str, values: Latest | None, state: SymbolState) -> dict[str, Any]:
     entry: dict[str, Any] = {"symbol": symbol, "synced": state is SymbolState.SYNCED}
     if values is None:
         return entry
     entry["method"] = values.method
     entry["fairPrice"] = format_price(values.price)
-    if values.mid is not None:
-        entry["mid"] = format_price(values.mid)
     if values.sma_fast is not None:
         entry["smaFast"] = format_price(values.sma_fast)
     if values.sma_slow is not None:
@@ -125,7 +121,7 @@ def _symbol_entry(symbol: str, values: LatestValues | None, state: SymbolState) 
 
 
 def _summary(
-    feed: Feed, latest: Mapping[str, LatestValues | None], states: Mapping[str, SymbolState]
+    feed: Feed, latest: Mapping[str, Latest | None], states: Mapping[str, SymbolState]
 ) -> dict[str, Any]:
     shown = ",".join(feed.symbols[:_SHOWN_SYMBOLS])
     more = len(feed.symbols) - _SHOWN_SYMBOLS
