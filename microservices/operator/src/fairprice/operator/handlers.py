@@ -71,7 +71,7 @@ class FeedHandlers:
             registry=registry,
             id="status",
             interval=self._settings.status_interval_s,
-            initial_delay=0,
+            initial_delay=self._settings.status_interval_s,
         )(self.refresh)
 
     async def apply(

@@ -1,21 +1,23 @@
 """The operator service: kopf embedded in the service's own lifecycle.
 
-``run`` serves /healthz /readyz /metrics, connects to NATS, opens the ``feeds`` bucket, then
-runs kopf's operator as one task with ``stop_flag`` / ``ready_flag`` (kopf's embedding API):
-our ``stop`` event stops kopf gracefully (it finishes the handlers in flight), and kopf's
-readiness (watching started) is the ``kubernetes`` condition of /readyz.
+``run`` serves /healthz /readyz /metrics on the service's event loop, and runs kopf's operator
+in a thread with an event loop of its own (kopf's documented embedding), driven by
+``stop_flag`` / ``ready_flag`` futures: our ``stop`` event stops kopf gracefully (it finishes
+the handlers in flight), and kopf's readiness (watching started) is the ``kubernetes``
+condition of /readyz.
 
-kopf, when it runs in the main thread, installs its own SIGTERM/SIGINT handlers; the service
-then stops when kopf does, whatever stopped it.
+Why a thread: when kopf stops, it treats every task created on its loop after its start as one
+of its own, waits 5 s for them and cancels them, whoever made them (a NATS reconnection's
+reader, an HTTP keep-alive connection, a test's client). On a loop of its own, kopf and the
+NATS connection its handlers use can only take each other down, never the rest of the service.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
-import signal
-import threading
 from typing import Any
 
 import kopf
@@ -35,6 +37,8 @@ __all__ = ["kopf_settings", "main", "run"]
 
 log = get_logger(__name__)
 
+Flag = concurrent.futures.Future[None]
+
 
 def main() -> None:
     run_service("operator", OperatorSettings, run)
@@ -49,64 +53,88 @@ async def run(
 ) -> None:
     stop = stop or install_signal_handlers()
     registry = registry or CollectorRegistry()
-    section = settings.operator
     readiness = Readiness("nats", "kubernetes")
     metrics = OperatorMetrics(registry)
-    async with contextlib.AsyncExitStack() as stack:
-        # HTTP first, closed last: /healthz answers while NATS is awaited, /readyz says why not.
-        await stack.enter_async_context(HealthServer(section.http, registry, readiness))
-        bus = await stack.enter_async_context(
-            connect_bus(settings.nats, name="fairprice-operator", readiness=readiness, stop=stop)
-        )
-        feeds = await open_bucket(bus.js, Bucket.FEEDS, replicas=settings.nats.streams.replicas)
-        operator_registry = kopf.OperatorRegistry()
-        FeedHandlers(feeds, LatestReader(bus.js), section, metrics).register(operator_registry)
-        _register_login(operator_registry, section)
-        await _operate(operator_registry, section, stop, readiness, ready)
-
-
-async def _operate(
-    registry: kopf.OperatorRegistry,
-    section: OperatorSection,
-    stop: asyncio.Event,
-    readiness: Readiness,
-    ready: asyncio.Event | None,
-) -> None:
-    kopf_stop = asyncio.Event()
-    kopf_ready = asyncio.Event()
+    stop_flag: Flag = concurrent.futures.Future()
+    ready_flag: Flag = concurrent.futures.Future()
 
     async def announce_ready() -> None:
-        await kopf_ready.wait()
+        await asyncio.wrap_future(ready_flag)
         readiness.set("kubernetes", True)
-        log.info("watching MarketFeeds", namespaces=section.namespaces or "all")
-        if ready is not None and readiness.ready:
+        log.info("watching MarketFeeds", namespaces=settings.operator.namespaces or "all")
+        if ready is not None:
             ready.set()
 
     async def relay_stop() -> None:
         await stop.wait()
         readiness.set("kubernetes", False)
-        kopf_stop.set()
+        _raise(stop_flag)
 
-    async with asyncio.TaskGroup() as tg:
-        announcer = tg.create_task(announce_ready(), name="operator-ready")
-        relay = tg.create_task(relay_stop(), name="operator-stop")
-        try:
-            await kopf.operator(
-                registry=registry,
-                settings=kopf_settings(),
-                standalone=True,
-                clusterwide=not section.namespaces,
-                namespaces=section.namespaces,
-                stop_flag=kopf_stop,
-                ready_flag=kopf_ready,
-            )
-        finally:
-            _restore_signals()
-            readiness.set("kubernetes", False)
-            announcer.cancel()
-            stop.set()  # kopf stopped on its own (a signal, a fatal error): so does the service
-        await relay
+    async with HealthServer(settings.operator.http, registry, readiness):
+        async with asyncio.TaskGroup() as tg:
+            announcer = tg.create_task(announce_ready(), name="operator-ready")
+            tg.create_task(relay_stop(), name="operator-stop")
+            try:
+                await asyncio.to_thread(
+                    _operator_thread, settings, readiness, metrics, stop_flag, ready_flag
+                )
+            finally:
+                # Whatever ended kopf (our stop, a fatal error), the service ends with it.
+                _raise(stop_flag)
+                readiness.set("kubernetes", False)
+                announcer.cancel()
+                stop.set()
     log.info("operator stopped")
+
+
+def _operator_thread(
+    settings: OperatorSettings,
+    readiness: Readiness,
+    metrics: OperatorMetrics,
+    stop_flag: Flag,
+    ready_flag: Flag,
+) -> None:
+    asyncio.run(_operate(settings, readiness, metrics, stop_flag, ready_flag))
+
+
+async def _operate(
+    settings: OperatorSettings,
+    readiness: Readiness,
+    metrics: OperatorMetrics,
+    stop_flag: Flag,
+    ready_flag: Flag,
+) -> None:
+    """kopf's loop: its own NATS connection, the handlers, and kopf until ``stop_flag``."""
+    section = settings.operator
+    stopping = asyncio.Event()  # stops waiting for an unreachable NATS
+    stop_waiter = asyncio.wrap_future(stop_flag)
+    stop_waiter.add_done_callback(lambda _: stopping.set())
+    async with contextlib.AsyncExitStack() as stack:
+        # Unhook from the flag before this loop closes (kopf does the same with its own).
+        stack.callback(stop_waiter.cancel)
+        bus = await stack.enter_async_context(
+            connect_bus(
+                settings.nats, name="fairprice-operator", readiness=readiness, stop=stopping
+            )
+        )
+        feeds = await open_bucket(bus.js, Bucket.FEEDS, replicas=settings.nats.streams.replicas)
+        registry = kopf.OperatorRegistry()
+        FeedHandlers(feeds, LatestReader(bus.js), section, metrics).register(registry)
+        _register_login(registry, section)
+        await kopf.operator(
+            registry=registry,
+            settings=kopf_settings(),
+            standalone=True,
+            clusterwide=not section.namespaces,
+            namespaces=section.namespaces,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
+
+
+def _raise(flag: Flag) -> None:
+    with contextlib.suppress(concurrent.futures.InvalidStateError):
+        flag.set_result(None)
 
 
 def kopf_settings() -> kopf.OperatorSettings:
@@ -139,11 +167,3 @@ def _register_login(registry: kopf.OperatorRegistry, section: OperatorSection) -
     else:
         kopf.on.login(registry=registry, id="service-account")(kopf.login_with_service_account)
         kopf.on.login(registry=registry, id="kubeconfig")(kopf.login_with_kubeconfig)
-
-
-def _restore_signals() -> None:
-    """Undo kopf's SIGTERM/SIGINT handlers: they point at a finished operator."""
-    if threading.current_thread() is threading.main_thread():
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(signum)

@@ -1,0 +1,161 @@
+"""The operator end to end: the real kopf runtime against kmock's Kubernetes emulator, and a
+real nats-server. The test plays the converter's part by writing the ``latest`` bucket."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import kmock
+import nats.js.errors
+from nats.js.kv import KeyValue
+
+from fairprice.common.bus import Bus
+from fairprice.common.feeds import Feed, decode_feed, encode_feed
+from fairprice.common.kv import Bucket, open_bucket
+from fairprice.common.messages import Latest, encode
+from fairprice.common.testing import eventually
+
+from .conftest import RunningOperator, feeds_path, market_feed, spec_schema, with_defaults
+
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+
+
+async def get_object(k8s: kmock.KubernetesEmulator, name: str) -> dict[str, Any] | None:
+    async with k8s.get(feeds_path(name=name)) as response:
+        if response.status == 404:
+            return None
+        assert response.status == 200, await response.text()
+        body: dict[str, Any] = await response.json()
+        return body
+
+
+async def create(
+    k8s: kmock.KubernetesEmulator, crd: dict[str, Any], name: str, **spec: Any
+) -> None:
+    body = market_feed(name, with_defaults(spec_schema(crd), spec))
+    async with k8s.post(feeds_path(), json=body) as response:
+        assert response.status in (200, 201), await response.text()
+
+
+async def stored_feed(feeds: KeyValue, key: str) -> Feed | None:
+    try:
+        entry = await feeds.get(key)
+    except nats.js.errors.KeyNotFoundError:
+        return None
+    return decode_feed(entry.value) if entry.value else None
+
+
+def latest(symbol: str, price: float, *, method: str = "mid", signal: str | None = None) -> bytes:
+    now_ms = int(time.time() * 1000)
+    return encode(
+        Latest(
+            exchange="sim",
+            symbol=symbol,
+            update_id=1,
+            event_time_ms=now_ms,
+            method=method,
+            price=price,
+            sma_fast=price + 1,
+            sma_slow=price - 1,
+            signal=signal,  # type: ignore[arg-type]
+            signal_time_ms=now_ms if signal else None,
+        )
+    )
+
+
+async def test_operator_feed_lifecycle_and_live_status(
+    k8s: kmock.KubernetesEmulator, crd: dict[str, Any], operator: RunningOperator, bus: Bus
+) -> None:
+    """Create -> feed in the bucket and a status from the latest values; edit -> the bucket
+    follows; delete -> the key is removed and the finalizer released."""
+    feeds = await open_bucket(bus.js, Bucket.FEEDS)
+    prices = await open_bucket(bus.js, Bucket.LATEST)
+
+    await create(k8s, crd, "majors", exchange="sim", symbols=["BTCUSDT", "ETHUSDT"], method="mid")
+
+    async def feed_written() -> bool:
+        return await stored_feed(feeds, "markets.majors") is not None
+
+    await eventually(feed_written, within=15, what="feed in the bucket")
+    assert await stored_feed(feeds, "markets.majors") == Feed(
+        exchange="sim", symbols=["BTCUSDT", "ETHUSDT"], method="mid"
+    )
+
+    async def status(path: str) -> Any:
+        obj = await get_object(k8s, "majors")
+        value: Any = obj
+        for part in path.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
+
+    async def status_is(path: str, expected: Any) -> bool:
+        return await status(path) == expected
+
+    await eventually(lambda: status_is("status.summary.synced", "0/2"), within=15, what="0/2")
+    conditions = {c["type"]: c for c in await status("status.conditions")}
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Degraded"]["reason"] == "NotSynced"
+    assert "fairprice.io/feed" in await status("metadata.finalizers")
+
+    await prices.put("sim.BTCUSDT", latest("BTCUSDT", 65000.5, signal="BUY"))
+    await eventually(lambda: status_is("status.summary.fairPrice", "65000.5"), within=15)
+    assert await status("status.summary.signal") == "BUY"
+    assert await status("status.summary.synced") == "1/2"
+
+    await prices.put("sim.ETHUSDT", latest("ETHUSDT", 3200.25))
+    await eventually(lambda: status_is("status.summary.synced", "2/2"), within=15)
+    conditions = {c["type"]: c for c in await status("status.conditions")}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["Degraded"]["status"] == "False"
+    eth = (await status("status.symbols"))[1]
+    assert eth["symbol"] == "ETHUSDT"
+    assert eth["fairPrice"] == "3200.25"
+    assert eth["smaFast"] == "3201.25" and eth["smaSlow"] == "3199.25"
+
+    # Edit: the bucket follows the new symbols and the status lists them.
+    patch = {"spec": {"symbols": ["BTCUSDT", "SOLUSDT"]}}
+    async with k8s.patch(feeds_path(name="majors"), json=patch, headers=MERGE_PATCH) as response:
+        assert response.status == 200, await response.text()
+
+    async def edited() -> bool:
+        feed = await stored_feed(feeds, "markets.majors")
+        return feed is not None and feed.symbols == ["BTCUSDT", "SOLUSDT"]
+
+    await eventually(edited, within=15, what="edited feed in the bucket")
+    await eventually(lambda: status_is("status.summary.synced", "1/2"), within=15)
+    symbols = [entry["symbol"] for entry in await status("status.symbols")]
+    assert symbols == ["BTCUSDT", "SOLUSDT"]
+
+    # Delete: the key goes, then kopf removes its finalizer and the object is gone.
+    async with k8s.delete(feeds_path(name="majors")) as response:
+        assert response.status == 200, await response.text()
+
+    async def gone() -> bool:
+        return await get_object(k8s, "majors") is None
+
+    await eventually(gone, within=15, what="object deleted")
+    assert await stored_feed(feeds, "markets.majors") is None
+
+
+async def test_operator_rewrites_a_feed_lost_from_the_bucket(
+    k8s: kmock.KubernetesEmulator, crd: dict[str, Any], operator: RunningOperator, bus: Bus
+) -> None:
+    """The object is the source of truth: a feed deleted or altered in the bucket behind the
+    operator's back is written again by the next status refresh."""
+    feeds = await open_bucket(bus.js, Bucket.FEEDS)
+    await create(k8s, crd, "btc", exchange="sim", symbols=["BTCUSDT"])
+    expected = Feed(exchange="sim", symbols=["BTCUSDT"])
+
+    async def is_expected() -> bool:
+        return await stored_feed(feeds, "markets.btc") == expected
+
+    await eventually(is_expected, within=15, what="feed written")
+    await feeds.delete("markets.btc")
+    await eventually(is_expected, within=15, what="deleted feed written again")
+    await feeds.put("markets.btc", encode_feed(Feed(exchange="sim", symbols=["ETHUSDT"])))
+    await eventually(is_expected, within=15, what="altered feed written again")
+    assert (
+        operator.registry.get_sample_value("fairprice_operator_feed_writes_total", {"op": "put"})
+        >= 3
+    )
