@@ -31,27 +31,35 @@ def crd() -> dict[str, Any]:
     return loaded
 
 
+ApiServer = kmock.KubernetesEmulator
+
+
 @pytest.fixture
-def k8s(kmock: kmock.KubernetesEmulator, crd: dict[str, Any]) -> kmock.KubernetesEmulator:
-    """The emulator, knowing the built-in resources (events) and the MarketFeed CRD as the API
-    server would publish it in its discovery documents."""
-    with warnings.catch_warnings():
-        # kmock 0.8 reads its bundled file with importlib.resources.read_binary, deprecated on
-        # Python 3.11 (our warnings are errors).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        kmock.resources.load_bundled()
-    names = crd["spec"]["names"]
-    (version,) = (v for v in crd["spec"]["versions"] if v["name"] == VERSION)
-    kmock.resources[f"{GROUP}/{VERSION}/{PLURAL}"] = kmock.ResourceInfo(
-        kind=names["kind"],
-        singular=names["singular"],
-        namespaced=crd["spec"]["scope"] == "Namespaced",
-        shortnames=set(names.get("shortNames", [])),
-        categories=set(names.get("categories", [])),
-        subresources=set(version.get("subresources", {})),
-        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
-    )
-    return kmock
+async def k8s(crd: dict[str, Any]) -> AsyncIterator[ApiServer]:
+    """kmock's emulated API server, knowing the built-in resources (events) and the MarketFeed
+    CRD as the API server publishes it in its discovery documents.
+
+    Unlike a real API server, kmock keeps every object's ``resourceVersion`` as it was created,
+    so kopf cannot tell the echoes of its own patches from new changes and may call a handler
+    twice for one change: the handlers are idempotent, as they must be anyway."""
+    async with ApiServer() as server, kmock.Server(server):
+        with warnings.catch_warnings():
+            # kmock 0.8 reads its bundled file with importlib.resources.read_binary,
+            # deprecated on Python 3.11 (our warnings are errors).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            server.resources.load_bundled()
+        names = crd["spec"]["names"]
+        (version,) = (v for v in crd["spec"]["versions"] if v["name"] == VERSION)
+        server.resources[f"{GROUP}/{VERSION}/{PLURAL}"] = kmock.ResourceInfo(
+            kind=names["kind"],
+            singular=names["singular"],
+            namespaced=crd["spec"]["scope"] == "Namespaced",
+            shortnames=set(names.get("shortNames", [])),
+            categories=set(names.get("categories", [])),
+            subresources=set(version.get("subresources", {})),
+            verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+        )
+        yield server
 
 
 def feeds_path(namespace: str = NAMESPACE, name: str | None = None) -> str:
@@ -96,9 +104,7 @@ class RunningOperator:
 
 
 @pytest.fixture
-async def operator(
-    k8s: kmock.KubernetesEmulator, nats_settings: NatsSettings
-) -> AsyncIterator[RunningOperator]:
+async def operator(k8s: ApiServer, nats_settings: NatsSettings) -> AsyncIterator[RunningOperator]:
     """The operator service, ready (watching MarketFeeds in ``NAMESPACE``)."""
     settings = operator_settings(
         nats_settings, str(k8s.url), status_interval_s=0.2, stale_after_s=60.0

@@ -3,11 +3,12 @@ real nats-server. The test plays the converter's part by writing the ``latest`` 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
-import kmock
 import nats.js.errors
+import yaml
 from nats.js.kv import KeyValue
 
 from fairprice.common.bus import Bus
@@ -16,12 +17,20 @@ from fairprice.common.kv import Bucket, open_bucket
 from fairprice.common.messages import Latest, encode
 from fairprice.common.testing import eventually
 
-from .conftest import RunningOperator, feeds_path, market_feed, spec_schema, with_defaults
+from .conftest import (
+    ROOT,
+    ApiServer,
+    RunningOperator,
+    feeds_path,
+    market_feed,
+    spec_schema,
+    with_defaults,
+)
 
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 
 
-async def get_object(k8s: kmock.KubernetesEmulator, name: str) -> dict[str, Any] | None:
+async def get_object(k8s: ApiServer, name: str) -> dict[str, Any] | None:
     async with k8s.get(feeds_path(name=name)) as response:
         if response.status == 404:
             return None
@@ -30,9 +39,7 @@ async def get_object(k8s: kmock.KubernetesEmulator, name: str) -> dict[str, Any]
         return body
 
 
-async def create(
-    k8s: kmock.KubernetesEmulator, crd: dict[str, Any], name: str, **spec: Any
-) -> None:
+async def create(k8s: ApiServer, crd: dict[str, Any], name: str, **spec: Any) -> None:
     body = market_feed(name, with_defaults(spec_schema(crd), spec))
     async with k8s.post(feeds_path(), json=body) as response:
         assert response.status in (200, 201), await response.text()
@@ -65,7 +72,7 @@ def latest(symbol: str, price: float, *, method: str = "mid", signal: str | None
 
 
 async def test_operator_feed_lifecycle_and_live_status(
-    k8s: kmock.KubernetesEmulator, crd: dict[str, Any], operator: RunningOperator, bus: Bus
+    k8s: ApiServer, crd: dict[str, Any], operator: RunningOperator, bus: Bus
 ) -> None:
     """Create -> feed in the bucket and a status from the latest values; edit -> the bucket
     follows; delete -> the key is removed and the finalizer released."""
@@ -139,7 +146,7 @@ async def test_operator_feed_lifecycle_and_live_status(
 
 
 async def test_operator_rewrites_a_feed_lost_from_the_bucket(
-    k8s: kmock.KubernetesEmulator, crd: dict[str, Any], operator: RunningOperator, bus: Bus
+    k8s: ApiServer, crd: dict[str, Any], operator: RunningOperator, bus: Bus
 ) -> None:
     """The object is the source of truth: a feed deleted or altered in the bucket behind the
     operator's back is written again by the next status refresh."""
@@ -159,3 +166,81 @@ async def test_operator_rewrites_a_feed_lost_from_the_bucket(
         operator.registry.get_sample_value("fairprice_operator_feed_writes_total", {"op": "put"})
         >= 3
     )
+
+
+# What the operator needs from the API server, beyond discovery (which every authenticated
+# user may read): docs/operator.md lists it, and the Role must grant it.
+NEEDED = {
+    ("fairprice.io", "marketfeeds", "list"),
+    ("fairprice.io", "marketfeeds", "watch"),
+    ("fairprice.io", "marketfeeds", "patch"),
+    ("fairprice.io", "marketfeeds/status", "patch"),
+    ("", "events", "create"),
+}
+_VERBS = {"LIST": "list", "WATCH": "watch", "FETCH": "get", "UPDATE": "patch", "CREATE": "create"}
+_DISCOVERY = re.compile(r"^/(api|apis)(/[^/]+){0,2}$")
+
+
+def operator_requests(k8s: ApiServer) -> set[tuple[str, str, str]]:
+    """(API group, resource[/subresource], RBAC verb) of every request kopf made, discovery
+    documents aside."""
+    used = set()
+    for request in list(k8s):
+        if not request.headers.get("User-Agent", "").startswith("kopf/"):
+            continue  # the test's own requests
+        if request.method == "GET" and _DISCOVERY.match(request.url.path):
+            continue
+        assert request.resource is not None and request.action is not None, request.url
+        resource = request.resource.plural + (
+            f"/{request.subresource}" if request.subresource else ""
+        )
+        used.add((request.resource.group, resource, _VERBS[request.action.name]))
+    return used
+
+
+def role_grants() -> set[tuple[str, str, str]]:
+    docs = yaml.safe_load_all((ROOT / "k8s" / "base" / "operator-rbac.yaml").read_text())
+    (role,) = (doc for doc in docs if doc and doc["kind"] == "Role")
+    return {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+async def test_operator_refuses_a_bad_spec_with_an_event_and_needs_only_its_role(
+    k8s: ApiServer, crd: dict[str, Any], operator: RunningOperator, bus: Bus
+) -> None:
+    """A spec that is no feed (the emulator does not validate) never reaches the bucket and is
+    reported as a Kubernetes event; every API request of the run is one the Role allows."""
+    feeds = await open_bucket(bus.js, Bucket.FEEDS)
+    await create(k8s, crd, "bad", symbols=["BTCUSDT"], smaFastSeconds=90, smaSlowSeconds=60)
+    await create(k8s, crd, "good", symbols=["BTCUSDT"])
+
+    async def good_written() -> bool:
+        return await stored_feed(feeds, "markets.good") is not None
+
+    await eventually(good_written, within=15, what="good feed written")
+
+    def event_posted() -> bool:
+        return ("", "events", "create") in operator_requests(k8s)
+
+    await eventually(event_posted, within=15, what="event about the bad spec")
+    assert await stored_feed(feeds, "markets.bad") is None
+    events = [r.data for r in list(k8s) if r.resource and r.resource.plural == "events"]
+    assert {event["involvedObject"]["name"] for event in events} == {"bad"}
+    assert all("smaFastSeconds" in event["message"] for event in events)
+
+    async with k8s.delete(feeds_path(name="good")) as response:
+        assert response.status == 200
+
+    async def good_gone() -> bool:
+        return await get_object(k8s, "good") is None
+
+    await eventually(good_gone, within=15, what="good feed deleted")
+
+    used = operator_requests(k8s)
+    assert used <= NEEDED, f"requests beyond what docs/operator.md lists: {used - NEEDED}"
+    assert NEEDED <= role_grants(), f"the Role lacks {NEEDED - role_grants()}"

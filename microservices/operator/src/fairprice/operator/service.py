@@ -150,7 +150,9 @@ def kopf_settings() -> kopf.OperatorSettings:
     settings.persistence.finalizer = f"{GROUP}/feed"
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
-    # Kubernetes events (`kubectl describe marketfeed`) for problems only, not every success.
+    # Handler problems (a refused spec, NATS unreachable) become Kubernetes events, shown by
+    # `kubectl describe marketfeed`; successes are not posted.
+    settings.posting.loggers = True
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "fairprice-operator"
     return settings
