@@ -1,0 +1,58 @@
+"""The order book: exact decimal keys, deletes, top-N and whether it changed."""
+
+from __future__ import annotations
+
+import pytest
+
+from fairprice.common.errors import InvalidMessageError
+from fairprice.crawler.book import OrderBook, price_key
+
+
+def test_price_key_is_exact_and_ordered() -> None:
+    assert price_key("1.5") == price_key("1.50000000")
+    # Two prices a float cannot tell apart stay distinct and ordered.
+    assert float("0.100000000000000001") == float("0.1")
+    assert price_key("0.100000000000000001") > price_key("0.1")
+    assert price_key("10") > price_key("9.99999999")
+    with pytest.raises(InvalidMessageError):
+        price_key("1.0000000000000000001")
+    with pytest.raises(InvalidMessageError):
+        price_key("abc")
+
+
+def test_book_keeps_the_exchange_strings_best_first() -> None:
+    book = OrderBook()
+    book.load(
+        10,
+        [("0.35200000", "1.0"), ("0.35210000", "2.0"), ("0.35000000", "0.00000000")],
+        [("0.35300000", "3.0"), ("0.35250000", "4.0")],
+    )
+    assert book.bids(5) == [("0.35210000", "2.0"), ("0.35200000", "1.0")]
+    assert book.asks(5) == [("0.35250000", "4.0"), ("0.35300000", "3.0")]
+    assert book.update_id == 10 and len(book) == 4
+
+
+def test_apply_updates_deletes_and_reports_top_changes() -> None:
+    book = OrderBook()
+    book.load(1, [(str(100 - i), "1") for i in range(10)], [(str(101 + i), "1") for i in range(10)])
+    # A level below the top 3 bids changes nothing in the top 3.
+    assert not book.apply(2, [("95", "7")], [], depth=3)
+    # Deleting a level we never had changes nothing.
+    assert not book.apply(3, [("50.5", "0")], [], depth=3)
+    # Quantity zero deletes; a deleted top level is replaced by the next one.
+    assert book.apply(4, [("100", "0.000")], [], depth=3)
+    assert book.bids(3) == [("99", "1"), ("98", "1"), ("97", "1")]
+    # A new best ask inside the top.
+    assert book.apply(5, [], [("100.5", "2")], depth=3)
+    assert book.asks(2) == [("100.5", "2"), ("101", "1")]
+    # The same price spelt differently is the same level.
+    assert book.apply(6, [("99.000", "5")], [], depth=3)
+    assert book.bids(1) == [("99.000", "5")]
+    assert book.update_id == 6
+
+
+def test_apply_on_a_thin_book_always_changes_the_top() -> None:
+    book = OrderBook()
+    book.load(1, [("1", "1")], [])
+    assert book.apply(2, [("0.5", "1")], [], depth=5)
+    assert book.apply(3, [], [("9", "1")], depth=5)
