@@ -10,6 +10,8 @@ this is the smallest faithful one, so the converter's tests do not wait for it.
 from __future__ import annotations
 
 import json
+import random
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -81,3 +83,50 @@ def _replay_nknusdt() -> list[Book]:
 def nknusdt_books() -> list[Book]:
     """The 149 top-20 books of the recorded NKNUSDT session, in order."""
     return _replay_nknusdt()
+
+
+def _synthetic_books(
+    symbol: str, count: int, *, seed: int = 1, start_ms: int = 1_700_000_000_000
+) -> list[Book]:
+    """A deterministic random walk of ``count`` top-5 books, 20-800 ms apart with a few
+    pauses of 30-90 s, trends that make the SMAs cross, and now and then a crossed or
+    one-sided book: everything the pipeline must handle."""
+    rng = random.Random(f"{symbol}:{seed}")
+    books: list[Book] = []
+    mid = 100.0 + rng.random() * 10
+    drift = 0.0
+    t = start_ms
+    for i in range(count):
+        if rng.random() < 0.01:
+            drift = rng.choice((-1, 1)) * rng.uniform(0.002, 0.02)
+        mid = max(1.0, mid + drift + rng.gauss(0, 0.03))
+        t += rng.randint(20, 800) if rng.random() > 0.004 else rng.randint(30_000, 90_000)
+        tick = 0.01
+        bid = round(mid - tick * rng.randint(1, 3), 2)
+        ask = round(mid + tick * rng.randint(1, 3), 2)
+        bids = [(f"{bid - k * tick:.2f}", f"{rng.uniform(0.1, 40):.4f}") for k in range(5)]
+        asks = [(f"{ask + k * tick:.2f}", f"{rng.uniform(0.1, 40):.4f}") for k in range(5)]
+        roll = rng.random()
+        if roll < 0.01:
+            bids, asks = asks, bids  # crossed
+        elif roll < 0.015:
+            asks = []
+        books.append(
+            Book(
+                exchange="sim",
+                symbol=symbol,
+                update_id=1000 + i * 3,
+                first_update_id=998 + i * 3,
+                event_time_ms=t,
+                receive_time_ms=t + 5,
+                bids=bids,
+                asks=asks,
+            )
+        )
+    return books
+
+
+@pytest.fixture(scope="session")
+def make_books() -> Callable[..., list[Book]]:
+    """``make_books(symbol, count, seed=, start_ms=)``: synthetic books (see above)."""
+    return _synthetic_books

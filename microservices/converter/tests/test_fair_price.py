@@ -23,7 +23,9 @@ def _ref_impact_side(levels: list[Level], notional: Decimal, depth: int) -> Deci
     return None
 
 
-def _reference(bids: list[Level], asks: list[Level], notional: str, depth: int) -> dict[str, object]:
+def _reference(
+    bids: list[Level], asks: list[Level], notional: str, depth: int
+) -> dict[str, object]:
     bid, bid_qty = Decimal(bids[0][0]), Decimal(bids[0][1])
     ask, ask_qty = Decimal(asks[0][0]), Decimal(asks[0][1])
     buy = _ref_impact_side(asks, Decimal(notional), depth)

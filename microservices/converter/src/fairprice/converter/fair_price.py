@@ -107,6 +107,7 @@ def price_book(
         sell = impact_side(bids, notional, depth)
         if sell is not None:
             impact = (buy + sell) / 2.0
+    used: FairPriceMethod
     if method == "mid":
         price, used = mid, method
     elif method == "impact" and impact is not None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from fairprice.common.feeds import FairPriceMethod
 from fairprice.common.messages import Book, Candle, FairPrice, Signal, encode
 from fairprice.common.subjects import (
+    Stream,
     book_msg_id,
     candle_msg_id,
     candles_subject,
@@ -48,8 +49,8 @@ class Params:
     min_gap: float = 0.0001
 
 
-Output = tuple[str, bytes, str]
-"""What to publish: ``(subject, payload, message id)``."""
+Output = tuple[Stream, str, bytes, str]
+"""What to publish: ``(stream, subject, payload, message id)``."""
 
 
 class SymbolPipeline:
@@ -98,7 +99,9 @@ class SymbolPipeline:
         self.last_update_id = book.update_id
         # Event times of one symbol do not go back; if an exchange ever sent one that did,
         # time stands still for it rather than reopening a closed minute.
-        time_ms = book.event_time_ms if book.event_time_ms > self.last_time_ms else self.last_time_ms
+        time_ms = (
+            book.event_time_ms if book.event_time_ms > self.last_time_ms else self.last_time_ms
+        )
         self.last_time_ms = time_ms
         price = quote.price
         sma_fast = self.fast.push(time_ms, price)
@@ -134,6 +137,7 @@ class SymbolPipeline:
             )
             outputs.append(
                 (
+                    Stream.CANDLES,
                     self._candles_subject,
                     encode(candle),
                     candle_msg_id(exchange, symbol, closed.start_ms),
@@ -153,7 +157,12 @@ class SymbolPipeline:
             )
             self.last_signal = signal
             outputs.append(
-                (self._signals_subject, encode(signal), signal_msg_id(book_id, STRATEGY, action))
+                (
+                    Stream.SIGNALS,
+                    self._signals_subject,
+                    encode(signal),
+                    signal_msg_id(book_id, STRATEGY, action),
+                )
             )
         fair = FairPrice(
             exchange=exchange,
@@ -172,5 +181,5 @@ class SymbolPipeline:
             trend=self.crossover.trend,
         )
         self.last_price = fair
-        outputs.append((self._prices_subject, encode(fair), price_msg_id(book_id)))
+        outputs.append((Stream.PRICES, self._prices_subject, encode(fair), price_msg_id(book_id)))
         return outputs
