@@ -4,6 +4,7 @@ CRD, and the operator service run in-process against it and a real nats-server."
 from __future__ import annotations
 
 import asyncio
+import socket
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -85,29 +86,38 @@ def market_feed(name: str, spec: dict[str, Any], namespace: str = NAMESPACE) -> 
 
 
 def operator_settings(
-    nats_settings: NatsSettings, api_server: str, **section: Any
+    nats_settings: NatsSettings, api_server: str, *, port: int = 0, **section: Any
 ) -> OperatorSettings:
     return OperatorSettings(
         nats=nats_settings,
         operator=OperatorSection(
             api_server=api_server,
             namespaces=[NAMESPACE],
-            http=HttpSettings(host="127.0.0.1", port=0),
+            http=HttpSettings(host="127.0.0.1", port=port),
             **section,
         ),
     )
 
 
 class RunningOperator:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, port: int) -> None:
         self.registry = registry
+        self.url = f"http://127.0.0.1:{port}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 @pytest.fixture
 async def operator(k8s: ApiServer, nats_settings: NatsSettings) -> AsyncIterator[RunningOperator]:
     """The operator service, ready (watching MarketFeeds in ``NAMESPACE``)."""
+    port = _free_port()
     settings = operator_settings(
-        nats_settings, str(k8s.url), status_interval_s=0.2, stale_after_s=60.0
+        nats_settings, str(k8s.url), status_interval_s=0.2, stale_after_s=60.0, port=port
     )
     stop, ready = asyncio.Event(), asyncio.Event()
     registry = CollectorRegistry()
@@ -119,7 +129,7 @@ async def operator(k8s: ApiServer, nats_settings: NatsSettings) -> AsyncIterator
         task.result()  # raises what stopped it
     assert ready.is_set(), "operator not ready within 30 s"
     try:
-        yield RunningOperator(registry)
+        yield RunningOperator(registry, port)
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)

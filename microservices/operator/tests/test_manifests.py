@@ -16,6 +16,7 @@ import yaml
 
 from fairprice.common.feeds import Feed
 from fairprice.common.messages import Latest
+from fairprice.crawler.exchanges import EXCHANGES
 from fairprice.operator.feed_spec import feed_from_spec
 from fairprice.operator.handlers import VERSION
 from fairprice.operator.status import feed_status, symbol_states
@@ -57,6 +58,14 @@ def test_example_manifest_is_valid_and_a_feed_the_operator_accepts(
         feed = feed_from_spec(spec)
         assert feed.symbols == doc["spec"]["symbols"]
         assert feed.exchange == spec["exchange"] and feed.method == spec["method"]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.name)
+def test_example_names_an_exchange_the_crawler_crawls(path: Path, crd: dict[str, Any]) -> None:
+    """A crawler takes the feeds of its own adapter's exchange only: any other name would
+    never be crawled (the simulator is crawled with the binance adapter)."""
+    for doc in (doc for doc in yaml.safe_load_all(path.read_text()) if doc):
+        assert with_defaults(spec_schema(crd), doc["spec"])["exchange"] in EXCHANGES
 
 
 def full_status() -> dict[str, Any]:

@@ -7,6 +7,7 @@ import re
 import time
 from typing import Any
 
+import httpx
 import nats.js.errors
 import yaml
 from nats.js.kv import KeyValue
@@ -244,3 +245,13 @@ async def test_operator_refuses_a_bad_spec_with_an_event_and_needs_only_its_role
     used = operator_requests(k8s)
     assert used <= NEEDED, f"requests beyond what docs/operator.md lists: {used - NEEDED}"
     assert NEEDED <= role_grants(), f"the Role lacks {NEEDED - role_grants()}"
+
+
+async def test_operator_serves_health_readiness_and_metrics(operator: RunningOperator) -> None:
+    async with httpx.AsyncClient(base_url=operator.url) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        metrics = (await client.get("/metrics")).text
+    assert "fairprice_operator_feed_writes_total" in metrics
+    assert "fairprice_operator_status_refreshes_total" in metrics
