@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import nats.js.errors
@@ -44,7 +44,7 @@ async def harness(bus: Bus) -> Harness:
 
 def kwargs(body: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     """The keyword arguments kopf passes to a handler for ``body`` (those ours use)."""
-    view = kopf.Body(body)
+    view = kopf.Body(cast(kopf.RawBody, body))
     yield from {
         "spec": view.spec,
         "status": view.status,

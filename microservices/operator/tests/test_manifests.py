@@ -26,7 +26,8 @@ from .conftest import EXAMPLES, spec_schema, with_defaults
 
 def version_of(crd: dict[str, Any]) -> dict[str, Any]:
     (version,) = (v for v in crd["spec"]["versions"] if v["name"] == VERSION)
-    return version
+    found: dict[str, Any] = version
+    return found
 
 
 def closed(schema: dict[str, Any]) -> dict[str, Any]:

@@ -98,7 +98,7 @@ async def test_operator_feed_lifecycle_and_live_status(
         return value
 
     async def status_is(path: str, expected: Any) -> bool:
-        return await status(path) == expected
+        return bool(await status(path) == expected)
 
     await eventually(lambda: status_is("status.summary.synced", "0/2"), within=15, what="0/2")
     conditions = {c["type"]: c for c in await status("status.conditions")}
@@ -163,10 +163,10 @@ async def test_operator_rewrites_a_feed_lost_from_the_bucket(
     await eventually(is_expected, within=15, what="deleted feed written again")
     await feeds.put("markets.btc", encode_feed(Feed(exchange="sim", symbols=["ETHUSDT"])))
     await eventually(is_expected, within=15, what="altered feed written again")
-    assert (
-        operator.registry.get_sample_value("fairprice_operator_feed_writes_total", {"op": "put"})
-        >= 3
+    writes = operator.registry.get_sample_value(
+        "fairprice_operator_feed_writes_total", {"op": "put"}
     )
+    assert writes is not None and writes >= 3
 
 
 # What the operator needs from the API server, beyond discovery (which every authenticated
@@ -185,17 +185,17 @@ _DISCOVERY = re.compile(r"^/(api|apis)(/[^/]+){0,2}$")
 def operator_requests(k8s: ApiServer) -> set[tuple[str, str, str]]:
     """(API group, resource[/subresource], RBAC verb) of every request kopf made, discovery
     documents aside."""
-    used = set()
+    used: set[tuple[str, str, str]] = set()
     for request in list(k8s):
         if not request.headers.get("User-Agent", "").startswith("kopf/"):
             continue  # the test's own requests
         if request.method == "GET" and _DISCOVERY.match(request.url.path):
             continue
-        assert request.resource is not None and request.action is not None, request.url
-        resource = request.resource.plural + (
-            f"/{request.subresource}" if request.subresource else ""
-        )
-        used.add((request.resource.group, resource, _VERBS[request.action.name]))
+        resource, action = request.resource, request.action
+        assert resource is not None and action is not None, request.url
+        assert resource.group is not None and resource.plural is not None, request.url
+        name = resource.plural + (f"/{request.subresource}" if request.subresource else "")
+        used.add((resource.group, name, _VERBS[action.name]))
     return used
 
 

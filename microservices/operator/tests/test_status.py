@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from typing import Any
 
 from fairprice.common.feeds import Feed
@@ -35,7 +36,7 @@ def latest(symbol: str, price: float, *, age_s: float = 1.0, **fields: Any) -> L
     return Latest(**values)
 
 
-def status_of(feed: Feed, values: dict[str, Latest | None], **kwargs: Any) -> dict[str, Any]:
+def status_of(feed: Feed, values: Mapping[str, Latest | None], **kwargs: Any) -> dict[str, Any]:
     states = symbol_states(feed, values, now=NOW, stale_after_s=STALE_S)
     return feed_status(feed, values, states, now=NOW, **kwargs)
 
