@@ -113,6 +113,18 @@ async def test_apply_refuses_a_spec_that_cannot_be_a_feed_for_good(harness: Harn
     assert harness.metric("fairprice_operator_errors_total", kind="spec") == 1
 
 
+async def test_refresh_of_a_refused_spec_says_why_in_the_conditions(harness: Harness) -> None:
+    body = market_feed("bad", {"symbols": ["btcusdt"]})
+    patch = kopf.Patch()
+    await harness.handlers.refresh(patch=patch, **dict(kwargs(body)))
+    found = {c["type"]: c for c in patch.status["conditions"]}
+    assert (found["Degraded"]["status"], found["Degraded"]["reason"]) == ("True", "InvalidSpec")
+    assert "btcusdt" in found["Ready"]["message"]
+    again = kopf.Patch()
+    await harness.handlers.refresh(patch=again, **dict(kwargs(with_status(body, patch))))
+    assert not again, "unchanged conditions must not be patched again"
+
+
 async def test_remove_deletes_the_key(harness: Harness) -> None:
     body = market_feed("btc", {"symbols": ["BTCUSDT"]})
     await harness.handlers.apply(patch=kopf.Patch(), **dict(kwargs(body)))

@@ -229,6 +229,13 @@ async def test_operator_refuses_a_bad_spec_with_an_event_and_needs_only_its_role
         return ("", "events", "create") in operator_requests(k8s)
 
     await eventually(event_posted, within=15, what="event about the bad spec")
+
+    async def bad_shows_why() -> bool:
+        bad = await get_object(k8s, "bad") or {}
+        reasons = {c["type"]: c["reason"] for c in bad.get("status", {}).get("conditions", [])}
+        return reasons.get("Degraded") == "InvalidSpec"
+
+    await eventually(bad_shows_why, within=15, what="InvalidSpec condition")
     assert await stored_feed(feeds, "markets.bad") is None
     events = [r.data for r in list(k8s) if r.resource and r.resource.plural == "events"]
     assert {event["involvedObject"]["name"] for event in events} == {"bad"}

@@ -29,7 +29,12 @@ from fairprice.operator.feed_spec import InvalidSpecError, feed_from_spec, feed_
 from fairprice.operator.latest import LatestReader
 from fairprice.operator.metrics import OperatorMetrics
 from fairprice.operator.settings import OperatorSection
-from fairprice.operator.status import SymbolState, feed_status, symbol_states
+from fairprice.operator.status import (
+    SymbolState,
+    feed_status,
+    invalid_spec_conditions,
+    symbol_states,
+)
 
 __all__ = ["GROUP", "PLURAL", "VERSION", "FeedHandlers"]
 
@@ -115,8 +120,9 @@ class FeedHandlers:
         """Refresh the status from the latest values, and repair the bucket's entry."""
         try:
             feed = feed_from_spec(spec)
-        except InvalidSpecError:
-            return  # reported by the create/update handler, which kopf does not retry
+        except InvalidSpecError as exc:
+            self._show_invalid(str(exc), status, meta, patch)
+            return
         key = feed_key(str(namespace), str(name))
         try:
             entry = await self._feeds.get(key)
@@ -166,6 +172,22 @@ class FeedHandlers:
         self._metrics.status_refreshes.labels(str(changed).lower()).inc()
         self._states[key] = collections.Counter(states.values())
         self._update_symbol_gauge()
+
+    def _show_invalid(
+        self, message: str, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch
+    ) -> None:
+        """Conditions saying why the spec is refused (the create/update handler also posted an
+        event, and kopf does not retry it until the spec changes)."""
+        conditions = status.get("conditions")
+        generation = meta.get("generation")
+        fresh = invalid_spec_conditions(
+            message,
+            now=datetime.datetime.now(tz=datetime.UTC),
+            previous_conditions=conditions if isinstance(conditions, list) else (),
+            generation=generation if isinstance(generation, int) else None,
+        )
+        if conditions != fresh:
+            patch.status["conditions"] = fresh
 
     def _feed(self, spec: kopf.Spec) -> Feed:
         try:

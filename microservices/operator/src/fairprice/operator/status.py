@@ -13,7 +13,8 @@ were updated. Each symbol is in one of four states:
 
 Conditions: ``Ready`` is True when the feed is enabled and every symbol is synced; ``Degraded``
 is True when some symbol is not, with the reason of the worst one (NotSynced, then Resyncing,
-then Stale) and the symbols of each state in its message.
+then Stale) and the symbols of each state in its message, or when the spec is no feed
+(InvalidSpec).
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from typing import Any
 from fairprice.common.feeds import Feed
 from fairprice.common.messages import Latest
 
-__all__ = ["SymbolState", "feed_status", "format_price", "format_time", "symbol_states"]
+__all__ = [
+    "SymbolState",
+    "feed_status",
+    "format_price",
+    "format_time",
+    "invalid_spec_conditions",
+    "symbol_states",
+]
 
 _SHOWN_SYMBOLS = 3
 """Symbols listed in the printer column before ``+N``."""
@@ -164,6 +172,35 @@ def _conditions(
     else:
         ready = ("False", worst.value, details)
         degraded = ("True", worst.value, details)
+    return _pair(ready, degraded, now=now, previous=previous, generation=generation)
+
+
+def invalid_spec_conditions(
+    message: str,
+    *,
+    now: datetime.datetime,
+    previous_conditions: Sequence[Mapping[str, Any]] = (),
+    generation: int | None = None,
+) -> list[dict[str, Any]]:
+    """The conditions of an object whose spec is no feed (its last valid feed, if any, stays
+    in the bucket until the spec is fixed or the object deleted)."""
+    return _pair(
+        ("False", "InvalidSpec", message),
+        ("True", "InvalidSpec", message),
+        now=now,
+        previous=previous_conditions,
+        generation=generation,
+    )
+
+
+def _pair(
+    ready: tuple[str, str, str],
+    degraded: tuple[str, str, str],
+    *,
+    now: datetime.datetime,
+    previous: Sequence[Mapping[str, Any]],
+    generation: int | None,
+) -> list[dict[str, Any]]:
     old = {str(condition.get("type")): condition for condition in previous}
     return [
         _condition(kind, *values, now=now, old=old.get(kind), generation=generation)
