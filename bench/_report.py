@@ -14,10 +14,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def report(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], **extra: Any) -> Path:
     """Print ``rows`` as a table and write them with ``extra`` to bench/results/<name>.json."""
-    widths = [max(len(str(c)), *(len(_fmt(r[i])) for r in rows)) for i, c in enumerate(columns)]
-    print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in rows:
-        print("  ".join(_fmt(v).ljust(w) for v, w in zip(row, widths, strict=True)))
+    table(columns, rows)
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     payload = {
@@ -31,6 +28,14 @@ def report(name: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], **e
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     return path
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print ``rows`` under ``columns``, each column as wide as its widest cell."""
+    widths = [max(len(str(c)), *(len(_fmt(r[i])) for r in rows)) for i, c in enumerate(columns)]
+    print("  ".join(str(c).ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in rows:
+        print("  ".join(_fmt(v).ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
 def _fmt(value: Any) -> str:

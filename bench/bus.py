@@ -37,6 +37,43 @@ async def _timed(n: int, work: Callable[[], Awaitable[None]]) -> tuple[float, fl
     return n / wall, cpu / n * 1e6
 
 
+async def publish_rate(bus: Bus, n: int, payload: bytes) -> tuple[float, float]:
+    """Our pipelined ``Publisher`` putting ``n`` messages into BOOKS: (msg/s, client CPU us/msg)."""
+    subject = books_subject("bench", "A")
+
+    async def ours() -> None:
+        async with Publisher(bus.nc) as publisher:
+            for i in range(n):
+                await publisher.publish(subject, payload, f"p{i}")
+
+    return await _timed(n, ours)
+
+
+async def consume_rate(bus: Bus, n: int) -> tuple[float, float]:
+    """Our ``PullConsumer`` taking and acking ``n`` messages from BOOKS: (msg/s, CPU us/msg)."""
+
+    async def pull() -> None:
+        async with PullConsumer(bus, Stream.BOOKS, "pull", batch=1000) as consumer:
+            got = 0
+            while got < n:
+                for msg in await consumer.next_batch(1000, max_wait=1):
+                    await msg.ack()
+                    got += 1
+
+    return await _timed(n, pull)
+
+
+async def jetstream_ceilings(n: int, payload: bytes) -> dict[str, tuple[float, float]]:
+    """Publish then consume ``n`` messages of ``payload`` on a fresh nats-server, one client."""
+    async with (
+        run_nats() as server,
+        connect_bus(NatsSettings(servers=[server.url]), name="bench") as bus,
+    ):
+        await _fresh(bus)
+        publish = await publish_rate(bus, n, payload)
+        return {"publish": publish, "consume": await consume_rate(bus, n)}
+
+
 async def _fresh(bus: Bus) -> None:
     for info in await bus.jsm.streams_info():
         await bus.jsm.delete_stream(info.config.name or "")
@@ -70,12 +107,7 @@ async def main() -> None:
 
         await _fresh(bus)
 
-        async def ours() -> None:
-            async with Publisher(bus.nc) as publisher:
-                for i in range(N):
-                    await publisher.publish(subject, PAYLOAD, f"p{i}")
-
-        rows.append(("Publisher (fairprice)", N, *await _timed(N, ours)))
+        rows.append(("Publisher (fairprice)", N, *await publish_rate(bus, N, PAYLOAD)))
 
         async def fetch() -> None:
             sub = await bus.js.pull_subscribe(subject, durable="fetch", stream="BOOKS")
@@ -87,15 +119,7 @@ async def main() -> None:
 
         rows.append(("js fetch(1000) + ack", N, *await _timed(N, fetch)))
 
-        async def pull() -> None:
-            async with PullConsumer(bus, Stream.BOOKS, "pull", batch=1000) as consumer:
-                got = 0
-                while got < N:
-                    for msg in await consumer.next_batch(1000, max_wait=1):
-                        await msg.ack()
-                        got += 1
-
-        rows.append(("PullConsumer (fairprice) + ack", N, *await _timed(N, pull)))
+        rows.append(("PullConsumer (fairprice) + ack", N, *await consume_rate(bus, N)))
     print(f"{N:,} messages of {len(PAYLOAD)} bytes, real nats-server, one Python client")
     report("bus", ["path", "messages", "msg_per_s", "client_cpu_us_per_msg"], rows)
 

@@ -69,6 +69,13 @@ def make_books(count: int, levels: int) -> list[Book]:
     return books
 
 
+def book_bodies(books: list[Book], batch_size: int) -> list[bytes]:
+    """``books`` as line protocol, the storer's own encoding, in bodies of ``batch_size``."""
+    encoder = LineEncoder()
+    lines = [encoder.book(book) or "" for book in books]
+    return ["\n".join(lines[i : i + batch_size]).encode() for i in range(0, len(lines), batch_size)]
+
+
 @dataclass
 class Run:
     points_per_s: float
@@ -182,12 +189,7 @@ async def main() -> None:
     configure_logging(LogSettings(level="ERROR"), service="bench")
 
     books = make_books(args.books, args.levels)
-    encoder = LineEncoder()
-    lines = [encoder.book(book) or "" for book in books]
-    bodies = [
-        "\n".join(lines[i : i + args.batch_size]).encode()
-        for i in range(0, len(lines), args.batch_size)
-    ]
+    bodies = book_bodies(books, args.batch_size)
     ceilings, storers = [await ceiling(bodies, len(books))], []
     for _ in range(args.rounds):
         storers.append(await through_storer(books, args.batch_size))

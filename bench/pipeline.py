@@ -1,0 +1,620 @@
+"""Whole-pipeline capacity and latency: simulator -> crawler -> converter -> storer -> influxd.
+
+    uv run python bench/pipeline.py [--quick] [--seconds 60] [--steps 250 500 1000 1500 2000]
+                                    [--modes interval full] [--profile]
+
+Every part runs as a real process (``fairprice.cli.pipeline.Pipeline``: nats-server, influxd,
+simulator, storer, converter, crawler on free loopback ports, ``FAIRPRICE_*`` env only). For each
+books mode and each symbol count (every symbol a ``@depth@100ms`` stream, 10 diff events a
+second, 1,000-level snapshots), a fresh pipeline is started, every symbol synced, warmed up,
+then measured for ``--seconds``. Symbol counts go up until one is not kept up with; with
+``--bisect`` the gap between the last kept-up count and the first that failed is halved.
+
+Keeping up ("bounded lag"), over the measured window:
+- the crawler applies >= 95% of the 10 events/s per symbol asked for;
+- end-to-end latency p99 (exchange event time -> InfluxDB acknowledgement, the storer's own
+  histogram) of books and of fair prices <= ``LAG_BOUND_S``;
+- no backlog at the end: the converter's and the storer's consumers have at most
+  ``LAG_BOUND_S`` seconds of their input undelivered.
+
+Books modes: ``interval`` (``FAIRPRICE_STORER__BOOKS__MODE=interval``, one book per symbol per
+second; prices, signals, candles all stored; target >= 10,000 events/s) and ``full`` (every
+changed top-20 book stored; target >= 5,000 events/s); both: p99 <= 500 ms, <= 2 MB resident
+per symbol at book depth 1000.
+
+The same run first measures the ceilings of the parts (bench/bus.py: our Publisher and
+PullConsumer on a bare nats-server from one Python client; bench/storer.py: pre-built book line
+protocol posted straight to a bare influxd) and prints each stage's throughput as a share of
+its ceiling. ``--profile`` samples each Python stage with py-spy for ``--profile-seconds`` after
+every measured window and prints the functions it spent its CPU in.
+
+Prints tables and writes bench/results/pipeline.json (py-spy stacks: bench/results/profiles/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from _report import RESULTS, report, table
+from bus import jetstream_ceilings
+from prometheus_client.parser import text_string_to_metric_families
+from storer import book_bodies, ceiling, make_books
+
+from fairprice.cli.pipeline import SERVICES, Pipeline
+from fairprice.common.messages import encode
+
+EVENTS_PER_SYMBOL_S = 10
+"""``@depth@100ms``: one diff event per symbol per 100 ms tick."""
+LAG_BOUND_S = 2.0
+"""Keeping up: e2e p99 and every consumer's backlog stay under this many seconds."""
+FEED_SHARE = 0.95
+"""Keeping up: the crawler applies at least this share of the events asked for."""
+TARGET_EVENTS_S = {"interval": 10_000, "full": 5_000}
+TARGET_P99_S = 0.5
+TARGET_RSS_PER_SYMBOL = 2 * 2**20
+SNAPSHOT_LIMIT = 1000
+PROCESSES = (*SERVICES, "nats-server", "influxd")
+
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+@dataclass
+class Sample:
+    at: float
+    metrics: dict[str, Metrics]
+    """Parsed /metrics of each service."""
+    cpu: dict[str, float]
+    """User + system CPU seconds of each process."""
+    rss: dict[str, int]
+
+
+@dataclass
+class Stage:
+    """One process over the measured window."""
+
+    cores: float
+    """CPU seconds per second (1.0: one core busy)."""
+    cpu_s_per_1k_events: float
+    rss_mb: float
+
+
+@dataclass
+class Step:
+    mode: str
+    symbols: int
+    seconds: float
+    load_average: tuple[float, float, float]
+    asked_events_s: float
+    simulated_events_s: float
+    events_s: float
+    """Diff events the crawler applied a second."""
+    books_published_s: float
+    converter_books_s: float
+    prices_s: float
+    books_stored_s: float
+    messages_stored_s: float
+    points_s: float
+    e2e_s: dict[str, dict[str, float | None]]
+    """Per stream: p50, p95, p99 (interpolated in the storer's histogram buckets)."""
+    backlog_end: dict[str, float]
+    backlog_max: dict[str, float]
+    stages: dict[str, Stage]
+    keeps_up: bool
+    limits: list[str]
+    """Why not kept up (empty when kept up)."""
+    rss_per_symbol_mb: dict[str, float]
+    profile: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    """Per Python stage: (function, share of its samples), the top self-time frames."""
+
+
+def _parse(text: str) -> Metrics:
+    out: Metrics = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def _value(metrics: Metrics, name: str, **labels: str) -> float:
+    wanted = set(labels.items())
+    return sum(v for (n, ls), v in metrics.items() if n == name and wanted <= set(ls))
+
+
+def _processes(pipeline: Pipeline) -> dict[str, psutil.Process]:
+    procs = {}
+    for name in SERVICES:
+        proc = pipeline.replicas(name)[0].proc
+        assert proc is not None
+        procs[name] = psutil.Process(proc.pid)
+    for name, server in (("nats-server", pipeline.nats), ("influxd", pipeline.influxd)):
+        assert server.process is not None
+        procs[name] = psutil.Process(server.process.pid)
+    return procs
+
+
+async def _sample(pipeline: Pipeline, procs: dict[str, psutil.Process]) -> Sample:
+    metrics = {}
+    for name in SERVICES:
+        metrics[name] = _parse(await pipeline.metrics(pipeline.replicas(name)[0]))
+    return Sample(
+        at=time.monotonic(),
+        metrics=metrics,
+        cpu={name: sum(p.cpu_times()[:2]) for name, p in procs.items()},
+        rss={name: p.memory_info().rss for name, p in procs.items()},
+    )
+
+
+def _quantiles(
+    before: Metrics, after: Metrics, name: str, qs: Sequence[float], **labels: str
+) -> dict[str, float | None]:
+    """Quantiles of a histogram's observations between two scrapes, linear in each bucket."""
+    bucket = f"{name}_bucket"
+    wanted = set(labels.items())
+    counts: dict[float, float] = {}
+    for (n, ls), v in after.items():
+        if n == bucket and wanted <= set(ls):
+            le = float(dict(ls)["le"])
+            counts[le] = counts.get(le, 0.0) + v - before.get((n, ls), 0.0)
+    bounds = sorted(counts)
+    total = counts[bounds[-1]] if bounds else 0.0
+    out: dict[str, float | None] = {}
+    for q in qs:
+        key = f"p{round(q * 100)}"
+        if total <= 0:
+            out[key] = None
+            continue
+        rank, lower, below = q * total, 0.0, 0.0
+        for upper in bounds:
+            if counts[upper] >= rank:
+                if upper == float("inf"):
+                    out[key] = lower
+                else:
+                    inside = counts[upper] - below
+                    out[key] = lower + (upper - lower) * (rank - below) / inside
+                break
+            lower, below = upper, counts[upper]
+    return out
+
+
+def _backlogs(sample: Sample) -> dict[str, float]:
+    converter, storer = sample.metrics["converter"], sample.metrics["storer"]
+    backlog = {"converter": _value(converter, "fairprice_converter_consumer_pending_messages")}
+    for stream in ("books", "prices", "signals", "candles"):
+        backlog[f"storer.{stream}"] = _value(
+            storer, "fairprice_storer_consumer_lag_messages", stream=stream
+        )
+    return backlog
+
+
+def _env(mode: str, symbols: int) -> dict[str, dict[str, str]]:
+    """Snapshots paced by a budget large enough to sync every symbol in seconds, not minutes."""
+    return {
+        "simulator": {"FAIRPRICE_SIMULATOR__WEIGHT_LIMIT": str(10**9)},
+        "crawler": {
+            "FAIRPRICE_CRAWLER__SNAPSHOT_LIMIT": str(SNAPSHOT_LIMIT),
+            "FAIRPRICE_CRAWLER__WEIGHT_BUDGET": str(10**8),
+            "FAIRPRICE_CRAWLER__SNAPSHOT_CONCURRENCY": "4",
+            "FAIRPRICE_CRAWLER__BUFFER_LIMIT": str(max(10_000, 20 * EVENTS_PER_SYMBOL_S * 60)),
+        },
+        "storer": {"FAIRPRICE_STORER__BOOKS__MODE": mode},
+    }
+
+
+async def _profile(pid: int, seconds: float, out: Path) -> list[tuple[str, float]]:
+    """py-spy samples of ``pid`` for ``seconds``: the top self-time functions, by share."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    proc = await asyncio.create_subprocess_exec(
+        spy,
+        "record",
+        "--nonblocking",
+        "--format",
+        "raw",
+        "--duration",
+        str(round(seconds)),
+        "--rate",
+        "200",
+        "--pid",
+        str(pid),
+        "--output",
+        str(out),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    await proc.wait()
+    return _top_frames(out)
+
+
+def _top_frames(out: Path) -> list[tuple[str, float]]:
+    """py-spy's raw stacks folded by their innermost frame (function and file, no line)."""
+    if not out.exists():
+        return []
+    own: Counter[str] = Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        # "function (path/to/module.py:123)": by function and file, without the line.
+        frame = re.sub(r":\d+\)$", ")", stack.rsplit(";", 1)[-1])
+        frame = re.sub(r"\(.*/(site-packages|src|lib/python3\.\d+)/", "(", frame)
+        own[frame] += n
+    return [(frame, n / total) for frame, n in own.most_common(12)] if total else []
+
+
+async def run_step(
+    mode: str, symbols: int, seconds: float, warmup: float, profile_s: float, workdir: Path
+) -> Step:
+    names = [f"SIM{n:04d}USDT" for n in range(symbols)]
+    asked = symbols * EVENTS_PER_SYMBOL_S
+    print(f"-- {mode}: {symbols} symbols ({asked:,} events/s asked) ...", flush=True)
+    async with Pipeline(workdir, symbols=names, env=_env(mode, symbols)) as pipeline:
+        started = time.monotonic()
+        await pipeline.wait_ready(within=60 + symbols / 10)
+        print(f"   synced in {time.monotonic() - started:.0f} s; warming up {warmup:.0f} s")
+        await asyncio.sleep(warmup)
+        procs = _processes(pipeline)
+        try:
+            return await _measure(pipeline, procs, mode, symbols, seconds, profile_s)
+        except Exception:
+            for process in pipeline.processes:
+                print(f"--- {process.name} ({'running' if process.running else 'exited'}):")
+                print(pipeline.tail(process, 15))
+            raise
+
+
+async def _measure(
+    pipeline: Pipeline,
+    procs: dict[str, psutil.Process],
+    mode: str,
+    symbols: int,
+    seconds: float,
+    profile_s: float,
+) -> Step:
+    """Samples over ``seconds``, then ``profile_s`` of py-spy on each Python stage."""
+    first = await _sample(pipeline, procs)
+    backlogs = [_backlogs(first)]
+    deadline = first.at + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(2.0, left))
+        backlogs.append(_backlogs(await _sample(pipeline, procs)))
+    last = await _sample(pipeline, procs)
+    load = os.getloadavg()
+    profiles: dict[str, list[tuple[str, float]]] = {}
+    if profile_s > 0:
+        folder = RESULTS / "profiles"
+        folder.mkdir(parents=True, exist_ok=True)
+        results = await asyncio.gather(
+            *(
+                _profile(procs[name].pid, profile_s, folder / f"{mode}-{symbols}-{name}.txt")
+                for name in SERVICES
+            )
+        )
+        profiles = dict(zip(SERVICES, results, strict=True))
+    return _step(mode, symbols, first, last, backlogs, load, profiles)
+
+
+def _step(
+    mode: str,
+    symbols: int,
+    first: Sample,
+    last: Sample,
+    backlogs: list[dict[str, float]],
+    load: tuple[float, float, float],
+    profiles: dict[str, list[tuple[str, float]]],
+) -> Step:
+    dt = last.at - first.at
+
+    def rate(service: str, name: str, **labels: str) -> float:
+        after = _value(last.metrics[service], name, **labels)
+        return (after - _value(first.metrics[service], name, **labels)) / dt
+
+    asked = symbols * EVENTS_PER_SYMBOL_S
+    events = rate("crawler", "fairprice_crawler_events_applied_total")
+    e2e = {
+        stream: _quantiles(
+            first.metrics["storer"],
+            last.metrics["storer"],
+            "fairprice_storer_end_to_end_latency_seconds",
+            (0.5, 0.95, 0.99),
+            stream=stream,
+        )
+        for stream in ("books", "prices", "signals", "candles")
+    }
+    books_published = rate("crawler", "fairprice_crawler_books_published_total")
+    inputs = {"converter": books_published} | {
+        f"storer.{stream}": rate("storer", "fairprice_storer_messages_total", stream=stream)
+        for stream in ("books", "prices", "signals", "candles")
+    }
+    end = backlogs[-1]
+    limits = []
+    simulated = rate("simulator", "fairprice_simulator_market_events_total")
+    if simulated < FEED_SHARE * asked:
+        limits.append(f"simulator makes {simulated:,.0f} of {asked:,} events/s")
+    if events < FEED_SHARE * min(asked, simulated):
+        limits.append(f"crawler applies {events:,.0f} of {simulated:,.0f} events/s")
+    for name, lag in end.items():
+        allowed = max(LAG_BOUND_S * inputs[name], 1000)
+        if lag > allowed:
+            limits.append(f"{name} backlog {lag:,.0f} > {allowed:,.0f}")
+    for stream in ("books", "prices"):
+        p99 = e2e[stream]["p99"]
+        if p99 is not None and p99 > LAG_BOUND_S:
+            limits.append(f"{stream} e2e p99 {p99:.2f} s > {LAG_BOUND_S} s")
+    stages = {
+        name: Stage(
+            cores=(last.cpu[name] - first.cpu[name]) / dt,
+            cpu_s_per_1k_events=(last.cpu[name] - first.cpu[name]) / max(events * dt, 1) * 1000,
+            rss_mb=last.rss[name] / 2**20,
+        )
+        for name in PROCESSES
+    }
+    return Step(
+        mode=mode,
+        symbols=symbols,
+        seconds=dt,
+        load_average=load,
+        asked_events_s=asked,
+        simulated_events_s=simulated,
+        events_s=events,
+        books_published_s=books_published,
+        converter_books_s=rate("converter", "fairprice_converter_books_total"),
+        prices_s=rate("converter", "fairprice_converter_prices_total"),
+        books_stored_s=rate(
+            "storer", "fairprice_storer_messages_total", stream="books", outcome="stored"
+        ),
+        messages_stored_s=rate("storer", "fairprice_storer_messages_total", outcome="stored"),
+        points_s=rate("storer", "fairprice_storer_points_written_total"),
+        e2e_s=e2e,
+        backlog_end=end,
+        backlog_max={name: max(b[name] for b in backlogs) for name in end},
+        stages=stages,
+        keeps_up=not limits,
+        limits=limits,
+        rss_per_symbol_mb={
+            "crawler": last.rss["crawler"] / symbols / 2**20,
+            "all": sum(last.rss.values()) / symbols / 2**20,
+        },
+        profile=profiles,
+    )
+
+
+@dataclass
+class Ceilings:
+    jetstream_publish_msg_s: float
+    jetstream_consume_msg_s: float
+    influx_book_points_s: float
+    load_average: tuple[float, float, float]
+
+
+async def measure_ceilings(messages: int, books: int) -> Ceilings:
+    """The parts alone: bench/bus.py's Publisher and PullConsumer, bench/storer.py's ceiling."""
+    sample = make_books(books, 20)
+    jetstream = await jetstream_ceilings(messages, encode(sample[0]))
+    influx = await ceiling(book_bodies(sample, 5000), len(sample))
+    return Ceilings(
+        jetstream_publish_msg_s=jetstream["publish"][0],
+        jetstream_consume_msg_s=jetstream["consume"][0],
+        influx_book_points_s=influx.points_per_s,
+        load_average=os.getloadavg(),
+    )
+
+
+async def capacity(
+    mode: str, steps: Sequence[int], bisect: int, args: argparse.Namespace, workdir: Path
+) -> list[Step]:
+    """Symbol counts upwards until one is not kept up with, then ``bisect`` halvings."""
+    done: list[Step] = []
+
+    async def one(symbols: int) -> Step:
+        step = await run_step(
+            mode,
+            symbols,
+            args.seconds,
+            args.warmup,
+            args.profile_seconds if args.profile else 0,
+            Path(tempfile.mkdtemp(prefix=f"{mode}-{symbols}-", dir=workdir)),
+        )
+        verdict = "keeps up" if step.keeps_up else "; ".join(step.limits)
+        print(f"   {step.events_s:,.0f} events/s, p99 {_p99(step)}: {verdict}", flush=True)
+        done.append(step)
+        return step
+
+    good, bad = 0, 0
+    for symbols in steps:
+        if (await one(symbols)).keeps_up:
+            good = symbols
+        else:
+            bad = symbols
+            break
+    for _ in range(bisect if bad else 0):
+        middle = (good + bad) // 2 // 50 * 50
+        if middle <= good:
+            break
+        if (await one(middle)).keeps_up:
+            good = middle
+        else:
+            bad = middle
+    return done
+
+
+def _p99(step: Step) -> str:
+    stream = "books" if step.mode == "full" else "prices"
+    p99 = step.e2e_s[stream]["p99"]
+    return "-" if p99 is None else f"{p99 * 1000:,.0f} ms"
+
+
+def _best(steps: list[Step]) -> Step | None:
+    kept = [s for s in steps if s.keeps_up]
+    return max(kept, key=lambda s: s.symbols) if kept else None
+
+
+def _print(steps: list[Step], ceilings: Ceilings) -> None:
+    print("\nceilings (parts alone, one Python client):")
+    table(
+        ["part", "per_s"],
+        [
+            ("JetStream publish (Publisher), top-20 book msgs", ceilings.jetstream_publish_msg_s),
+            ("JetStream consume + ack (PullConsumer)", ceilings.jetstream_consume_msg_s),
+            ("influxd ingest, pre-built top-20 book points", ceilings.influx_book_points_s),
+        ],
+    )
+    for step in steps:
+        print(
+            f"\n{step.mode} {step.symbols} symbols, {step.seconds:.0f} s, load average "
+            + " ".join(f"{x:.2f}" for x in step.load_average)
+            + f": {'keeps up' if step.keeps_up else 'NOT kept up: ' + '; '.join(step.limits)}"
+        )
+        table(
+            ["process", "cores", "cpu_s_per_1k_events", "rss_mb"],
+            [(name, s.cores, s.cpu_s_per_1k_events, s.rss_mb) for name, s in step.stages.items()],
+        )
+        table(
+            ["stage", "throughput_per_s", "ceiling_per_s", "share_of_ceiling"],
+            [
+                (
+                    "crawler books published",
+                    step.books_published_s,
+                    ceilings.jetstream_publish_msg_s,
+                    f"{step.books_published_s / ceilings.jetstream_publish_msg_s:.0%}",
+                ),
+                (
+                    "converter books consumed",
+                    step.converter_books_s,
+                    ceilings.jetstream_consume_msg_s,
+                    f"{step.converter_books_s / ceilings.jetstream_consume_msg_s:.0%}",
+                ),
+                (
+                    "storer points written",
+                    step.points_s,
+                    ceilings.influx_book_points_s,
+                    f"{step.points_s / ceilings.influx_book_points_s:.0%}",
+                ),
+            ],
+        )
+        for name, top in step.profile.items():
+            if top and step.stages[name].cores >= 0.25:
+                print(f"  py-spy {name} ({step.stages[name].cores:.2f} cores), top self time:")
+                for frame, share in top[:8]:
+                    print(f"    {share:6.1%}  {frame}")
+
+
+def _summary(steps: list[Step]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode in dict.fromkeys(s.mode for s in steps):
+        best = _best([s for s in steps if s.mode == mode])
+        stream = "books" if mode == "full" else "prices"
+        out[mode] = {
+            "capacity_symbols": best.symbols if best else 0,
+            "capacity_events_s": round(best.events_s) if best else 0,
+            "target_events_s": TARGET_EVENTS_S[mode],
+            "events_target_met": bool(best and best.events_s >= TARGET_EVENTS_S[mode]),
+            "p99_s_at_capacity": best.e2e_s[stream]["p99"] if best else None,
+            "p99_target_met": bool(best and (best.e2e_s[stream]["p99"] or 0) <= TARGET_P99_S),
+            "crawler_rss_mb_per_symbol": best.rss_per_symbol_mb["crawler"] if best else None,
+        }
+    return out
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one short step per mode")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--steps", type=int, nargs="+", default=[250, 500, 1000, 1500, 2000])
+    parser.add_argument("--bisect", type=int, default=1)
+    parser.add_argument("--modes", nargs="+", default=["interval", "full"])
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--profile-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    quick_steps = {"interval": [1000], "full": [500]}
+    if args.quick:
+        args.seconds, args.warmup, args.bisect = min(args.seconds, 15.0), 5.0, 0
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    ceilings = await measure_ceilings(
+        20_000 if args.quick else 50_000, 20_000 if args.quick else 60_000
+    )
+    print(
+        f"ceilings: JetStream publish {ceilings.jetstream_publish_msg_s:,.0f}/s, "
+        f"consume {ceilings.jetstream_consume_msg_s:,.0f}/s, "
+        f"influxd {ceilings.influx_book_points_s:,.0f} book points/s",
+        flush=True,
+    )
+    steps: list[Step] = []
+    with tempfile.TemporaryDirectory(prefix="fairprice-bench-") as tmp:
+        for mode in args.modes:
+            plan = quick_steps[mode] if args.quick else args.steps
+            steps += await capacity(mode, plan, args.bisect, args, Path(tmp))
+    _print(steps, ceilings)
+    print()
+    rows = [
+        (
+            s.mode,
+            s.symbols,
+            s.asked_events_s,
+            s.events_s,
+            s.books_stored_s,
+            s.points_s,
+            *(
+                "-"
+                if (v := s.e2e_s["books" if s.mode == "full" else "prices"][q]) is None
+                else f"{v * 1000:,.0f}"
+                for q in ("p50", "p95", "p99")
+            ),
+            s.rss_per_symbol_mb["crawler"],
+            "yes" if s.keeps_up else "no",
+        )
+        for s in steps
+    ]
+    summary = _summary(steps)
+    report(
+        "pipeline",
+        [
+            "mode",
+            "symbols",
+            "asked_ev_s",
+            "events_s",
+            "books_stored_s",
+            "points_s",
+            "e2e_p50_ms",
+            "e2e_p95_ms",
+            "e2e_p99_ms",
+            "crawler_mb_per_sym",
+            "keeps_up",
+        ],
+        rows,
+        quick=args.quick,
+        definition={
+            "events_per_symbol_s": EVENTS_PER_SYMBOL_S,
+            "keeps_up": (
+                f"crawler applies >= {FEED_SHARE:.0%} of asked events; books and prices e2e "
+                f"p99 <= {LAG_BOUND_S} s; every consumer backlog <= {LAG_BOUND_S} s of input"
+            ),
+            "e2e": "exchange event time -> InfluxDB ack (storer histogram, interpolated)",
+            "snapshot_limit": SNAPSHOT_LIMIT,
+        },
+        ceilings=asdict(ceilings),
+        summary=summary,
+        steps=[asdict(s) for s in steps],
+    )
+    for mode, result in summary.items():
+        print(f"{mode}: {result}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
