@@ -66,7 +66,8 @@ FEED_SHARE = 0.95
 TARGET_EVENTS_S = {"interval": 10_000, "full": 5_000}
 TARGET_P99_S = 0.5
 TARGET_RSS_PER_SYMBOL = 2 * 2**20
-SNAPSHOT_LIMIT = 1000
+SNAPSHOT_LIMIT = 100
+"""Weight 5 a snapshot: the exchange adapter caps the budget at 6,000 a minute (1,200 symbols)."""
 PROCESSES = (*SERVICES, "nats-server", "influxd")
 
 Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -117,6 +118,8 @@ class Step:
     limits: list[str]
     """Why not kept up (empty when kept up)."""
     rss_per_symbol_mb: dict[str, float]
+    resyncs: dict[str, float]
+    """Crawler snapshot (re)syncs during the window, by reason."""
     profile: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     """Per Python stage: (function, share of its samples), the top self-time frames."""
 
@@ -258,24 +261,52 @@ def _top_frames(out: Path) -> list[tuple[str, float]]:
 
 
 async def run_step(
-    mode: str, symbols: int, seconds: float, warmup: float, profile_s: float, workdir: Path
+    mode: str,
+    symbols: int,
+    seconds: float,
+    warmup: float,
+    profile_s: float,
+    sync_s: float,
+    workdir: Path,
 ) -> Step:
     names = [f"SIM{n:04d}USDT" for n in range(symbols)]
     asked = symbols * EVENTS_PER_SYMBOL_S
     print(f"-- {mode}: {symbols} symbols ({asked:,} events/s asked) ...", flush=True)
     async with Pipeline(workdir, symbols=names, env=_env(mode, symbols)) as pipeline:
         started = time.monotonic()
-        await pipeline.wait_ready(within=60 + symbols / 10)
-        print(f"   synced in {time.monotonic() - started:.0f} s; warming up {warmup:.0f} s")
+        synced = await _sync(pipeline, symbols, within=sync_s)
+        print(
+            f"   {synced} of {symbols} synced in {time.monotonic() - started:.0f} s; "
+            f"warming up {warmup:.0f} s",
+            flush=True,
+        )
         await asyncio.sleep(warmup)
         procs = _processes(pipeline)
         try:
-            return await _measure(pipeline, procs, mode, symbols, seconds, profile_s)
+            step = await _measure(pipeline, procs, mode, symbols, seconds, profile_s)
         except Exception:
             for process in pipeline.processes:
                 print(f"--- {process.name} ({'running' if process.running else 'exited'}):")
                 print(pipeline.tail(process, 15))
             raise
+    if synced < symbols:
+        step.keeps_up = False
+        step.limits.insert(0, f"crawler synced {synced} of {symbols} in {sync_s:.0f} s")
+    return step
+
+
+async def _sync(pipeline: Pipeline, symbols: int, within: float) -> int:
+    """Every service ready, or the deadline: how many symbols the crawler has synced."""
+    for name in ("simulator", "storer", "converter"):
+        await pipeline.wait_for(pipeline.replicas(name)[0], "/readyz", 60)
+    crawler = pipeline.replicas("crawler")[0]
+    deadline = time.monotonic() + within
+    while True:
+        metrics = _parse(await pipeline.metrics(crawler))
+        synced = int(_value(metrics, "fairprice_crawler_symbols_synced"))
+        if synced >= symbols or time.monotonic() > deadline:
+            return synced
+        await asyncio.sleep(1.0)
 
 
 async def _measure(
@@ -390,6 +421,11 @@ def _step(
             "crawler": last.rss["crawler"] / symbols / 2**20,
             "all": sum(last.rss.values()) / symbols / 2**20,
         },
+        resyncs={
+            dict(labels)["reason"]: value - first.metrics["crawler"].get((name, labels), 0.0)
+            for (name, labels), value in last.metrics["crawler"].items()
+            if name == "fairprice_crawler_resyncs_total"
+        },
         profile=profiles,
     )
 
@@ -428,6 +464,7 @@ async def capacity(
             args.seconds,
             args.warmup,
             args.profile_seconds if args.profile else 0,
+            args.sync_seconds,
             Path(tempfile.mkdtemp(prefix=f"{mode}-{symbols}-", dir=workdir)),
         )
         verdict = "keeps up" if step.keeps_up else "; ".join(step.limits)
@@ -480,6 +517,8 @@ def _print(steps: list[Step], ceilings: Ceilings) -> None:
             + " ".join(f"{x:.2f}" for x in step.load_average)
             + f": {'keeps up' if step.keeps_up else 'NOT kept up: ' + '; '.join(step.limits)}"
         )
+        resyncs = {reason: n for reason, n in step.resyncs.items() if n}
+        print(f"  crawler resyncs in the window: {resyncs or 'none'}")
         table(
             ["process", "cores", "cpu_s_per_1k_events", "rss_mb"],
             [(name, s.cores, s.cpu_s_per_1k_events, s.rss_mb) for name, s in step.stages.items()],
@@ -536,15 +575,17 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one short step per mode")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
-    parser.add_argument("--steps", type=int, nargs="+", default=[250, 500, 1000, 1500, 2000])
+    parser.add_argument("--steps", type=int, nargs="+", default=[250, 500, 750, 1000, 1500, 2000])
     parser.add_argument("--bisect", type=int, default=1)
     parser.add_argument("--modes", nargs="+", default=["interval", "full"])
+    parser.add_argument("--sync-seconds", type=float, default=90.0, help="then measure anyway")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     args = parser.parse_args()
-    quick_steps = {"interval": [1000], "full": [500]}
+    quick_steps = {"interval": [500], "full": [250]}
     if args.quick:
         args.seconds, args.warmup, args.bisect = min(args.seconds, 15.0), 5.0, 0
+        args.sync_seconds = min(args.sync_seconds, 20.0)
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     ceilings = await measure_ceilings(
         20_000 if args.quick else 50_000, 20_000 if args.quick else 60_000
