@@ -496,6 +496,11 @@ def _p99(step: Step) -> str:
     return "-" if p99 is None else f"{p99 * 1000:,.0f} ms"
 
 
+def _cpu_per_1k(step: Step) -> float:
+    """CPU seconds per 1,000 events of every process together (simulator included)."""
+    return sum(s.cpu_s_per_1k_events for s in step.stages.values())
+
+
 def _best(steps: list[Step]) -> Step | None:
     kept = [s for s in steps if s.keeps_up]
     return max(kept, key=lambda s: s.symbols) if kept else None
@@ -521,7 +526,22 @@ def _print(steps: list[Step], ceilings: Ceilings) -> None:
         print(f"  crawler resyncs in the window: {resyncs or 'none'}")
         table(
             ["process", "cores", "cpu_s_per_1k_events", "rss_mb"],
-            [(name, s.cores, s.cpu_s_per_1k_events, s.rss_mb) for name, s in step.stages.items()],
+            [
+                *(
+                    (name, s.cores, s.cpu_s_per_1k_events, s.rss_mb)
+                    for name, s in step.stages.items()
+                ),
+                (
+                    "all",
+                    sum(s.cores for s in step.stages.values()),
+                    _cpu_per_1k(step),
+                    sum(s.rss_mb for s in step.stages.values()),
+                ),
+            ],
+        )
+        print(
+            f"  at {_cpu_per_1k(step):.3f} CPU s per 1,000 events, two idle cores would carry "
+            f"{2000 / _cpu_per_1k(step):,.0f} events/s"
         )
         table(
             ["stage", "throughput_per_s", "ceiling_per_s", "share_of_ceiling"],
@@ -566,6 +586,8 @@ def _summary(steps: list[Step]) -> dict[str, Any]:
             "p99_s_at_capacity": best.e2e_s[stream]["p99"] if best else None,
             "p99_target_met": bool(best and (best.e2e_s[stream]["p99"] or 0) <= TARGET_P99_S),
             "crawler_rss_mb_per_symbol": best.rss_per_symbol_mb["crawler"] if best else None,
+            "cpu_s_per_1k_events_all": _cpu_per_1k(best) if best else None,
+            "events_s_two_idle_cores": round(2000 / _cpu_per_1k(best)) if best else None,
         }
     return out
 
