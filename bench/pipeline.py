@@ -81,6 +81,8 @@ class Sample:
     cpu: dict[str, float]
     """User + system CPU seconds of each process."""
     rss: dict[str, int]
+    busy: float
+    """CPU seconds the whole machine spent not idle (every process, ours or not)."""
 
 
 @dataclass
@@ -114,6 +116,8 @@ class Step:
     backlog_end: dict[str, float]
     backlog_max: dict[str, float]
     stages: dict[str, Stage]
+    machine_busy_cores: float
+    """Every process on the machine (other work included) over the window; 2.0 = saturated."""
     keeps_up: bool
     limits: list[str]
     """Why not kept up (empty when kept up)."""
@@ -149,16 +153,26 @@ def _processes(pipeline: Pipeline) -> dict[str, psutil.Process]:
     return procs
 
 
-async def _sample(pipeline: Pipeline, procs: dict[str, psutil.Process]) -> Sample:
+async def _sample(
+    pipeline: Pipeline, procs: dict[str, psutil.Process], services: Sequence[str] = SERVICES
+) -> Sample:
+    """Scrape ``services`` (parsing costs the bench CPU the pipeline could use: only those
+    needed) and read every process's CPU time and RSS."""
     metrics = {}
-    for name in SERVICES:
+    for name in services:
         metrics[name] = _parse(await pipeline.metrics(pipeline.replicas(name)[0]))
     return Sample(
         at=time.monotonic(),
         metrics=metrics,
         cpu={name: sum(p.cpu_times()[:2]) for name, p in procs.items()},
         rss={name: p.memory_info().rss for name, p in procs.items()},
+        busy=_busy(),
     )
+
+
+def _busy() -> float:
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 def _quantiles(
@@ -322,8 +336,8 @@ async def _measure(
     backlogs = [_backlogs(first)]
     deadline = first.at + seconds
     while (left := deadline - time.monotonic()) > 0:
-        await asyncio.sleep(min(2.0, left))
-        backlogs.append(_backlogs(await _sample(pipeline, procs)))
+        await asyncio.sleep(min(5.0, left))
+        backlogs.append(_backlogs(await _sample(pipeline, procs, ("converter", "storer"))))
     last = await _sample(pipeline, procs)
     load = os.getloadavg()
     profiles: dict[str, list[tuple[str, float]]] = {}
@@ -415,6 +429,7 @@ def _step(
         backlog_end=end,
         backlog_max={name: max(b[name] for b in backlogs) for name in end},
         stages=stages,
+        machine_busy_cores=(last.busy - first.busy) / dt,
         keeps_up=not limits,
         limits=limits,
         rss_per_symbol_mb={
@@ -539,9 +554,11 @@ def _print(steps: list[Step], ceilings: Ceilings) -> None:
                 ),
             ],
         )
+        pipeline_cores = sum(s.cores for s in step.stages.values())
         print(
             f"  at {_cpu_per_1k(step):.3f} CPU s per 1,000 events, two idle cores would carry "
-            f"{2000 / _cpu_per_1k(step):,.0f} events/s"
+            f"{2000 / _cpu_per_1k(step):,.0f} events/s; machine busy {step.machine_busy_cores:.2f}"
+            f" of {psutil.cpu_count()} cores, {pipeline_cores:.2f} of them the pipeline's"
         )
         table(
             ["stage", "throughput_per_s", "ceiling_per_s", "share_of_ceiling"],
