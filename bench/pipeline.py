@@ -51,6 +51,7 @@ from typing import Any
 import psutil
 from _report import RESULTS, report, table
 from bus import jetstream_ceilings
+from crawler import memory_per_symbol
 from prometheus_client.parser import text_string_to_metric_families
 from storer import book_bodies, ceiling, make_books
 
@@ -516,6 +517,16 @@ def _cpu_per_1k(step: Step) -> float:
     return sum(s.cpu_s_per_1k_events for s in step.stages.values())
 
 
+def _rss_slope(steps: list[Step]) -> float | None:
+    """The crawler's resident memory per symbol added, between the fewest and most symbols
+    (the process's fixed ~60 MB is not per symbol)."""
+    low, high = min(steps, key=lambda s: s.symbols), max(steps, key=lambda s: s.symbols)
+    if high.symbols == low.symbols:
+        return None
+    grown = high.stages["crawler"].rss_mb - low.stages["crawler"].rss_mb
+    return grown / (high.symbols - low.symbols)
+
+
 def _best(steps: list[Step]) -> Step | None:
     kept = [s for s in steps if s.keeps_up]
     return max(kept, key=lambda s: s.symbols) if kept else None
@@ -603,6 +614,7 @@ def _summary(steps: list[Step]) -> dict[str, Any]:
             "p99_s_at_capacity": best.e2e_s[stream]["p99"] if best else None,
             "p99_target_met": bool(best and (best.e2e_s[stream]["p99"] or 0) <= TARGET_P99_S),
             "crawler_rss_mb_per_symbol": best.rss_per_symbol_mb["crawler"] if best else None,
+            "crawler_rss_mb_per_added_symbol": _rss_slope([s for s in steps if s.mode == mode]),
             "cpu_s_per_1k_events_all": _cpu_per_1k(best) if best else None,
             "events_s_two_idle_cores": round(2000 / _cpu_per_1k(best)) if best else None,
         }
@@ -662,6 +674,12 @@ async def main() -> None:
         for s in steps
     ]
     summary = _summary(steps)
+    # The pipeline's snapshots are 100 levels (the exchange's weight budget); the crawler's
+    # book at depth 1000, measured alone (bench/crawler.py: 200 books, tracemalloc).
+    book_kib = memory_per_symbol() / 1024
+    print(f"crawler book at depth 1000: {book_kib:,.0f} KiB per symbol (bench/crawler.py)")
+    for result in summary.values():
+        result["crawler_book_kib_per_symbol_depth_1000"] = round(book_kib)
     report(
         "pipeline",
         [
