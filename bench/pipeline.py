@@ -594,8 +594,9 @@ def _print(steps: list[Step], ceilings: Ceilings) -> None:
                 ),
             ],
         )
-        for name, top in step.profile.items():
-            if top and step.stages[name].cores >= 0.25:
+        busiest = sorted(step.profile, key=lambda name: -step.stages[name].cores)[:2]
+        for name in busiest:
+            if top := step.profile[name]:
                 print(f"  py-spy {name} ({step.stages[name].cores:.2f} cores), top self time:")
                 for frame, share in top[:8]:
                     print(f"    {share:6.1%}  {frame}")
