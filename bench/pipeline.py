@@ -610,6 +610,9 @@ def _summary(steps: list[Step]) -> dict[str, Any]:
         out[mode] = {
             "capacity_symbols": best.symbols if best else 0,
             "capacity_events_s": round(best.events_s) if best else 0,
+            "first_failed_symbols": min(
+                (s.symbols for s in steps if s.mode == mode and not s.keeps_up), default=None
+            ),
             "target_events_s": TARGET_EVENTS_S[mode],
             "events_target_met": bool(best and best.events_s >= TARGET_EVENTS_S[mode]),
             "p99_s_at_capacity": best.e2e_s[stream]["p99"] if best else None,
