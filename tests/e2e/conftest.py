@@ -240,16 +240,17 @@ def candle_key(c: Candle) -> tuple[str, int, float, float, float, float, int]:
 
 
 def _gaps(books: list[Book], window: Window) -> list[tuple[str, int, int, int]]:
-    last: dict[str, Book] = {}
-    gaps = []
+    """Per symbol, in update id order: books that do not follow on from the previous one."""
+    by_symbol: dict[str, dict[int, Book]] = defaultdict(dict)
     for book in books:
-        before = last.get(book.symbol)
-        last[book.symbol] = book
-        if before is None or book.event_time_ms not in window:
-            continue
-        if book.first_update_id != before.update_id + 1 and book.update_id > before.update_id:
-            missing = book.first_update_id - before.update_id - 1
-            gaps.append((book.symbol, missing, before.event_time_ms, book.event_time_ms))
+        by_symbol[book.symbol][book.update_id] = book
+    gaps = []
+    for symbol, found in sorted(by_symbol.items()):
+        ordered = [found[u] for u in sorted(found)]
+        for before, book in zip(ordered, ordered[1:], strict=False):
+            if book.event_time_ms in window and book.first_update_id != before.update_id + 1:
+                missing = book.first_update_id - before.update_id - 1
+                gaps.append((symbol, missing, before.event_time_ms, book.event_time_ms))
     return gaps
 
 
