@@ -32,3 +32,12 @@ lint: ## ruff lint + format check, mypy --strict
 fmt: ## format and auto-fix with ruff
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
+
+# Kubernetes: the local cluster of the current kubectl context (scripts/cluster.sh does the work).
+.PHONY: all stop
+
+all: ## build images, deploy to the local cluster (kind/minikube/k3d/docker-desktop), open Grafana
+	@bash scripts/cluster.sh up
+
+stop: ## remove fairprice from the local cluster (release, volumes, namespace, CRD)
+	@bash scripts/cluster.sh down

@@ -1,7 +1,8 @@
 """A durable JetStream pull consumer driven by hand, with a callback filling a buffer.
 
-nats-py's ``fetch()`` costs ~40-55 us a message (a future and a queue hop each); here one
-subscription callback appends to a list and ``next_batch`` hands out slices (~60-80k msg/s).
+nats-py's ``fetch()`` costs a future and a queue hop per message; here one subscription
+callback appends to a list and ``next_batch`` hands out slices. ``bench/bus.py``: ~24k msg/s
+(37 us CPU each) with ``fetch(1000)`` + ack, ~69k msg/s (11 us each) here.
 One pull request is outstanding at a time, a long poll of ``batch`` messages that the server
 fills as messages arrive, so an idle consumer costs nothing and a busy one never waits a round
 trip per message. The buffer holds at most two requests' worth; the server-side

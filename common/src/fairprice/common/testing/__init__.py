@@ -4,6 +4,7 @@ Tests never mock the broker or the database: they start the real ``nats-server -
 ``influxd`` (1.x) on free loopback ports with their data in a temporary folder.
 """
 
+from fairprice.common.testing.polling import eventually
 from fairprice.common.testing.servers import (
     InfluxServer,
     NatsServer,
@@ -13,4 +14,12 @@ from fairprice.common.testing.servers import (
     run_nats,
 )
 
-__all__ = ["InfluxServer", "NatsServer", "ServerError", "find_binary", "run_influxd", "run_nats"]
+__all__ = [
+    "InfluxServer",
+    "NatsServer",
+    "ServerError",
+    "eventually",
+    "find_binary",
+    "run_influxd",
+    "run_nats",
+]

@@ -1,0 +1,98 @@
+"""The `fairprice` command.
+
+fairprice run      the whole pipeline locally against live Binance
+fairprice demo     the same against the bundled simulator (no internet needed)
+fairprice top      a live terminal board of every symbol
+fairprice status   services' readiness, streams and consumer lag
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import get_args
+
+from fairprice.cli import local
+from fairprice.cli.board import SortKey, run_top
+from fairprice.cli.status import run_status
+from fairprice.common.errors import FairpriceError, SettingsError
+from fairprice.common.lifecycle import install_signal_handlers
+from fairprice.common.logs import configure_logging
+from fairprice.common.settings import LogSettings, ServiceSettings, load_settings
+
+__all__ = ["main"]
+
+BINANCE_REST = "https://api.binance.com"
+# Where each service's /readyz answers in a local run (`fairprice run` / `demo`): the
+# `[<service>.http] port` defaults of clusters_dev.toml.
+LOCAL_SERVICES = {
+    "crawler": "http://127.0.0.1:8081",
+    "converter": "http://127.0.0.1:8082",
+    "storer": "http://127.0.0.1:8083",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fairprice", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("run", "the pipeline against live Binance"),
+        ("demo", "the pipeline against the bundled simulator, offline"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument(
+            "--state-dir",
+            type=Path,
+            default=Path(".state"),
+            help="where nats-server and influxd keep their data (default .state)",
+        )
+        p.add_argument("--rest-url", default=BINANCE_REST, help=argparse.SUPPRESS)
+    top = sub.add_parser("top", help="a live board of every symbol (over NATS)")
+    top.add_argument("--sort", choices=get_args(SortKey), default="symbol")
+    top.add_argument("--limit", type=int, default=40, help="rows shown (default 40)")
+    status = sub.add_parser("status", help="readiness, streams and consumer lag")
+    status.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help="a service's base URL (repeatable; default: the local run's)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        sys.exit(_dispatch(args))
+    except SettingsError as exc:
+        print(f"fairprice: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except FairpriceError as exc:
+        print(f"fairprice {args.command}: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    settings = load_settings(ServiceSettings)
+    configure_logging(LogSettings(level="WARNING"), service="fairprice")
+    if args.command in ("run", "demo"):
+        mode: local.Mode = "live" if args.command == "run" else "demo"
+        configure_logging(settings.log, service="fairprice")
+        return local.main(mode, args.state_dir, args.rest_url)
+    if args.command == "status":
+        services = dict(LOCAL_SERVICES)
+        services.update(dict(item.split("=", 1) for item in args.service))
+        return asyncio.run(run_status(settings, services))
+
+    async def top() -> None:
+        await run_top(settings, args.sort, args.limit, install_signal_handlers())
+
+    asyncio.run(top())
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""NATS KV buckets: their names, idempotent creation, and a consistent read of their keys.
+
+- ``members``: ``<group>.<member id>`` -> heartbeat time; every crawler and converter replica.
+- ``feeds``: ``<namespace>.<name>`` -> ``fairprice.common.feeds.Feed`` JSON; the operator.
+- ``latest``: ``<exchange>.<SYMBOL>`` -> latest fair price and signal JSON; the converter.
+
+Readers take a *snapshot* (every live key and value at one moment) on a short period rather
+than keeping a watcher open: a snapshot is a fresh ordered consumer each time, so it is correct
+across broker restarts and reconnects with no state to repair.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
+
+__all__ = ["Bucket", "open_bucket", "snapshot"]
+
+
+class Bucket(enum.StrEnum):
+    MEMBERS = "members"
+    FEEDS = "feeds"
+    LATEST = "latest"
+
+
+async def open_bucket(
+    js: JetStreamContext, bucket: Bucket, *, ttl_s: float | None = None, replicas: int = 1
+) -> KeyValue:
+    """The bucket, created when missing (an existing bucket is used as it is)."""
+    try:
+        return await js.key_value(bucket.value)
+    except nats.js.errors.BucketNotFoundError:
+        pass
+    config = KeyValueConfig(
+        bucket=bucket.value,
+        history=1,
+        ttl=ttl_s,
+        replicas=replicas,
+        storage=StorageType.FILE,
+    )
+    try:
+        return await js.create_key_value(config)
+    except nats.js.errors.BadRequestError:
+        # Another replica created it between our two calls.
+        return await js.key_value(bucket.value)
+
+
+async def snapshot(kv: KeyValue, keys: str = ">") -> dict[str, bytes]:
+    """Every live key matching ``keys`` (a subject pattern) with its value, at one moment."""
+    watcher = await kv.watch(keys)
+    entries: dict[str, bytes] = {}
+    try:
+        async for entry in watcher:
+            if entry is None:
+                break
+            if entry.operation in (KV_DEL, KV_PURGE):
+                entries.pop(entry.key, None)
+            else:
+                entries[entry.key] = entry.value or b""
+            if entry.delta == 0:
+                break
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]  # unannotated in nats-py
+    return entries

@@ -1,0 +1,148 @@
+"""Who is alive in a group of replicas, and which of them owns a key.
+
+Each replica puts a heartbeat under ``<group>.<member id>`` in the ``members`` KV bucket every
+``heartbeat_s``; the bucket's TTL removes the key of a replica that stopped heartbeating (a
+kill -9), and a replica that stops cleanly deletes its own key at once. Every replica reads the
+same live set, and ownership is rendezvous hashing over it: each key goes to the ``redundancy``
+members with the highest ``hash(member, key)``. All replicas compute the same owners without
+talking to each other, and a join or leave moves only the keys of the member that came or went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import socket
+import time
+import uuid
+from types import TracebackType
+
+import nats.errors
+import nats.js.errors
+from nats.js.kv import KeyValue
+
+from fairprice.common.bus import Bus
+from fairprice.common.kv import Bucket, open_bucket, snapshot
+from fairprice.common.lifecycle import wait_or_stop
+from fairprice.common.logs import get_logger
+
+__all__ = ["Membership", "rendezvous_owners"]
+
+log = get_logger(__name__)
+
+
+def rendezvous_owners(key: str, members: tuple[str, ...], redundancy: int = 1) -> list[str]:
+    """The ``redundancy`` members that own ``key`` (highest random weight first)."""
+
+    def weight(member: str) -> bytes:
+        return hashlib.blake2b(f"{member}\x00{key}".encode(), digest_size=8).digest()
+
+    return sorted(members, key=weight, reverse=True)[:redundancy]
+
+
+class Membership:
+    """``async with Membership(bus, "crawler") as m: m.owns("BTCUSDT")``.
+
+    ``members`` is the live set, sorted; ``version`` increases whenever it changes, and
+    ``changed()`` waits for the next change.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        group: str,
+        *,
+        member_id: str | None = None,
+        heartbeat_s: float = 1.0,
+        ttl_s: float = 5.0,
+    ) -> None:
+        self._bus = bus
+        self.group = group
+        self.member_id = member_id or _default_member_id()
+        self._heartbeat_s = heartbeat_s
+        self._ttl_s = ttl_s
+        self.members: tuple[str, ...] = ()
+        self.version = 0
+        self._changed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._kv: KeyValue | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def _key(self) -> str:
+        return f"{self.group}.{self.member_id}"
+
+    async def __aenter__(self) -> Membership:
+        self._kv = await open_bucket(self._bus.js, Bucket.MEMBERS, ttl_s=self._ttl_s)
+        await self._beat()
+        self._task = asyncio.create_task(self._loop(), name=f"membership-{self.group}")
+        log.info("joined", group=self.group, member=self.member_id, members=list(self.members))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.leave()
+
+    async def leave(self) -> None:
+        """Stop heartbeating and delete our key now, so the others rebalance at once (before
+        this replica stops working, for a handover with no gap); idempotent."""
+        if self._task is not None:
+            # Stopped, not cancelled: a heartbeat cancelled inside ``kv.watch`` leaves nats-py's
+            # ordered-consumer heartbeat task running after the watcher is gone.
+            self._stopping.set()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._kv is not None and not self._bus.nc.is_closed:
+            kv, self._kv = self._kv, None
+            try:
+                await kv.delete(self._key)
+                log.info("left", group=self.group, member=self.member_id)
+            except (nats.errors.Error, nats.js.errors.Error):
+                pass  # the TTL removes it instead
+
+    def owners(self, key: str, redundancy: int = 1) -> list[str]:
+        return rendezvous_owners(key, self.members, redundancy)
+
+    def owns(self, key: str, redundancy: int = 1) -> bool:
+        return self.member_id in self.owners(key, redundancy)
+
+    async def changed(self) -> tuple[str, ...]:
+        """Wait until the live set changes; return the new set."""
+        self._changed.clear()
+        await self._changed.wait()
+        return self.members
+
+    async def _loop(self) -> None:
+        while not await wait_or_stop(self._stopping, self._heartbeat_s):
+            try:
+                await self._beat()
+            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+                # A broker restart: keep the last known set; heartbeats resume with it.
+                log.warning("heartbeat failed", group=self.group, error=str(exc) or repr(exc))
+
+    async def _beat(self) -> None:
+        assert self._kv is not None
+        await self._kv.put(self._key, f"{time.time():.3f}".encode())
+        live = await snapshot(self._kv, f"{self.group}.*")
+        members = tuple(sorted(key.split(".", 1)[1] for key in live))
+        if self.member_id not in members:  # our own put is always visible to us
+            members = tuple(sorted((*members, self.member_id)))
+        if members != self.members:
+            if self.members:
+                log.info("members changed", group=self.group, members=list(members))
+            self.members = members
+            self.version += 1
+            self._changed.set()
+
+
+def _default_member_id() -> str:
+    # The pod name in Kubernetes (HOSTNAME), plus the pid and a random suffix so that a
+    # restarted process never inherits the heartbeat of its previous life.
+    host = os.environ.get("HOSTNAME") or socket.gethostname()
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in host)
+    return f"{safe}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
