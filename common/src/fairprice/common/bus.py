@@ -55,7 +55,11 @@ async def connect_bus(
 ) -> AsyncIterator[Bus]:
     """Connect to NATS; yields a ``Bus``; drains the connection when the block exits."""
 
+    closing = False
+
     async def disconnected() -> None:
+        if closing:
+            return  # our own drain or close, not an outage
         log.warning("nats disconnected")
         if readiness:
             readiness.set("nats", False)
@@ -101,9 +105,14 @@ async def connect_bus(
     finally:
         if readiness:
             readiness.set("nats", False)
+        closing = True
         if not nc.is_closed:
+            # drain() flushes what we published and acked; it fails on a connection that is
+            # down or reconnecting, and then close() still ends the client's tasks.
             with contextlib.suppress(nats.errors.Error, TimeoutError):
                 await nc.drain()
+            if not nc.is_closed:
+                await nc.close()
         log.info("nats closed")
 
 
