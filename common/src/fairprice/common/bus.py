@@ -86,6 +86,8 @@ async def connect_bus(
         # Keep publishing into the client's buffer while reconnecting (8 MiB), instead of
         # failing every publish during a broker restart.
         "pending_size": 8 * 1024 * 1024,
+        # Well inside Kubernetes' default 30 s grace period.
+        "drain_timeout": 10,
     }
     if settings.user:
         options["user"] = settings.user
@@ -106,10 +108,11 @@ async def connect_bus(
         if readiness:
             readiness.set("nats", False)
         closing = True
-        if not nc.is_closed:
-            # drain() flushes what we published and acked; it fails on a connection that is
-            # down or reconnecting, and then close() still ends the client's tasks.
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
+        # drain() flushes what we published and acked; on a connection that is down there is
+        # nothing to flush, and close() ends the client's tasks (errors of a dead socket are
+        # expected there).
+        with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
+            if nc.is_connected:
                 await nc.drain()
             if not nc.is_closed:
                 await nc.close()

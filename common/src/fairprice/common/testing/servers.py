@@ -72,6 +72,9 @@ class _Process:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C meant for the runner must not kill the servers
+                # before the services have flushed into them; the runner stops them last.
+                start_new_session=True,
                 preexec_fn=die_with_parent,
             )
 
