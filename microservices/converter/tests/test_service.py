@@ -39,7 +39,9 @@ Outputs = set[tuple[str, str, bytes]]
 
 def _converter_section(**overrides: object) -> ConverterSection:
     values: dict[str, object] = {
-        "partitions": 8,
+        # many partitions: the six symbols almost surely land in six of them, so a new
+        # replica almost surely takes at least one symbol from the first (1 - 3**-6)
+        "partitions": 64,
         "sma_fast_s": PARAMS.sma_fast_s,
         "sma_slow_s": PARAMS.sma_slow_s,
         "min_gap": PARAMS.min_gap,
@@ -198,26 +200,27 @@ async def test_converter_replay_gives_byte_identical_outputs(
 async def test_converter_metrics_and_readiness(
     streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
 ) -> None:
-    registry = CollectorRegistry()
-    stop, ready = asyncio.Event(), asyncio.Event()
-    settings = _settings(nats_settings)
-    task = asyncio.create_task(run(settings, stop=stop, ready=ready, registry=registry))
-    try:
-        await eventually(ready.is_set, within=30, what="ready")
-        await _publish(streams, _interleave(books))
-        await _wait_for_outputs(streams, _expected(books))
+    """Ready with nothing to do; then every book counted, skips by reason, one takeover per
+    symbol (each new symbol is rebuilt once), all partitions owned."""
+    async with _replica(nats_settings) as registry:
 
         def value(name: str, **labels: str) -> float:
-            return registry.get_sample_value(name, labels) or 0.0
+            return registry.get_sample_value(f"fairprice_converter_{name}", labels) or 0.0
 
-        assert value("fairprice_converter_books_total") == sum(len(b) for b in books.values())
-        assert value("fairprice_converter_books_skipped_total", reason="crossed") > 0
-        assert value("fairprice_converter_owned_partitions") == 8
-        assert value("fairprice_converter_owned_symbols") == len(SYMBOLS)
-        assert value("fairprice_converter_rebuilds_total") == len(SYMBOLS)
-    finally:
-        stop.set()
-        await task
+        assert value("owned_partitions") == 64
+        assert value("owned_symbols") == 0
+        await _publish(streams, _interleave(books))
+        await _wait_for_outputs(streams, _expected(books))
+        total = sum(len(b) for b in books.values())
+        await eventually(lambda: value("books_total") == total, what="books counted")
+        await eventually(lambda: value("rebuilds_total") == len(SYMBOLS), what="rebuilds")
+        assert value("books_skipped_total", reason="crossed") > 0
+        assert value("books_skipped_total", reason="one_sided") > 0
+        assert value("owned_symbols") == len(SYMBOLS)
+        assert value("rebuilding_symbols") == 0
+        assert value("prices_total") == sum(
+            1 for kind, _, _ in _expected(books) if kind == Stream.PRICES.value
+        )
 
 
 async def test_converter_scaling_one_three_one_changes_no_output(
@@ -243,19 +246,21 @@ async def test_converter_scaling_one_three_one_changes_no_output(
                 await _wait_for_outputs(alone_bus, expected)
             reference, _ = await _collect(alone_bus)
 
-    def owned(registry: CollectorRegistry) -> float:
-        return registry.get_sample_value("fairprice_converter_owned_partitions") or 0.0
+    def owned(registry: CollectorRegistry, what: str = "partitions") -> float:
+        return registry.get_sample_value(f"fairprice_converter_owned_{what}") or 0.0
 
     async with _replica(nats_settings) as first:
         await _publish_in_chunks(streams, ordered[:third])
         async with _replica(nats_settings), _replica(nats_settings):
-            await eventually(lambda: owned(first) < 8, what="partitions moved away")
+            await eventually(
+                lambda: owned(first, "symbols") < len(SYMBOLS), what="symbols moved away"
+            )
             await _publish_in_chunks(streams, ordered[third : 2 * third])
             # back to one: the two leave while the last third arrives
             last_third = asyncio.create_task(_publish_in_chunks(streams, ordered[2 * third :]))
         await last_third
         await _wait_for_outputs(streams, expected)
-        assert owned(first) == 8
+        assert owned(first) == 64
         rebuilds = first.get_sample_value("fairprice_converter_rebuilds_total") or 0.0
         assert rebuilds > len(SYMBOLS)  # it took symbols back over
     scaled, count = await _collect(streams)

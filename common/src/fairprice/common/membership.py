@@ -11,6 +11,7 @@ talking to each other, and a join or leave moves only the keys of the member tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import socket
@@ -64,6 +65,7 @@ class Membership:
         self.members: tuple[str, ...] = ()
         self.version = 0
         self._changed = asyncio.Event()
+        self._closing = asyncio.Event()
         self._kv: KeyValue | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -85,8 +87,14 @@ class Membership:
         tb: TracebackType | None,
     ) -> None:
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # Ask the loop to end between beats rather than cancel it inside one: a KV watch
+            # cancelled while it is being set up leaves nats-py tasks behind, and Python 3.11's
+            # wait_for (in nats-py's requests) can swallow a cancellation racing with a reply.
+            self._closing.set()
+            await asyncio.wait({self._task}, timeout=self._ttl_s)
+            while not self._task.done():  # a beat stuck on a broker that went away
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=0.1)
         if self._kv is not None and not self._bus.nc.is_closed:
             try:
                 await self._kv.delete(self._key)
@@ -108,7 +116,10 @@ class Membership:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self._heartbeat_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._heartbeat_s)
+            if self._closing.is_set():
+                return
             try:
                 await self._beat()
             except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
