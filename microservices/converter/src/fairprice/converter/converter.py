@@ -260,7 +260,14 @@ class Converter:
                 ) - round(self._settings.replay_margin_s * 1000)
                 start_time = dt.datetime.fromtimestamp(max(start_ms, 0) / 1000, dt.UTC)
             replayed = 0
-            async with StreamTail(self._bus, Stream.BOOKS, subject, start_time=start_time) as tail:
+            tail = StreamTail(
+                self._bus,
+                Stream.BOOKS,
+                subject,
+                start_time=start_time,
+                max_buffer=4 * self._settings.batch,  # several replays run at once
+            )
+            async with tail:
                 while not tail.caught_up:
                     for msg in await tail.next_batch(self._settings.batch, 1.0):
                         state.last_seq = stream_seq(msg)
