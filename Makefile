@@ -9,7 +9,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export PATH := $(PATH):/usr/sbin
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint fmt pytest
+.PHONY: help setup test lint fmt pytest run demo
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,6 +24,12 @@ test: setup lint pytest ## set up, lint, type-check and run the whole test suite
 pytest: ## run the tests only (PYTEST_ARGS=... to pass options)
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
+run: setup ## the whole pipeline on this machine against live Binance (Ctrl-C stops it)
+	$(UV) run --frozen fairprice run
+
+demo: setup ## the same against the bundled simulator: no internet needed (SYMBOLS=N adds N)
+	$(UV) run --frozen fairprice demo --symbols $(or $(SYMBOLS),0)
+
 lint: ## ruff lint + format check, mypy --strict
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
@@ -32,3 +38,12 @@ lint: ## ruff lint + format check, mypy --strict
 fmt: ## format and auto-fix with ruff
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
+
+# Kubernetes: the local cluster of the current kubectl context (scripts/cluster.sh does the work).
+.PHONY: all stop
+
+all: ## build images, deploy to the local cluster (kind/minikube/k3d/docker-desktop), open Grafana
+	@bash scripts/cluster.sh up
+
+stop: ## remove fairprice from the local cluster (release, volumes, namespace, CRD)
+	@bash scripts/cluster.sh down

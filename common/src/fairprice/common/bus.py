@@ -27,7 +27,7 @@ from fairprice.common.logs import get_logger
 from fairprice.common.settings import NatsSettings, StreamLimits, StreamsSettings
 from fairprice.common.subjects import Stream
 
-__all__ = ["Bus", "connect_bus", "ensure_streams", "stream_config"]
+__all__ = ["Bus", "connect_bus", "ensure_stream", "ensure_streams", "stream_config"]
 
 log = get_logger(__name__)
 
@@ -55,7 +55,11 @@ async def connect_bus(
 ) -> AsyncIterator[Bus]:
     """Connect to NATS; yields a ``Bus``; drains the connection when the block exits."""
 
+    closing = False
+
     async def disconnected() -> None:
+        if closing:
+            return  # our own drain or close, not an outage
         log.warning("nats disconnected")
         if readiness:
             readiness.set("nats", False)
@@ -82,6 +86,8 @@ async def connect_bus(
         # Keep publishing into the client's buffer while reconnecting (8 MiB), instead of
         # failing every publish during a broker restart.
         "pending_size": 8 * 1024 * 1024,
+        # Well inside Kubernetes' default 30 s grace period.
+        "drain_timeout": 10,
     }
     if settings.user:
         options["user"] = settings.user
@@ -101,9 +107,15 @@ async def connect_bus(
     finally:
         if readiness:
             readiness.set("nats", False)
-        if not nc.is_closed:
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
+        closing = True
+        # drain() flushes what we published and acked; on a connection that is down there is
+        # nothing to flush, and close() ends the client's tasks (errors of a dead socket are
+        # expected there).
+        with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
+            if nc.is_connected:
                 await nc.drain()
+            if not nc.is_closed:
+                await nc.close()
         log.info("nats closed")
 
 
@@ -152,11 +164,15 @@ async def ensure_streams(
 ) -> None:
     """Create each stream, or update it in place when it exists with another configuration."""
     for stream in streams:
-        config = stream_config(stream, settings)
-        try:
-            await jsm.add_stream(config)
-        except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != _STREAM_NAME_IN_USE:
-                raise
-            await jsm.update_stream(config)
-            log.info("stream updated", stream=stream.value)
+        await ensure_stream(jsm, stream_config(stream, settings))
+
+
+async def ensure_stream(jsm: JetStreamManager, config: api.StreamConfig) -> None:
+    """Create one stream, or update it in place when it exists with another configuration."""
+    try:
+        await jsm.add_stream(config)
+    except nats.js.errors.BadRequestError as exc:
+        if exc.err_code != _STREAM_NAME_IN_USE:
+            raise
+        await jsm.update_stream(config)
+        log.info("stream updated", stream=config.name)

@@ -11,7 +11,6 @@ talking to each other, and a join or leave moves only the keys of the member tha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import os
 import socket
@@ -25,6 +24,7 @@ from nats.js.kv import KeyValue
 
 from fairprice.common.bus import Bus
 from fairprice.common.kv import Bucket, open_bucket, snapshot
+from fairprice.common.lifecycle import wait_or_stop
 from fairprice.common.logs import get_logger
 
 __all__ = ["Membership", "rendezvous_owners"]
@@ -65,7 +65,7 @@ class Membership:
         self.members: tuple[str, ...] = ()
         self.version = 0
         self._changed = asyncio.Event()
-        self._closing = asyncio.Event()
+        self._stopping = asyncio.Event()
         self._kv: KeyValue | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -86,18 +86,21 @@ class Membership:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.leave()
+
+    async def leave(self) -> None:
+        """Stop heartbeating and delete our key now, so the others rebalance at once (before
+        this replica stops working, for a handover with no gap); idempotent."""
         if self._task is not None:
-            # Ask the loop to end between beats rather than cancel it inside one: a KV watch
-            # cancelled while it is being set up leaves nats-py tasks behind, and Python 3.11's
-            # wait_for (in nats-py's requests) can swallow a cancellation racing with a reply.
-            self._closing.set()
-            await asyncio.wait({self._task}, timeout=self._ttl_s)
-            while not self._task.done():  # a beat stuck on a broker that went away
-                self._task.cancel()
-                await asyncio.wait({self._task}, timeout=0.1)
+            # Stopped, not cancelled: a heartbeat cancelled inside ``kv.watch`` leaves nats-py's
+            # ordered-consumer heartbeat task running after the watcher is gone.
+            self._stopping.set()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
         if self._kv is not None and not self._bus.nc.is_closed:
+            kv, self._kv = self._kv, None
             try:
-                await self._kv.delete(self._key)
+                await kv.delete(self._key)
                 log.info("left", group=self.group, member=self.member_id)
             except (nats.errors.Error, nats.js.errors.Error):
                 pass  # the TTL removes it instead
@@ -115,11 +118,7 @@ class Membership:
         return self.members
 
     async def _loop(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self._heartbeat_s)
-            if self._closing.is_set():
-                return
+        while not await wait_or_stop(self._stopping, self._heartbeat_s):
             try:
                 await self._beat()
             except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:

@@ -1,11 +1,14 @@
 """A pipelined JetStream publisher with one reply inbox and at-least-once redelivery.
 
-``await js.publish()`` waits a round trip per message (~3.5k msg/s); nats-py's
-``publish_async`` allocates a future and a semaphore slot per message (~28k msg/s). Here every
-message goes out with a reply subject ``<inbox>.<seq>`` and one subscription callback counts
-the PubAcks (~75k msg/s, see bench/). Messages stay in ``_pending`` until JetStream acks them;
-any not acked within ``ack_timeout`` (a lost broker, a reconnect) are sent again with the same
-``Nats-Msg-Id``, which the stream's duplicate window turns into exactly one stored message.
+``await js.publish()`` waits a round trip per message; nats-py's ``publish_async`` allocates a
+future and a semaphore slot per message. Here every message goes out with a reply subject
+``<inbox>.<seq>`` and one subscription callback counts the PubAcks. ``bench/bus.py`` measures
+the three (1 KiB messages, one client, this 2-core machine): ~4.9k, ~24k and ~52k msg/s, at
+127, 26 and 11 us of client CPU per message.
+
+Messages stay in ``_pending`` until JetStream acks them; any not acked within ``ack_timeout``
+(a lost broker, a reconnect) are sent again with the same ``Nats-Msg-Id``, which the stream's
+duplicate window turns into exactly one stored message.
 
 ``publish`` blocks while ``max_in_flight`` messages await their ack: backpressure instead of
 unbounded memory when the broker is slow or gone.
@@ -53,8 +56,10 @@ class Publisher:
         *,
         max_in_flight: int = 10_000,
         ack_timeout: float = 5.0,
+        close_timeout: float = 15.0,
     ) -> None:
         self._nc = nc
+        self._close_timeout = close_timeout
         self._max_in_flight = max_in_flight
         self._ack_timeout = ack_timeout
         self._inbox = nc.new_inbox()
@@ -89,7 +94,14 @@ class Publisher:
     ) -> None:
         try:
             if exc_type is None:
-                await self.flush()
+                try:
+                    # Bounded: with the broker gone a shutdown must still finish within the
+                    # pod's grace period. What is left unacked was never stored; the producer's
+                    # restart (or another replica) publishes it again under the same ids.
+                    async with asyncio.timeout(self._close_timeout):
+                        await self.flush()
+                except TimeoutError:
+                    log.warning("closing with unacked messages", count=len(self._pending))
         finally:
             if self._resender is not None:
                 self._resender.cancel()

@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fairprice.common.lifecycle import die_with_parent
+
 __all__ = [
     "InfluxServer",
     "NatsServer",
@@ -66,7 +68,14 @@ class _Process:
         self.log_path.write_text("")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C meant for the runner must not kill the servers
+                # before the services have flushed into them; the runner stops them last.
+                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
     async def _wait_for(self, pattern: re.Pattern[str], within: float) -> re.Match[str]:
@@ -218,8 +227,8 @@ def _workdir(base: Path | None, prefix: str) -> Iterator[Path]:
 
 
 @contextlib.asynccontextmanager
-async def run_nats(workdir: Path | None = None) -> AsyncIterator[NatsServer]:
-    """A running ``nats-server -js`` on a free loopback port; stopped on exit.
+async def run_nats(workdir: Path | None = None, port: int = 0) -> AsyncIterator[NatsServer]:
+    """A running ``nats-server -js`` on ``port`` of 127.0.0.1 (0: a free one); stopped on exit.
 
     Data lives in ``workdir`` when given (kept afterwards), else in a temporary folder.
     """
@@ -230,6 +239,7 @@ async def run_nats(workdir: Path | None = None) -> AsyncIterator[NatsServer]:
             log_path=path / "nats-server.log",
             fatal_pattern=re.compile(r"\[(FTL|ERR)\]"),
             store_dir=path / "jetstream",
+            port=port,
         )
         try:
             await server.start()
@@ -239,14 +249,15 @@ async def run_nats(workdir: Path | None = None) -> AsyncIterator[NatsServer]:
 
 
 @contextlib.asynccontextmanager
-async def run_influxd(workdir: Path | None = None) -> AsyncIterator[InfluxServer]:
-    """A running ``influxd`` 1.x on a free loopback port; stopped on exit."""
+async def run_influxd(workdir: Path | None = None, port: int = 0) -> AsyncIterator[InfluxServer]:
+    """A running ``influxd`` 1.x on ``port`` of 127.0.0.1 (0: a free one); stopped on exit."""
     with _workdir(workdir, "fairprice-influxd-") as path:
         server = InfluxServer(
             name="influxd",
             workdir=path,
             log_path=path / "influxd.log",
             fatal_pattern=re.compile(r"lvl=(error|fatal)|^run: |panic"),
+            port=port,
         )
         try:
             await server.start()

@@ -1,0 +1,1 @@
+"""The `fairprice` command for people: run, demo, top, status, replay."""

@@ -1,0 +1,152 @@
+"""`fairprice top`: a live terminal board of every symbol flowing through NATS.
+
+It subscribes (core NATS, no consumer state) to ``books.>``, ``prices.>`` and ``signals.>`` and
+keeps one row per symbol: best bid/ask, fair price, both SMAs, the last signal and its age,
+updates per second and lag (now minus the exchange event time of the last book).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Literal
+
+from nats.aio.msg import Msg
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from fairprice.common.bus import connect_bus
+from fairprice.common.errors import InvalidMessageError
+from fairprice.common.lifecycle import wait_or_stop
+from fairprice.common.messages import Book, FairPrice, Signal, decode
+from fairprice.common.settings import ServiceSettings
+from fairprice.common.subjects import Stream, parse_subject
+
+__all__ = ["Board", "SortKey", "run_top"]
+
+SortKey = Literal["symbol", "rate", "lag", "spread", "signal"]
+_RATE_WINDOW_S = 5.0
+
+
+@dataclass
+class Row:
+    exchange: str
+    symbol: str
+    bid: str = ""
+    ask: str = ""
+    fair: float | None = None
+    method: str = ""
+    sma_fast: float | None = None
+    sma_slow: float | None = None
+    spread: float | None = None
+    signal: str = ""
+    signal_at: float | None = None
+    lag_ms: float | None = None
+    arrivals: deque[float] = field(default_factory=deque)
+
+    def rate(self, now: float) -> float:
+        while self.arrivals and self.arrivals[0] < now - _RATE_WINDOW_S:
+            self.arrivals.popleft()
+        return len(self.arrivals) / _RATE_WINDOW_S
+
+
+class Board:
+    """The board's state; ``apply`` takes a NATS message, ``table`` renders it."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Row] = {}
+        self.invalid = 0
+
+    def _row(self, exchange: str, symbol: str) -> Row:
+        key = (exchange, symbol)
+        if key not in self.rows:
+            self.rows[key] = Row(exchange, symbol)
+        return self.rows[key]
+
+    def apply(self, subject: str, data: bytes, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        try:
+            stream, exchange, symbol = parse_subject(subject)
+            row = self._row(exchange, symbol)
+            if stream is Stream.BOOKS:
+                book = decode(data, Book)
+                row.bid = book.bids[0][0] if book.bids else ""
+                row.ask = book.asks[0][0] if book.asks else ""
+                row.lag_ms = now * 1000 - book.event_time_ms
+                row.arrivals.append(now)
+            elif stream is Stream.PRICES:
+                price = decode(data, FairPrice)
+                row.fair, row.method, row.spread = price.price, price.method, price.spread
+                row.sma_fast, row.sma_slow = price.sma_fast, price.sma_slow
+            elif stream is Stream.SIGNALS:
+                signal = decode(data, Signal)
+                row.signal, row.signal_at = signal.action, signal.event_time_ms / 1000
+        except (InvalidMessageError, ValueError):
+            self.invalid += 1
+
+    def table(self, sort: SortKey = "symbol", limit: int = 50, now: float | None = None) -> Table:
+        now = time.time() if now is None else now
+        rows = list(self.rows.values())
+        keys = {
+            "symbol": lambda r: (r.exchange, r.symbol),
+            "rate": lambda r: -r.rate(now),
+            "lag": lambda r: -(r.lag_ms or 0.0),
+            "spread": lambda r: -(r.spread or 0.0),
+            "signal": lambda r: -(r.signal_at or 0.0),
+        }
+        rows.sort(key=keys[sort])
+        table = Table(title=f"fairprice top: {len(self.rows)} symbols, sorted by {sort}")
+        for name in (
+            "exchange",
+            "symbol",
+            "bid",
+            "ask",
+            "fair",
+            "sma fast",
+            "sma slow",
+            "signal",
+            "age",
+            "upd/s",
+            "lag ms",
+        ):
+            table.add_column(name, justify="left" if name in ("exchange", "symbol") else "right")
+        for r in rows[:limit]:
+            age = f"{now - r.signal_at:.0f}s" if r.signal_at else ""
+            colour = {"BUY": "green", "SELL": "red"}.get(r.signal, "")
+            table.add_row(
+                r.exchange,
+                r.symbol,
+                r.bid,
+                r.ask,
+                _num(r.fair),
+                _num(r.sma_fast),
+                _num(r.sma_slow),
+                f"[{colour}]{r.signal}[/]" if colour else "",
+                age,
+                f"{r.rate(now):.1f}",
+                f"{r.lag_ms:.0f}" if r.lag_ms is not None else "",
+            )
+        return table
+
+
+def _num(value: float | None) -> str:
+    return "" if value is None else f"{value:.10g}"
+
+
+async def run_top(
+    settings: ServiceSettings, sort: SortKey, limit: int, stop: asyncio.Event
+) -> None:
+    board = Board()
+
+    async def on_msg(msg: Msg) -> None:
+        board.apply(msg.subject, msg.data)
+
+    async with connect_bus(settings.nats, name="fairprice-top", stop=stop) as bus:
+        for stream in (Stream.BOOKS, Stream.PRICES, Stream.SIGNALS):
+            await bus.nc.subscribe(stream.wildcard, cb=on_msg)
+        with Live(board.table(sort, limit), console=Console(), refresh_per_second=4) as live:
+            while not await wait_or_stop(stop, 0.5):
+                live.update(board.table(sort, limit))

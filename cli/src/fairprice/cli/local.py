@@ -1,0 +1,158 @@
+"""`fairprice run` and `fairprice demo`: the whole pipeline as local processes.
+
+Starts ``nats-server -js`` and ``influxd`` with their data under one state folder that survives
+restarts (``.state/`` by default), then the services as child processes with their logs
+prefixed by service name (``fairprice.cli.supervisor``), and Grafana when a
+``grafana-server``/``grafana`` binary is on PATH (``fairprice.cli.grafana``). ``run`` crawls
+live Binance; ``demo`` crawls the bundled simulator under the exchange name ``sim``, so
+simulated data can never be mistaken for real market data. Ctrl-C stops everything
+gracefully: services first (producers before the storer), then the servers.
+
+NATS and InfluxDB listen where the configuration says (``[nats] servers``, ``[influx] url``;
+4222 and 8086 by default), so ``fairprice top`` and ``fairprice status`` find them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import sys
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import httpx
+
+from fairprice.cli.grafana import grafana_spec
+from fairprice.cli.pipeline import service_env
+from fairprice.cli.supervisor import ServiceSpec, Supervisor
+from fairprice.common.errors import FatalError
+from fairprice.common.lifecycle import install_signal_handlers
+from fairprice.common.settings import load_settings
+from fairprice.common.testing.servers import run_influxd, run_nats
+from fairprice.crawler.settings import CrawlerSettings
+from fairprice.simulator.settings import SimulatorSettings
+from fairprice.storer.settings import StorerSettings
+
+__all__ = ["Mode", "binance_unreachable", "run_local"]
+
+Mode = Literal["live", "demo"]
+DEMO_EXCHANGE = "sim"
+
+
+async def binance_unreachable(rest_url: str) -> str | None:
+    """None when ``rest_url``'s ping answers, else one line saying why not."""
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.get(rest_url.rstrip("/") + "/api/v3/ping")
+    except httpx.HTTPError as exc:
+        return f"cannot reach Binance at {rest_url} ({type(exc).__name__}: {exc or 'no answer'})"
+    if response.status_code != 200:
+        return f"Binance at {rest_url} answered HTTP {response.status_code} to /api/v3/ping"
+    return None
+
+
+def _port_of(url: str, default: int, what: str) -> int:
+    port = urlsplit(url).port or default
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise FatalError(
+                f"port {port} for {what} is in use (a system service? e.g. `systemctl stop "
+                f"{'nats-server' if what == 'nats-server' else 'influxdb'}`), or point the "
+                f"configuration at another port"
+            ) from None
+    return port
+
+
+def _specs(
+    mode: Mode, nats_url: str, influx_url: str, extra_symbols: int
+) -> tuple[list[ServiceSpec], list[str]]:
+    crawler = load_settings(CrawlerSettings).crawler
+    symbols = list(crawler.symbols)
+    python = sys.executable
+
+    def spec(
+        name: str,
+        *,
+        simulator_url: str | None = None,
+        exchange: str | None = None,
+        symbols: list[str] | None = None,
+    ) -> ServiceSpec:
+        env = service_env(
+            name,
+            nats_url=nats_url,
+            influx_url=influx_url,
+            simulator_url=simulator_url,
+            exchange=exchange,
+            symbols=symbols,
+            log_format="console",
+        )
+        return ServiceSpec(name, [python, "-m", f"fairprice.{name}"], env)
+
+    specs = []
+    if mode == "demo":
+        symbols += [f"SIM{n:04d}USDT" for n in range(extra_symbols)]
+        simulator = load_settings(SimulatorSettings).simulator
+        sim_url = f"http://127.0.0.1:{simulator.port}"
+        specs.append(spec("simulator", symbols=symbols))
+        crawler_spec = spec(
+            "crawler", simulator_url=sim_url, exchange=DEMO_EXCHANGE, symbols=symbols
+        )
+    else:
+        crawler_spec = spec("crawler")
+    specs += [spec("storer"), spec("converter"), crawler_spec]
+    return specs, symbols
+
+
+async def run_local(mode: Mode, state_dir: Path, extra_symbols: int = 0) -> int:
+    """Run until Ctrl-C or SIGTERM; the exit code."""
+    settings = load_settings(StorerSettings)  # the shared [nats] and [influx] sections
+    if mode == "live":
+        rest_url = load_settings(CrawlerSettings).crawler.rest_url
+        problem = await binance_unreachable(rest_url)
+        if problem:
+            print(
+                f"fairprice: {problem}. Run `make demo` for the same pipeline against the "
+                "bundled simulator, with no internet needed.",
+                file=sys.stderr,
+            )
+            return 1
+    nats_port = _port_of(settings.nats.servers[0], 4222, "nats-server")
+    influx_port = _port_of(settings.influx.url, 8086, "influxd")
+    stop = install_signal_handlers()
+    print(f"fairprice: {mode} run, state in {state_dir}/ (kept between runs)", flush=True)
+    async with (
+        run_nats(state_dir / "nats", port=nats_port) as nats_server,
+        run_influxd(state_dir / "influxd", port=influx_port) as influxd,
+    ):
+        specs, symbols = _specs(mode, nats_server.url, influxd.url, extra_symbols)
+        print(
+            f"fairprice: nats-server on {nats_server.url}, influxd on {influxd.url}; "
+            f"{len(symbols)} symbols",
+            flush=True,
+        )
+        grafana = grafana_spec(state_dir / "grafana", influxd.url, settings.influx.database)
+        if grafana is not None:
+            specs.append(grafana)
+            print(
+                "fairprice: Grafana on http://127.0.0.1:3000 (anonymous viewer; admin/admin)",
+                flush=True,
+            )
+        print(
+            "fairprice: `fairprice top` shows the live board, `fairprice status` the health; "
+            "Ctrl-C stops everything",
+            flush=True,
+        )
+        await Supervisor(specs).run(stop)
+        print("fairprice: services stopped; stopping nats-server and influxd", flush=True)
+    return 0
+
+
+def main(mode: Mode, state_dir: Path, extra_symbols: int = 0) -> int:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run_local(mode, state_dir, extra_symbols))
+    return 130

@@ -1,0 +1,98 @@
+"""`fairprice status`: is every service ready, and how far behind is each consumer?
+
+Asks each service's ``/readyz`` and the JetStream API for every stream's size and every
+consumer's backlog. Exits 0 when every service answered ready, 1 otherwise, so scripts and
+`make` can wait on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import httpx
+import nats.js.errors
+from rich.console import Console
+from rich.table import Table
+
+from fairprice.common.bus import connect_bus
+from fairprice.common.settings import ServiceSettings
+
+__all__ = ["ServiceHealth", "collect_status", "run_status"]
+
+
+@dataclass(frozen=True)
+class ServiceHealth:
+    name: str
+    url: str
+    ready: bool
+    detail: str
+
+
+async def _probe(client: httpx.AsyncClient, name: str, url: str) -> ServiceHealth:
+    try:
+        response = await client.get(url.rstrip("/") + "/readyz")
+    except httpx.HTTPError as exc:
+        return ServiceHealth(name, url, False, f"unreachable ({type(exc).__name__})")
+    if response.status_code == 200:
+        return ServiceHealth(name, url, True, "ready")
+    try:
+        waiting = ", ".join(response.json().get("waiting_for", []))
+    except ValueError:
+        waiting = response.text[:80]
+    return ServiceHealth(name, url, False, f"not ready: {waiting}")
+
+
+async def collect_status(
+    settings: ServiceSettings, services: dict[str, str]
+) -> tuple[list[ServiceHealth], Table, Table]:
+    async with httpx.AsyncClient(timeout=3.0) as client:
+        health = await asyncio.gather(*(_probe(client, n, u) for n, u in services.items()))
+    streams = Table(title="streams")
+    for column in ("stream", "messages", "bytes", "first seq", "last seq"):
+        streams.add_column(column, justify="left" if column == "stream" else "right")
+    consumers = Table(title="consumers")
+    for column in ("stream", "consumer", "pending", "ack pending", "redelivered"):
+        left = column in ("stream", "consumer")
+        consumers.add_column(column, justify="left" if left else "right")
+    async with connect_bus(
+        settings.nats.model_copy(update={"max_reconnect_attempts": 0}), name="fairprice-status"
+    ) as bus:
+        for info in sorted(await bus.jsm.streams_info(), key=lambda i: i.config.name or ""):
+            name = info.config.name or ""
+            if name.startswith("KV_"):
+                continue
+            state = info.state
+            streams.add_row(
+                name,
+                f"{state.messages:,}",
+                f"{state.bytes:,}",
+                str(state.first_seq),
+                str(state.last_seq),
+            )
+            try:
+                infos = await bus.jsm.consumers_info(name)
+            except nats.js.errors.Error:
+                continue
+            for c in sorted(infos, key=lambda c: c.name):
+                consumers.add_row(
+                    name,
+                    c.name,
+                    f"{c.num_pending or 0:,}",
+                    f"{c.num_ack_pending or 0:,}",
+                    f"{c.num_redelivered or 0:,}",
+                )
+    return list(health), streams, consumers
+
+
+async def run_status(settings: ServiceSettings, services: dict[str, str]) -> int:
+    health, streams, consumers = await collect_status(settings, services)
+    table = Table(title="services")
+    for column in ("service", "url", "state"):
+        table.add_column(column)
+    for h in health:
+        table.add_row(h.name, h.url, f"[green]{h.detail}[/]" if h.ready else f"[red]{h.detail}[/]")
+    console = Console()
+    for t in (table, streams, consumers):
+        console.print(t)
+    return 0 if all(h.ready for h in health) else 1

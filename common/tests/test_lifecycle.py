@@ -1,0 +1,59 @@
+"""run_service as a real process: exit codes, SIGTERM, and the settings message."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+SERVICE = """
+import asyncio
+from fairprice.common.lifecycle import install_signal_handlers, run_service
+from fairprice.common.logs import get_logger
+from fairprice.common.settings import ServiceSettings
+
+async def run(settings: ServiceSettings) -> None:
+    stop = install_signal_handlers()
+    get_logger("demo").info("running")
+    await stop.wait()
+    get_logger("demo").info("cleaned up")
+
+run_service("demo", ServiceSettings, run)
+"""
+
+
+def _start(tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FAIRPRICE_")}
+    return subprocess.Popen(
+        [sys.executable, "-c", SERVICE],
+        cwd=tmp_path,  # no clusters_dev.toml here
+        env={**clean, **env, "FAIRPRICE_LOG__FORMAT": "json"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_run_service_exits_2_naming_the_bad_setting(tmp_path: Path) -> None:
+    proc = _start(tmp_path, FAIRPRICE_LOG__LEVEL="LOUD")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert err.startswith("fairprice-demo: invalid settings (no config file):")
+    assert "log.level (env FAIRPRICE_LOG__LEVEL): Input should be" in err
+    assert "got 'LOUD'" in err
+
+
+def test_run_service_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
+    proc = _start(tmp_path)
+    assert proc.stderr is not None
+    # Read log lines until the service says it runs (the test's own timeout bounds this).
+    while '"event": "running"' not in (line := proc.stderr.readline()):
+        assert line, "the service exited before it ran"
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert '"event": "stopping"' in rest and '"signal": "SIGTERM"' in rest
+    assert '"event": "cleaned up"' in rest
+    assert '"service": "demo"' in rest

@@ -1,0 +1,297 @@
+"""The crawler service: owned symbols -> streams + snapshots -> books -> ``books.<ex>.<SYM>``.
+
+- The symbol set is ``[crawler] symbols`` plus every enabled feed of this exchange in the
+  ``feeds`` KV bucket, re-read every ``feeds_refresh_s`` (no restart to add or remove one).
+- Of those, this replica crawls the ones it owns: rendezvous hashing over the live members of
+  the ``crawler`` group, each symbol owned by ``redundancy`` replicas. Ownership is recomputed
+  when a replica joins or leaves. Redundant replicas publish the same books with the same
+  ``Nats-Msg-Id`` (``<exchange>:<SYMBOL>:<update id>``), which JetStream deduplicates.
+- ``/readyz`` is 200 once NATS is connected and every owned symbol is synced; progress shows
+  in the log as "N of M synced".
+
+Shutdown (SIGTERM): not ready, leave the group (the other replicas take over at once) and keep
+crawling for ``handoff_s`` while they sync, then stop streams and snapshots, flush unacked
+books, drain NATS, close HTTP. A symbol that moves to a joining replica is likewise crawled
+for ``handoff_s`` more, so rebalancing loses no update with any ``redundancy``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import httpx
+import nats.errors
+import nats.js.errors
+from nats.js.kv import KeyValue
+from prometheus_client import CollectorRegistry
+
+from fairprice.common.bus import connect_bus, ensure_streams
+from fairprice.common.feeds import read_feeds
+from fairprice.common.health import HealthServer, Readiness
+from fairprice.common.kv import Bucket, open_bucket
+from fairprice.common.lifecycle import install_signal_handlers, wait_or_stop
+from fairprice.common.logs import get_logger
+from fairprice.common.membership import Membership
+from fairprice.common.messages import Book, encode
+from fairprice.common.publisher import Publisher
+from fairprice.common.subjects import Stream, book_msg_id, books_subject
+from fairprice.crawler.exchange import DepthEvent, Exchange
+from fairprice.crawler.exchanges import exchange_for
+from fairprice.crawler.metrics import CrawlerMetrics
+from fairprice.crawler.recording import Recorder
+from fairprice.crawler.rest import SnapshotClient, WeightBudget
+from fairprice.crawler.settings import CrawlerSection, CrawlerSettings
+from fairprice.crawler.snapshots import SnapshotFetcher
+from fairprice.crawler.streams import StreamPool
+from fairprice.crawler.sync import SyncEngine
+
+__all__ = ["run"]
+
+log = get_logger(__name__)
+
+
+class _Books:
+    """Turns events into published books: the stream pool's handler."""
+
+    def __init__(self, engine: SyncEngine, publisher: Publisher, metrics: CrawlerMetrics) -> None:
+        self._engine = engine
+        self._publisher = publisher
+        self._metrics = metrics
+        self._subjects: dict[str, str] = {}
+
+    async def on_event(self, event: DepthEvent, receive_ms: int) -> None:
+        book = self._engine.on_event(event, receive_ms)
+        if book is not None:
+            await self.publish(book)
+
+    async def publish_all(self, books: list[Book]) -> None:
+        for book in books:
+            await self.publish(book)
+
+    async def publish(self, book: Book) -> None:
+        subject = self._subjects.get(book.symbol)
+        if subject is None:
+            subject = self._subjects[book.symbol] = books_subject(book.exchange, book.symbol)
+        await self._publisher.publish(
+            subject, encode(book), book_msg_id(book.exchange, book.symbol, book.update_id)
+        )
+        now_ms = time.time() * 1000
+        self._metrics.publish_latency.observe(max(0.0, now_ms - book.receive_time_ms) / 1000)
+        self._metrics.event_to_publish.observe(max(0.0, now_ms - book.event_time_ms) / 1000)
+
+
+async def run(
+    settings: CrawlerSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+    registry: CollectorRegistry | None = None,
+) -> None:
+    """Run the crawler until ``stop`` is set (SIGTERM/SIGINT when not given)."""
+    stop = stop or install_signal_handlers()
+    registry = registry or CollectorRegistry()
+    cfg = settings.crawler
+    exchange = exchange_for(cfg.exchange)
+    readiness = Readiness("nats", "synced")
+    budget = WeightBudget(min(cfg.weight_budget, exchange.max_weight_per_minute))
+
+    async with contextlib.AsyncExitStack() as stack:
+        recorder = stack.enter_context(Recorder(cfg.record)) if cfg.record else None
+        engine = SyncEngine(
+            exchange,
+            depth=cfg.depth,
+            every_event=cfg.publish_every_event,
+            buffer_limit=cfg.buffer_limit,
+        )
+        books: _Books | None = None
+
+        async def handle(event: DepthEvent, receive_ms: int) -> None:
+            assert books is not None
+            await books.on_event(event, receive_ms)
+
+        pool = StreamPool(
+            exchange,
+            cfg.ws_url,
+            handle,
+            streams_per_connection=cfg.streams_per_connection,
+            streams_per_message=cfg.streams_per_message,
+            messages_per_second=cfg.messages_per_second,
+            reconnect_base_s=cfg.reconnect_base_s,
+            reconnect_max_s=cfg.reconnect_max_s,
+            max_age_s=cfg.connection_max_age_s,
+            recorder=recorder,
+        )
+        metrics = CrawlerMetrics(registry, engine, pool, budget)
+        await stack.enter_async_context(HealthServer(cfg.http, registry, readiness))
+        bus = await stack.enter_async_context(
+            connect_bus(settings.nats, name="fairprice-crawler", readiness=readiness, stop=stop)
+        )
+        await ensure_streams(bus.jsm, settings.nats.streams, (Stream.BOOKS,))
+        publisher = await stack.enter_async_context(
+            Publisher(bus.nc, max_in_flight=cfg.publish_max_in_flight)
+        )
+        books = _Books(engine, publisher, metrics)
+        http = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=cfg.rest_url, timeout=cfg.snapshot_timeout_s)
+        )
+        client = SnapshotClient(exchange, http, budget, limit=cfg.snapshot_limit, recorder=recorder)
+        membership = await stack.enter_async_context(
+            Membership(bus, "crawler", heartbeat_s=cfg.heartbeat_s, ttl_s=cfg.member_ttl_s)
+        )
+        feeds = await open_bucket(bus.js, Bucket.FEEDS)
+        fetcher = await stack.enter_async_context(
+            SnapshotFetcher(
+                engine,
+                client,
+                books.publish_all,
+                concurrency=cfg.snapshot_concurrency,
+                retry_base_s=cfg.snapshot_retry_base_s,
+                retry_max_s=cfg.snapshot_retry_max_s,
+                on_outcome=lambda outcome: metrics.snapshot_requests.labels(outcome).inc(),
+            )
+        )
+        engine.request_snapshot = fetcher.request
+        await stack.enter_async_context(pool)
+        owner = _SymbolOwner(cfg, exchange, engine, pool, membership, feeds)
+        await owner.read_feeds()
+        owner.apply()
+        log.info(
+            "crawler started",
+            exchange=exchange.name,
+            member=membership.member_id,
+            redundancy=cfg.redundancy,
+            rest_url=cfg.rest_url,
+            ws_url=cfg.ws_url,
+        )
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(owner.run(stop))
+            tg.create_task(pool.watch(stop))
+            tg.create_task(
+                _watch_progress(engine, fetcher, readiness, ready, stop, cfg.quiet_snapshot_s)
+            )
+            await stop.wait()
+            readiness.set("synced", False)
+        if cfg.handoff_s > 0 and engine.symbols and len(membership.members) > 1:
+            # Leave first: the other replicas take our symbols over and sync them while we
+            # keep publishing, so a rolling update loses no update even with redundancy 1.
+            await membership.leave()
+            log.info("handing off", symbols=len(engine.symbols), for_s=cfg.handoff_s)
+            await asyncio.sleep(cfg.handoff_s)
+        log.info("crawler stopping")
+
+
+class _SymbolOwner:
+    """Keeps the engine's and the pool's symbols equal to the owned part of the wanted set."""
+
+    def __init__(
+        self,
+        cfg: CrawlerSection,
+        exchange: Exchange,
+        engine: SyncEngine,
+        pool: StreamPool,
+        membership: Membership,
+        feeds: KeyValue,
+    ) -> None:
+        self._cfg = cfg
+        self._exchange = exchange
+        self._engine = engine
+        self._pool = pool
+        self._membership = membership
+        self._feeds = feeds
+        self._feed_symbols: set[str] = set()
+        self._owned: set[str] = set()
+        self._releasing: dict[str, float] = {}
+
+    async def read_feeds(self) -> None:
+        try:
+            self._feed_symbols = {
+                symbol.upper()
+                for feed in (await read_feeds(self._feeds)).values()
+                if feed.enabled and feed.exchange == self._exchange.name
+                for symbol in feed.symbols
+            }
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            log.warning("cannot read feeds; keeping the last set", error=repr(exc))
+
+    def apply(self) -> None:
+        """Crawl the owned symbols, plus those handed to another replica less than
+        ``handoff_s`` ago (the new owner syncs before this one lets go: no update lost)."""
+        cfg, exchange = self._cfg, self._exchange
+        now = time.monotonic()
+        wanted = set(cfg.symbols) | self._feed_symbols
+        owned = {s for s in wanted if self._membership.owns(s, cfg.redundancy)}
+        for symbol in self._owned - owned:
+            if symbol in wanted and cfg.handoff_s > 0:
+                self._releasing[symbol] = now + cfg.handoff_s
+        self._releasing = {
+            s: until for s, until in self._releasing.items() if until > now and s not in owned
+        }
+        self._owned = owned
+        crawled = owned | self._releasing.keys()
+        added, removed = self._engine.update(crawled)
+        if added or removed:
+            self._pool.set_streams({exchange.depth_stream(s) for s in crawled})
+            log.info(
+                "symbols changed",
+                owned=len(owned),
+                handing_off=len(self._releasing),
+                wanted=len(wanted),
+                added=sorted(added)[:20],
+                removed=sorted(removed)[:20],
+                members=len(self._membership.members),
+            )
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Re-apply on every membership change, every ``feeds_refresh_s``, and when a
+        handoff ends."""
+        next_read = time.monotonic() + self._cfg.feeds_refresh_s
+        stopped = asyncio.create_task(stop.wait(), name="symbols-stop")
+        try:
+            while not stop.is_set():
+                wake = min([next_read, *self._releasing.values()])
+                changed = asyncio.create_task(self._membership.changed(), name="symbols-members")
+                try:
+                    await asyncio.wait(
+                        [changed, stopped],
+                        timeout=max(0.0, wake - time.monotonic()),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    changed.cancel()
+                if time.monotonic() >= next_read:
+                    await self.read_feeds()
+                    next_read = time.monotonic() + self._cfg.feeds_refresh_s
+                self.apply()
+        finally:
+            stopped.cancel()
+
+
+async def _watch_progress(
+    engine: SyncEngine,
+    fetcher: SnapshotFetcher,
+    readiness: Readiness,
+    ready: asyncio.Event | None,
+    stop: asyncio.Event,
+    quiet_snapshot_s: float,
+) -> None:
+    """Readiness (every owned symbol synced), quiet symbols started, "N of M synced" lines."""
+    last: tuple[int, int] | None = None
+    while True:
+        engine.start_quiet(quiet_snapshot_s)
+        synced, total = engine.synced_count, len(engine.symbols)
+        all_synced = synced == total
+        readiness.set("synced", all_synced)
+        if (synced, total) != last:
+            log.info(
+                f"{synced} of {total} synced",
+                synced=synced,
+                total=total,
+                snapshots_waiting=fetcher.waiting,
+            )
+            last = (synced, total)
+        if readiness.ready and ready is not None and not ready.is_set():
+            ready.set()
+        if await wait_or_stop(stop, 1.0):
+            return

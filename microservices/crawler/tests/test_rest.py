@@ -1,0 +1,146 @@
+"""REST snapshot error paths (respx stands in for Binance's REST API only)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import respx
+
+from fairprice.common.errors import RateLimitedError, TransientError
+from fairprice.common.testing import eventually
+from fairprice.crawler.binance import Binance
+from fairprice.crawler.exchange import DepthEvent
+from fairprice.crawler.rest import SnapshotClient, WeightBudget
+from fairprice.crawler.snapshots import SnapshotFetcher
+from fairprice.crawler.sync import SyncEngine
+
+BASE = "https://api.binance.com"
+DEPTH = f"{BASE}/api/v3/depth"
+BODY = {"lastUpdateId": 100, "bids": [["1.00", "2"]], "asks": [["1.10", "3"]]}
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=BASE, timeout=1.0) as client:
+        yield client
+
+
+def _client(http: httpx.AsyncClient, budget: int = 6000) -> SnapshotClient:
+    return SnapshotClient(Binance(), http, WeightBudget(budget), limit=1000)
+
+
+@respx.mock
+async def test_snapshot_ok_spends_weight_and_reads_the_header(http: httpx.AsyncClient) -> None:
+    route = respx.get(DEPTH).respond(json=BODY, headers={"X-MBX-USED-WEIGHT-1M": "1234"})
+    client = _client(http)
+    snapshot = await client.fetch("BTCUSDT")
+    assert snapshot.last_id == 100 and snapshot.bids == [("1.00", "2")]
+    assert route.calls.last.request.url.params["limit"] == "1000"
+    assert client.budget.used == 1234  # the exchange's count wins over our 50
+    assert client.budget.spent_total == 50
+
+
+@pytest.mark.parametrize("status", [429, 418])
+@respx.mock
+async def test_rate_limit_blocks_every_request_until_retry_after(
+    http: httpx.AsyncClient, status: int
+) -> None:
+    route = respx.get(DEPTH).respond(status, headers={"Retry-After": "7"})
+    client = _client(http)
+    with pytest.raises(RateLimitedError) as caught:
+        await client.fetch("BTCUSDT")
+    assert (caught.value.status, caught.value.retry_after) == (status, 7.0)
+    assert client.budget.blocked_for > 6
+    # The next request waits for Retry-After instead of hitting the exchange again.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.fetch("ETHUSDT"), timeout=0.3)
+    assert route.call_count == 1
+
+
+@respx.mock
+async def test_fetcher_after_429_waits_retry_after_then_succeeds(http: httpx.AsyncClient) -> None:
+    """No retry loop: after a 429 the next request comes only once Retry-After has passed."""
+    times: list[float] = []
+    responses = iter(
+        [httpx.Response(429, headers={"Retry-After": "0.5"}), httpx.Response(200, json=BODY)]
+    )
+
+    def answer(_request: httpx.Request) -> httpx.Response:
+        times.append(time.monotonic())
+        return next(responses)
+
+    respx.get(DEPTH).mock(side_effect=answer)
+    engine = SyncEngine(Binance())
+    outcomes: list[str] = []
+    fetcher = SnapshotFetcher(
+        engine, _client(http), _no_publish, on_outcome=outcomes.append, retry_base_s=0.01
+    )
+    engine.request_snapshot = fetcher.request
+    engine.add("BTCUSDT")
+    async with fetcher:
+        engine.on_event(DepthEvent("BTCUSDT", 99, 101, 0, [], []), 0)
+        await eventually(lambda: engine.symbols["BTCUSDT"].synced, within=10)
+    assert outcomes == ["rate_limited", "ok"]
+    assert times[1] - times[0] >= 0.5
+    assert dict(engine.symbols["BTCUSDT"].resyncs) == {"initial": 1, "snapshot_failed": 1}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(500),
+        httpx.Response(503, text="<html>busy</html>"),
+        httpx.ReadTimeout("read timed out"),
+        httpx.ConnectTimeout("connect timed out"),
+        httpx.ConnectError("refused"),
+        httpx.Response(200, text='{"lastUpdateId": 5, "bids": [["1"'),
+        httpx.Response(200, json={"lastUpdateId": "x", "bids": [], "asks": []}),
+    ],
+    ids=["500", "503", "read-timeout", "connect-timeout", "refused", "truncated", "bad-type"],
+)
+@respx.mock
+async def test_transient_failures_raise_transient_error_without_blocking(
+    http: httpx.AsyncClient, answer: httpx.Response | Exception
+) -> None:
+    respx.get(DEPTH).mock(side_effect=[answer])
+    client = _client(http)
+    with pytest.raises(TransientError) as caught:
+        await client.fetch("BTCUSDT")
+    assert not isinstance(caught.value, RateLimitedError)
+    assert client.budget.blocked_for == 0
+
+
+@respx.mock
+async def test_fetcher_retries_transient_failures_with_backoff(http: httpx.AsyncClient) -> None:
+    route = respx.get(DEPTH).mock(
+        side_effect=[httpx.Response(502), httpx.ReadTimeout("slow"), httpx.Response(200, json=BODY)]
+    )
+    engine = SyncEngine(Binance())
+    outcomes: list[str] = []
+    fetcher = SnapshotFetcher(
+        engine, _client(http), _no_publish, on_outcome=outcomes.append, retry_base_s=0.01
+    )
+    engine.request_snapshot = fetcher.request
+    engine.add("BTCUSDT")
+    async with fetcher:
+        engine.on_event(DepthEvent("BTCUSDT", 99, 101, 0, [], []), 0)
+        await eventually(lambda: engine.symbols["BTCUSDT"].synced, within=10)
+    assert outcomes == ["error", "error", "ok"]
+    assert route.call_count == 3
+
+
+async def test_budget_waits_for_the_next_minute_when_spent() -> None:
+    budget = WeightBudget(100, clock=lambda: 1_000_020.0)  # frozen 20 s into a minute
+    await budget.acquire(60)
+    budget.observe(90)  # others on the IP spent more than we did
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(budget.acquire(50), timeout=0.2)
+    assert budget.used == 90
+
+
+async def _no_publish(_books: object) -> None:
+    return None

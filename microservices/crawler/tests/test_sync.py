@@ -1,0 +1,141 @@
+"""The sync state machine on hand-made events: Binance's rules, one symbol at a time."""
+
+from __future__ import annotations
+
+from fairprice.crawler.binance import Binance
+from fairprice.crawler.exchange import DepthEvent, Snapshot
+from fairprice.crawler.sync import State, SyncEngine
+
+
+def _event(symbol: str, first: int, last: int, price: str = "1.0") -> DepthEvent:
+    return DepthEvent(symbol, first, last, 1000 + last, [(price, str(last))], [])
+
+
+def _engine() -> tuple[SyncEngine, list[str]]:
+    requested: list[str] = []
+    engine = SyncEngine(Binance(), depth=5, request_snapshot=requested.append)
+    engine.add("AAA")
+    engine.add("BBB")
+    return engine, requested
+
+
+def _synced(engine: SyncEngine, symbol: str, snapshot_id: int) -> None:
+    engine.on_event(_event(symbol, snapshot_id - 1, snapshot_id), 0)
+    assert engine.on_snapshot(symbol, Snapshot(snapshot_id, [], [])) == []
+    assert engine.symbols[symbol].state is State.SYNCED
+
+
+def test_snapshot_is_requested_once_at_the_first_event_and_buffered_events_apply() -> None:
+    engine, requested = _engine()
+    for first in (10, 13, 16):
+        assert engine.on_event(_event("AAA", first, first + 2), 5) is None
+    assert requested == ["AAA"]
+    books = engine.on_snapshot("AAA", Snapshot(13, [], []))
+    # 10..12 dropped (u <= 13), 13..15 contains 14 = lastUpdateId + 1, then 16..18.
+    assert [(b.first_update_id, b.update_id) for b in books] == [(13, 15), (16, 18)]
+    sync = engine.symbols["AAA"]
+    assert (sync.events, sync.dropped, sync.applied) == (3, 1, 2)
+    assert books[0].receive_time_ms == 5 and books[0].event_time_ms == 1015
+
+
+def test_stale_snapshot_is_refetched_and_keeps_the_buffer() -> None:
+    engine, requested = _engine()
+    engine.on_event(_event("AAA", 10, 12), 0)
+    assert engine.on_snapshot("AAA", Snapshot(9, [], [])) == []
+    assert requested == ["AAA", "AAA"]
+    assert engine.symbols["AAA"].state is State.BUFFERING
+    books = engine.on_snapshot("AAA", Snapshot(11, [], []))
+    assert [b.update_id for b in books] == [12]
+    assert dict(engine.resyncs) == {"initial": 1, "stale_snapshot": 1}
+
+
+def test_first_event_must_contain_snapshot_id_plus_one() -> None:
+    engine, requested = _engine()
+    engine.on_event(_event("AAA", 10, 12), 0)
+    engine.on_event(_event("AAA", 15, 17), 0)  # 13..14 never came
+    assert engine.on_snapshot("AAA", Snapshot(12, [], [])) == []
+    assert engine.symbols["AAA"].state is State.BUFFERING
+    assert dict(engine.symbols["AAA"].resyncs) == {"initial": 1, "gap": 1}
+    assert requested == ["AAA", "AAA"]
+
+
+def test_gap_resyncs_that_symbol_only() -> None:
+    engine, requested = _engine()
+    _synced(engine, "AAA", 10)
+    _synced(engine, "BBB", 50)
+    requested.clear()
+    assert engine.on_event(_event("AAA", 11, 12), 0) is not None
+    assert engine.on_event(_event("BBB", 51, 52), 0) is not None
+    assert engine.on_event(_event("AAA", 14, 15), 0) is None  # 13 is missing
+    assert requested == ["AAA"]
+    assert engine.symbols["AAA"].state is State.BUFFERING
+    assert engine.symbols["AAA"].book.update_id == 0  # discarded
+    assert engine.symbols["BBB"].state is State.SYNCED
+    assert engine.on_event(_event("BBB", 53, 53), 0) is not None
+    assert engine.synced_count == 1
+    # The event that showed the gap is buffered: a snapshot at 14 resumes from it.
+    books = engine.on_snapshot("AAA", Snapshot(14, [], []))
+    assert [b.update_id for b in books] == [15]
+
+
+def test_events_already_held_are_ignored_not_gaps() -> None:
+    """A second connection during a handover delivers events twice."""
+    engine, requested = _engine()
+    _synced(engine, "AAA", 10)
+    assert engine.on_event(_event("AAA", 11, 12), 0) is not None
+    assert engine.on_event(_event("AAA", 11, 12), 0) is None
+    assert engine.on_event(_event("AAA", 13, 13), 0) is not None
+    assert engine.symbols["AAA"].dropped == 2 and requested == ["AAA"]  # one at the snapshot
+
+
+def test_only_top_changes_are_published_unless_every_event() -> None:
+    engine, _ = _engine()
+    engine.on_event(_event("AAA", 1, 1), 0)
+    bids = [(str(100 - i), "1") for i in range(10)]
+    engine.on_snapshot("AAA", Snapshot(1, bids, []))
+    first = DepthEvent("AAA", 2, 2, 0, [("91", "5")], [])
+    assert engine.on_event(first, 0) is not None  # the first after a snapshot: always
+    deep = DepthEvent("AAA", 3, 3, 0, [("91", "6")], [])
+    assert engine.on_event(deep, 0) is None  # level 10 of 10: below the top 5
+    top = DepthEvent("AAA", 4, 4, 0, [("100", "2")], [])
+    book = engine.on_event(top, 0)
+    assert book is not None and book.bids[0] == ("100", "2") and len(book.bids) == 5
+    engine.every_event = True
+    assert engine.on_event(DepthEvent("AAA", 5, 5, 0, [("91", "7")], []), 0) is not None
+
+
+def test_removed_symbol_events_are_counted_and_ignored() -> None:
+    engine, _ = _engine()
+    _synced(engine, "AAA", 10)
+    engine.update(["BBB"])
+    assert "AAA" not in engine.symbols and engine.synced_count == 0
+    assert engine.on_event(_event("AAA", 11, 11), 0) is None
+    assert engine.events_unowned == 1
+
+
+def test_an_invalid_price_resyncs_that_symbol_instead_of_failing() -> None:
+    engine, requested = _engine()
+    _synced(engine, "AAA", 10)
+    requested.clear()
+    bad = DepthEvent("AAA", 11, 11, 0, [("1.0", "1"), ("1.x", "2")], [])
+    assert engine.on_event(bad, 0) is None
+    assert engine.symbols["AAA"].state is State.BUFFERING
+    assert engine.symbols["AAA"].resyncs["invalid_event"] == 1
+    assert requested == ["AAA"]
+    # The next event starts the buffer for the new snapshot.
+    engine.on_event(_event("AAA", 12, 12), 0)
+    engine.on_event(_event("AAA", 13, 13), 0)
+    assert [b.update_id for b in engine.on_snapshot("AAA", Snapshot(12, [], []))] == [13]
+
+
+def test_a_quiet_symbol_is_synced_without_waiting_for_an_event() -> None:
+    engine, requested = _engine()
+    engine.on_event(_event("BBB", 5, 5), 0)  # BBB is not quiet
+    assert engine.start_quiet(after_s=0) == 1
+    assert requested == ["BBB", "AAA"]
+    assert engine.on_snapshot("AAA", Snapshot(40, [("1.0", "1")], [])) == []
+    assert engine.symbols["AAA"].state is State.SYNCED
+    assert engine.on_event(_event("AAA", 39, 40), 0) is None  # already in the snapshot
+    book = engine.on_event(_event("AAA", 41, 42), 0)
+    assert book is not None and book.first_update_id == 41
+    assert engine.start_quiet(after_s=0) == 0

@@ -1,0 +1,133 @@
+"""Fixtures for the Grafana tests: the dashboards and provisioning from grafana/, and a real
+influxd holding realistic points of every measurement in fairprice's InfluxDB schema."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from fairprice.common.testing.servers import InfluxServer
+
+GRAFANA = Path(__file__).resolve().parents[2] / "grafana"
+DATABASE = "fair_price"
+EXCHANGE = "sim"
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+METHODS = ("microprice", "mid")
+LEVELS = 10
+START_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+SECONDS = 600
+
+
+@dataclass(frozen=True)
+class Window:
+    """The dashboard time range the queries run over, in epoch milliseconds."""
+
+    start_ms: int
+    end_ms: int
+
+
+def dashboards() -> dict[str, dict[str, Any]]:
+    """Every dashboard JSON under grafana/dashboards, by file stem."""
+    return {
+        p.stem: json.loads(p.read_text()) for p in sorted((GRAFANA / "dashboards").glob("*.json"))
+    }
+
+
+def provisioned_datasources() -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for path in sorted((GRAFANA / "provisioning" / "datasources").glob("*.yaml")):
+        found.extend(yaml.safe_load(path.read_text())["datasources"])
+    return found
+
+
+def market_points(
+    *, exchange: str, symbols: tuple[str, ...], start_ms: int, seconds: int, seed: int = 7
+) -> Iterator[str]:
+    """Line protocol for ``seconds`` of one book per symbol per 500 ms, as the storer writes it:
+    orderbook, fair_price (one point per method), indicator, signal on SMA crossovers and
+    candle_1m. Deterministic for a seed; prices follow a random walk so SMAs cross."""
+    rng = random.Random(seed)
+    for s_index, symbol in enumerate(symbols):
+        price = 50_000.0 / (s_index * 15 + 1)
+        tick = price * 1e-5
+        fast: list[float] = []
+        slow: list[float] = []
+        previous_side = 0
+        candle: dict[str, float] = {}
+        tags = f"exchange={exchange},symbol={symbol}"
+        for step in range(seconds * 2):
+            ts = start_ms + step * 500
+            price *= math.exp(rng.gauss(0, 4e-4) + 2e-4 * math.sin(step / 60))
+            bids = [(price - tick * (i + 0.5), rng.uniform(0.01, 3)) for i in range(LEVELS)]
+            asks = [(price + tick * (i + 0.5), rng.uniform(0.01, 3)) for i in range(LEVELS)]
+            best_bid, bid_qty = bids[0]
+            best_ask, ask_qty = asks[0]
+            mid = (best_bid + best_ask) / 2
+            spread = best_ask - best_bid
+            micro = (best_bid * ask_qty + best_ask * bid_qty) / (bid_qty + ask_qty)
+            imbalance = (bid_qty - ask_qty) / (bid_qty + ask_qty)
+            levels = ",".join(
+                f"{side}_{kind}_{i}={value!r}"
+                for side, book in (("bid", bids), ("ask", asks))
+                for i, (p, q) in enumerate(book)
+                for kind, value in (("price", p), ("qty", q))
+            )
+            yield (
+                f"orderbook,{tags} {levels},mid={mid!r},spread={spread!r},"
+                f"update_id={1000 + step}i {ts}"
+            )
+            for method, fair in zip(METHODS, (micro, mid), strict=True):
+                yield (
+                    f"fair_price,{tags},method={method} price={fair!r},mid={mid!r},"
+                    f"microprice={micro!r},spread={spread!r},imbalance={imbalance!r},"
+                    f"impact={fair!r} {ts}"
+                )
+            fast = [*fast, micro][-40:]  # 20 s at two books per second
+            slow = [*slow, micro][-120:]  # 60 s
+            sma_fast, sma_slow = sum(fast) / len(fast), sum(slow) / len(slow)
+            yield f"indicator,{tags} sma_fast={sma_fast!r},sma_slow={sma_slow!r} {ts}"
+            side = (sma_fast > sma_slow) - (sma_fast < sma_slow)
+            if len(slow) == 120 and side and previous_side and side != previous_side:
+                action = "BUY" if side > 0 else "SELL"
+                yield (
+                    f'signal,{tags},strategy=sma_cross action="{action}",price={micro!r},'
+                    f"sma_fast={sma_fast!r},sma_slow={sma_slow!r} {ts}"
+                )
+            previous_side = side or previous_side
+            minute = ts - ts % 60_000
+            if candle.get("minute") != minute:
+                candle = {"minute": minute, "open": micro, "high": micro, "low": micro, "count": 0}
+            candle.update(high=max(candle["high"], micro), low=min(candle["low"], micro))
+            candle["count"] += 1
+            yield (
+                f"candle_1m,{tags} open={candle['open']!r},high={candle['high']!r},"
+                f"low={candle['low']!r},close={micro!r},count={int(candle['count'])}i {minute}"
+            )
+
+
+@pytest.fixture
+async def market_influxd(influxd: InfluxServer) -> AsyncIterator[tuple[InfluxServer, Window]]:
+    """A real influxd with database fair_price holding ten minutes of two symbols."""
+    lines = list(
+        market_points(exchange=EXCHANGE, symbols=SYMBOLS, start_ms=START_MS, seconds=SECONDS)
+    )
+    async with httpx.AsyncClient(base_url=influxd.url, timeout=30) as client:
+        created = await client.post("/query", data={"q": f'CREATE DATABASE "{DATABASE}"'})
+        created.raise_for_status()
+        for first in range(0, len(lines), 5000):
+            written = await client.post(
+                "/write",
+                params={"db": DATABASE, "precision": "ms"},
+                content="\n".join(lines[first : first + 5000]),
+            )
+            assert written.status_code == 204, written.text
+    yield influxd, Window(START_MS, START_MS + SECONDS * 1000)

@@ -1,0 +1,168 @@
+"""The MarketFeed CRD: a structural schema that rejects bad input, printer columns, and example
+manifests that validate against it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, get_args
+
+import jsonschema
+import msgspec
+import pytest
+import yaml
+
+from fairprice.common.feeds import FairPriceMethod, Feed, decode_feed
+
+from .conftest import K8S, chart_crds, validate_strictly
+
+CRD_FILE = K8S / "base/crd/marketfeeds.fairprice.io.yaml"
+EXAMPLES = sorted((K8S / "examples").glob("*.yaml"))
+# The CEL rules of the schema, each with its Python equivalent (applied after defaulting).
+CEL_RULES = {
+    "self.smaFastSeconds < self.smaSlowSeconds": lambda s: s["smaFastSeconds"] < s["smaSlowSeconds"]
+}
+
+
+def _crd() -> dict[str, Any]:
+    crd: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
+    return crd
+
+
+def _version_schema() -> dict[str, Any]:
+    (version,) = _crd()["spec"]["versions"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+def _closed(schema: dict[str, Any]) -> dict[str, Any]:
+    """The API server's view: unknown fields are errors (kubectl's strict field validation)
+    unless a node preserves them. OpenAPI v3.0's boolean exclusiveMinimum is draft 4's."""
+    node = copy.deepcopy(schema)
+    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        node["additionalProperties"] = False
+    for key, child in node.get("properties", {}).items():
+        node["properties"][key] = _closed(child)
+    if "items" in node:
+        node["items"] = _closed(node["items"])
+    return node
+
+
+def _defaulted(schema: dict[str, Any], value: Any) -> Any:
+    if isinstance(value, dict):
+        for key, child in schema.get("properties", {}).items():
+            if key not in value and "default" in child:
+                value[key] = copy.deepcopy(child["default"])
+            if key in value:
+                value[key] = _defaulted(child, value[key])
+    return value
+
+
+def validate_marketfeed(obj: dict[str, Any]) -> None:
+    """Validate like the API server: schema, defaults, then the CEL rules."""
+    schema = _version_schema()
+    jsonschema.Draft4Validator(_closed(schema)).validate(obj)
+    spec_schema = schema["properties"]["spec"]
+    spec = _defaulted(spec_schema, copy.deepcopy(obj["spec"]))
+    for rule in spec_schema.get("x-kubernetes-validations", []):
+        if not CEL_RULES[rule["rule"]](spec):
+            raise jsonschema.ValidationError(rule["message"])
+
+
+def test_crd_validates_and_is_namespaced_with_a_status_subresource() -> None:
+    crd = _crd()
+    validate_strictly(crd)
+    assert crd["metadata"]["name"] == "marketfeeds.fairprice.io"
+    assert crd["spec"]["scope"] == "Namespaced"
+    (version,) = crd["spec"]["versions"]
+    assert version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Symbols", "Synced", "Price", "Signal", "Updated", "Age"]
+    assert chart_crds() == [crd]
+
+
+def test_every_cel_rule_is_checked_here() -> None:
+    rules = _version_schema()["properties"]["spec"]["x-kubernetes-validations"]
+    assert {r["rule"] for r in rules} == set(CEL_RULES)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_manifests_validate_against_the_crd(path: Path) -> None:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert docs
+    for doc in docs:
+        assert (doc["apiVersion"], doc["kind"]) == ("fairprice.io/v1alpha1", "MarketFeed")
+        validate_marketfeed(doc)
+
+
+def test_examples_include_one_symbol_and_several() -> None:
+    counts = {len(yaml.safe_load(p.read_text())["spec"]["symbols"]) for p in EXAMPLES}
+    assert 1 in counts and max(counts) > 1
+    assert (K8S / "examples/btcusdt.yaml").exists()
+
+
+GOOD = {
+    "apiVersion": "fairprice.io/v1alpha1",
+    "kind": "MarketFeed",
+    "metadata": {"name": "x"},
+    "spec": {"symbols": ["BTCUSDT"]},
+}
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"symbols": ["btcusdt"]},
+        {"symbols": ["BTC-USDT"]},
+        {"symbols": []},
+        {"symbols": ["BTCUSDT"], "depth": 0},
+        {"symbols": ["BTCUSDT"], "depth": 101},
+        {"symbols": ["BTCUSDT"], "method": "vwap"},
+        {"symbols": ["BTCUSDT"], "notional": 0},
+        {"symbols": ["BTCUSDT"], "smaFastSeconds": 60, "smaSlowSeconds": 20},
+        {"symbols": ["BTCUSDT"], "smaFastSeconds": 90},
+        {"symbols": ["BTCUSDT"], "symbol": "ETHUSDT"},
+        {"symbols": ["BTCUSDT"], "enabled": "yes"},
+        {"exchange": "Binance!", "symbols": ["BTCUSDT"]},
+        {},
+    ],
+)
+def test_bad_marketfeeds_are_rejected(spec: dict[str, Any]) -> None:
+    validate_marketfeed(GOOD)
+    with pytest.raises(jsonschema.ValidationError):
+        validate_marketfeed({**GOOD, "spec": spec})
+
+
+# CRD spec field -> fairprice.common.feeds.Feed field (the operator's translation).
+SPEC_TO_FEED = {
+    "exchange": "exchange",
+    "symbols": "symbols",
+    "depth": "depth",
+    "method": "method",
+    "notional": "notional",
+    "smaFastSeconds": "sma_fast_s",
+    "smaSlowSeconds": "sma_slow_s",
+    "enabled": "enabled",
+}
+
+
+def test_crd_spec_matches_the_feed_contract_and_its_defaults() -> None:
+    spec = _version_schema()["properties"]["spec"]["properties"]
+    assert set(spec) == set(SPEC_TO_FEED)
+    fields = {f.name: f for f in msgspec.structs.fields(Feed)}
+    assert set(SPEC_TO_FEED.values()) == set(fields)
+    for crd_name, feed_name in SPEC_TO_FEED.items():
+        default = fields[feed_name].default
+        if default is not msgspec.NODEFAULT:
+            assert spec[crd_name]["default"] == default, crd_name
+    assert spec["method"]["enum"] == list(get_args(FairPriceMethod))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_feeds_decode_as_feed_entries(path: Path) -> None:
+    """What the operator writes to the feeds bucket for each example is a valid Feed."""
+    spec = _defaulted(
+        _version_schema()["properties"]["spec"], yaml.safe_load(path.read_text())["spec"]
+    )
+    entry = {SPEC_TO_FEED[k]: v for k, v in spec.items()}
+    assert decode_feed(msgspec.json.encode(entry)).symbols == spec["symbols"]
