@@ -9,9 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -269,7 +270,7 @@ async def test_converter_scaling_one_three_one_changes_no_output(
     assert count == len(scaled)
 
 
-def _spawn(nats: NatsServer, workdir: Path) -> subprocess.Popen[bytes]:
+def _spawn(nats: NatsServer, workdir: Path, log_name: str | None = None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "FAIRPRICE_CONFIG": str(workdir / "empty.toml"),
@@ -284,7 +285,8 @@ def _spawn(nats: NatsServer, workdir: Path) -> subprocess.Popen[bytes]:
     env["FAIRPRICE_CONVERTER__HTTP__PORT"] = "0"
     env["FAIRPRICE_CONVERTER__HTTP__HOST"] = "127.0.0.1"
     (workdir / "empty.toml").write_text("")
-    with (workdir / f"converter-{len(list(workdir.glob('*.log')))}.log").open("wb") as log:
+    log_name = log_name or f"converter-{len(list(workdir.glob('*.log')))}.log"
+    with (workdir / log_name).open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "fairprice.converter"],
             env=env,
@@ -388,3 +390,43 @@ async def test_converter_survives_broker_restart(
     found, count = await _collect(streams)
     assert found == expected
     assert count == len(expected)
+
+
+async def test_converter_process_serves_probes_and_stops_on_sigterm(
+    streams: Bus, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """``python -m fairprice.converter``: /healthz, /readyz once its partitions are placed,
+    /metrics, and a SIGTERM that leaves the membership and exits 0."""
+    process = _spawn(nats_server, tmp_path, "probe.log")
+    log = tmp_path / "probe.log"
+
+    def events() -> list[dict[str, object]]:
+        return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+    try:
+        await eventually(
+            lambda: any(e["event"] == "http listening" for e in events()), what="http up"
+        )
+        port = next(e["port"] for e in events() if e["event"] == "http listening")
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+
+            async def status(path: str) -> int:
+                async with http.get(base + path) as response:
+                    return response.status
+
+            assert await status("/healthz") == 200
+            await eventually(lambda: _is(status("/readyz"), 200), within=30, what="ready")
+            async with http.get(base + "/metrics") as response:
+                metrics = await response.text()
+        assert "fairprice_converter_owned_partitions 64.0" in metrics
+        assert 'fairprice_converter_books_skipped_total{reason="crossed"}' in metrics
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 15)
+    assert process.returncode == 0
+    assert any(e["event"] == "left" for e in events())
+
+
+async def _is(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected
