@@ -296,13 +296,12 @@ class Converter:
 
     async def handle(self, msgs: list[Msg]) -> None:
         """Process live books: those of owned partitions, in stream order."""
-        owned = self.owned
         for msg in msgs:
             subject = msg.subject
             partition = self._partitions.get(subject)
             if partition is None:
                 partition = self._partition(subject)
-            if partition not in owned:
+            if partition not in self.owned:  # read each time: ownership changes between awaits
                 continue
             state = self._symbols.get(subject)
             if state is None:  # a symbol new to this replica
