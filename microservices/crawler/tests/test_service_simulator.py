@@ -369,3 +369,23 @@ async def test_exchange_sim_publishes_under_its_own_name(
 def test_an_unknown_exchange_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="known: binance, sim"):
         exchange_for("kraken")
+
+
+async def test_background_refreshes_keep_books_flowing(
+    simulator: Simulator, nats_settings: NatsSettings, bus: Bus
+) -> None:
+    latest = _Latest()
+    await bus.nc.subscribe(Stream.BOOKS.wildcard, cb=latest.on_msg)
+    settings = crawler_settings(simulator, nats_settings, publish_every_event=True, refresh_s=0.5)
+    async with _crawler_with_registry(settings) as registry:
+        await eventually(
+            lambda: (
+                _value(registry, "fairprice_crawler_refreshes_total", outcome="ok")
+                >= 2 * len(SYMBOLS)
+            ),
+            within=20,
+            what="every book refreshed twice",
+        )
+        assert _value(registry, "fairprice_crawler_refreshes_total", outcome="corrected") == 0
+        assert _value(registry, "fairprice_crawler_resyncs_total", reason="gap") == 0
+        await _assert_true_books(simulator, registry, latest)

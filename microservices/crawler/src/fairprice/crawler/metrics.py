@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from fairprice.crawler.rest import WeightBudget
 from fairprice.crawler.streams import StreamPool
-from fairprice.crawler.sync import ResyncReason, SyncEngine
+from fairprice.crawler.sync import RefreshOutcome, ResyncReason, SyncEngine
 
 __all__ = ["CrawlerMetrics"]
 
@@ -92,6 +92,14 @@ class _Collector(Collector):
         for reason in ResyncReason:
             resyncs.add_metric([reason.value], engine.resyncs.get(reason, 0))
         yield resyncs
+        refreshes = CounterMetricFamily(
+            "fairprice_crawler_refreshes",
+            "Background book refreshes by outcome (corrected: the top levels were wrong)",
+            labels=["outcome"],
+        )
+        for outcome in RefreshOutcome:
+            refreshes.add_metric([outcome.value], engine.refreshes.get(outcome, 0))
+        yield refreshes
         gauges = (
             ("symbols_owned", "Symbols this replica crawls", len(engine.symbols)),
             ("symbols_synced", "Owned symbols whose book is in sync", engine.synced_count),

@@ -168,6 +168,8 @@ async def run(
         async with asyncio.TaskGroup() as tg:
             tg.create_task(owner.run(stop))
             tg.create_task(pool.watch(stop))
+            if cfg.refresh_s > 0:
+                tg.create_task(_refresh_books(engine, cfg.refresh_s, stop))
             tg.create_task(
                 _watch_progress(engine, fetcher, readiness, ready, stop, cfg.quiet_snapshot_s)
             )
@@ -266,6 +268,18 @@ class _SymbolOwner:
                 self.apply()
         finally:
             stopped.cancel()
+
+
+async def _refresh_books(engine: SyncEngine, refresh_s: float, stop: asyncio.Event) -> None:
+    """Refresh each book once per ``refresh_s``, one symbol at a time, evenly spaced."""
+    while True:
+        symbols = sorted(engine.symbols)
+        if not symbols and await wait_or_stop(stop, 1.0):
+            return
+        for symbol in symbols:
+            if await wait_or_stop(stop, refresh_s / len(symbols)):
+                return
+            engine.refresh(symbol)
 
 
 async def _watch_progress(
