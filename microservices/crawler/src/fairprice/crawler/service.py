@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 import httpx
@@ -92,6 +93,8 @@ async def run(
     """Run the crawler until ``stop`` is set (SIGTERM/SIGINT when not given)."""
     stop = stop or install_signal_handlers()
     registry = registry or CollectorRegistry()
+    # httpx logs every request at INFO: one line per snapshot is noise with 1,000 symbols.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     cfg = settings.crawler
     exchange = exchange_for(cfg.exchange)
     readiness = Readiness("nats", "synced")
