@@ -108,25 +108,7 @@ async def run(
             every_event=cfg.publish_every_event,
             buffer_limit=cfg.buffer_limit,
         )
-        books: _Books | None = None
-
-        async def handle(event: DepthEvent, receive_ms: int) -> None:
-            assert books is not None
-            await books.on_event(event, receive_ms)
-
-        pool = StreamPool(
-            exchange,
-            cfg.ws_url,
-            handle,
-            streams_per_connection=cfg.streams_per_connection,
-            streams_per_message=cfg.streams_per_message,
-            messages_per_second=cfg.messages_per_second,
-            reconnect_base_s=cfg.reconnect_base_s,
-            reconnect_max_s=cfg.reconnect_max_s,
-            max_age_s=cfg.connection_max_age_s,
-            recorder=recorder,
-        )
-        metrics = CrawlerMetrics(registry, engine, pool, budget)
+        metrics = CrawlerMetrics(registry)
         await stack.enter_async_context(HealthServer(cfg.http, registry, readiness))
         bus = await stack.enter_async_context(
             connect_bus(settings.nats, name="fairprice-crawler", readiness=readiness, stop=stop)
@@ -136,6 +118,19 @@ async def run(
             Publisher(bus.nc, max_in_flight=cfg.publish_max_in_flight)
         )
         books = _Books(engine, publisher, metrics)
+        pool = StreamPool(
+            exchange,
+            cfg.ws_url,
+            books.on_event,
+            streams_per_connection=cfg.streams_per_connection,
+            streams_per_message=cfg.streams_per_message,
+            messages_per_second=cfg.messages_per_second,
+            reconnect_base_s=cfg.reconnect_base_s,
+            reconnect_max_s=cfg.reconnect_max_s,
+            max_age_s=cfg.connection_max_age_s,
+            recorder=recorder,
+        )
+        metrics.collect_from(engine, pool, budget)
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=cfg.rest_url, timeout=cfg.snapshot_timeout_s)
         )
