@@ -54,24 +54,33 @@ log = get_logger(__name__)
 
 
 class _Books:
-    """Turns events into published books: the stream pool's handler."""
+    """Turns events into published books: the stream pool's handler.
+
+    Books are handed to NATS in the order the engine made them: a snapshot's unlocked books
+    (published by a snapshot worker) and the next live event's book (by a stream reader) must
+    not overtake each other while a publish waits for room, so every publish takes one FIFO
+    lock, acquired in the same step as the engine call that made the book.
+    """
 
     def __init__(self, engine: SyncEngine, publisher: Publisher, metrics: CrawlerMetrics) -> None:
         self._engine = engine
         self._publisher = publisher
         self._metrics = metrics
         self._subjects: dict[str, str] = {}
+        self._order = asyncio.Lock()
 
     async def on_event(self, event: DepthEvent, receive_ms: int) -> None:
         book = self._engine.on_event(event, receive_ms)
         if book is not None:
-            await self.publish(book)
+            async with self._order:
+                await self._publish(book)
 
     async def publish_all(self, books: list[Book]) -> None:
-        for book in books:
-            await self.publish(book)
+        async with self._order:
+            for book in books:
+                await self._publish(book)
 
-    async def publish(self, book: Book) -> None:
+    async def _publish(self, book: Book) -> None:
         subject = self._subjects.get(book.symbol)
         if subject is None:
             subject = self._subjects[book.symbol] = books_subject(book.exchange, book.symbol)
