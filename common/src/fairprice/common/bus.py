@@ -27,7 +27,7 @@ from fairprice.common.logs import get_logger
 from fairprice.common.settings import NatsSettings, StreamLimits, StreamsSettings
 from fairprice.common.subjects import Stream
 
-__all__ = ["Bus", "connect_bus", "ensure_streams", "stream_config"]
+__all__ = ["Bus", "connect_bus", "ensure_stream", "ensure_streams", "stream_config"]
 
 log = get_logger(__name__)
 
@@ -152,11 +152,15 @@ async def ensure_streams(
 ) -> None:
     """Create each stream, or update it in place when it exists with another configuration."""
     for stream in streams:
-        config = stream_config(stream, settings)
-        try:
-            await jsm.add_stream(config)
-        except nats.js.errors.BadRequestError as exc:
-            if exc.err_code != _STREAM_NAME_IN_USE:
-                raise
-            await jsm.update_stream(config)
-            log.info("stream updated", stream=stream.value)
+        await ensure_stream(jsm, stream_config(stream, settings))
+
+
+async def ensure_stream(jsm: JetStreamManager, config: api.StreamConfig) -> None:
+    """Create one stream, or update it in place when it exists with another configuration."""
+    try:
+        await jsm.add_stream(config)
+    except nats.js.errors.BadRequestError as exc:
+        if exc.err_code != _STREAM_NAME_IN_USE:
+            raise
+        await jsm.update_stream(config)
+        log.info("stream updated", stream=config.name)

@@ -54,6 +54,9 @@ def configure_logging(settings: LogSettings, *, service: str, stream: TextIO | N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.level)
+    # httpx logs every request at INFO: thousands of lines a minute from the storer's writes
+    # and the crawler's snapshots. Their outcomes are in our own logs and metrics.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
 
 
 def _add_service(service: str) -> structlog.types.Processor:

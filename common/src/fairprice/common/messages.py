@@ -20,6 +20,7 @@ __all__ = [
     "Book",
     "Candle",
     "FairPrice",
+    "Latest",
     "Level",
     "Message",
     "Signal",
@@ -71,6 +72,9 @@ class FairPrice(msgspec.Struct, frozen=True, kw_only=True):
     """(bid qty - ask qty) / (bid qty + ask qty) at the best level, in [-1, 1]."""
     sma_fast: float | None = None
     sma_slow: float | None = None
+    trend: int = 0
+    """The SMA crossover state after this price: 1 fast above slow by more than the minimum
+    gap, -1 below, 0 undecided yet. A converter taking a symbol over resumes from it."""
 
 
 class Signal(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,12 +105,31 @@ class Candle(msgspec.Struct, frozen=True, kw_only=True):
     count: int
 
 
-Message = Book | FairPrice | Signal | Candle
-M = TypeVar("M", Book, FairPrice, Signal, Candle)
+class Latest(msgspec.Struct, frozen=True, kw_only=True):
+    """The latest fair price and signal of a symbol: KV bucket ``latest``, key
+    ``<exchange>.<SYMBOL>``, written by the converter at most about once a second per symbol
+    (the operator shows it in the MarketFeed status)."""
+
+    exchange: str
+    symbol: str
+    update_id: int
+    event_time_ms: int
+    method: str
+    price: float
+    sma_fast: float | None
+    sma_slow: float | None
+    signal: Action | None = None
+    """The last signal the writing replica published, if any."""
+    signal_time_ms: int | None = None
+    """Event time of that signal."""
+
+
+Message = Book | FairPrice | Signal | Candle | Latest
+M = TypeVar("M", Book, FairPrice, Signal, Candle, Latest)
 
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type[msgspec.Struct], msgspec.json.Decoder[msgspec.Struct]] = {
-    cls: msgspec.json.Decoder(cls) for cls in (Book, FairPrice, Signal, Candle)
+    cls: msgspec.json.Decoder(cls) for cls in (Book, FairPrice, Signal, Candle, Latest)
 }
 
 

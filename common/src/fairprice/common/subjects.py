@@ -9,6 +9,11 @@
 
 Every id is a pure function of the input, so a replayed or redundant publish of the same
 output carries the same id and JetStream's duplicate window drops it.
+
+Dead letters: a service that gives up on a message publishes it unchanged to
+``deadletter.<service>.<stream prefix>`` (e.g. ``deadletter.storer.books``), captured by the
+``DEADLETTER`` stream, with id ``deadletter:<service>:<STREAM>:<stream sequence>``, so a
+redelivered poison message is dead-lettered once.
 """
 
 from __future__ import annotations
@@ -16,11 +21,15 @@ from __future__ import annotations
 import enum
 
 __all__ = [
+    "DEADLETTER_STREAM",
+    "DEADLETTER_WILDCARD",
     "Stream",
     "book_msg_id",
     "books_subject",
     "candle_msg_id",
     "candles_subject",
+    "deadletter_msg_id",
+    "deadletter_subject",
     "parse_subject",
     "price_msg_id",
     "prices_subject",
@@ -66,6 +75,16 @@ def candles_subject(exchange: str, symbol: str) -> str:
     return Stream.CANDLES.subject(exchange, symbol)
 
 
+DEADLETTER_STREAM = "DEADLETTER"
+"""The stream that keeps every service's dead letters (subjects ``DEADLETTER_WILDCARD``)."""
+DEADLETTER_WILDCARD = "deadletter.>"
+
+
+def deadletter_subject(service: str, stream: Stream) -> str:
+    """Where ``service`` puts the messages of ``stream`` it cannot process."""
+    return f"deadletter.{service}.{stream.prefix}"
+
+
 def parse_subject(subject: str) -> tuple[Stream, str, str]:
     """Split ``books.binance.BTCUSDT`` into ``(Stream.BOOKS, "binance", "BTCUSDT")``."""
     prefix, exchange, symbol = subject.split(".", 2)
@@ -86,3 +105,7 @@ def signal_msg_id(book_id: str, strategy: str, action: str) -> str:
 
 def candle_msg_id(exchange: str, symbol: str, start_ms: int) -> str:
     return f"{exchange}:{symbol}:candle_1m:{start_ms}"
+
+
+def deadletter_msg_id(service: str, stream: Stream, stream_seq: int) -> str:
+    return f"deadletter:{service}:{stream.value}:{stream_seq}"

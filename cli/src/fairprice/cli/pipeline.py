@@ -1,0 +1,269 @@
+"""The whole pipeline as real local processes, under a program's control.
+
+``Pipeline`` starts ``nats-server -js`` and ``influxd`` on free loopback ports, then the
+simulator, storer, converter and crawler as separate processes (``python -m
+fairprice.<service>``), each configured only through ``FAIRPRICE_*`` environment variables and
+an empty config file (so the repository's ``clusters_dev.toml`` never leaks in). End-to-end
+tests, fault tests and ``bench/pipeline.py`` use it to start, kill -9, restart and stop any
+part, and read each service's health and metrics on its own port.
+
+``service_env`` is the one place that knows how to point a service at NATS, InfluxDB and the
+simulator; ``fairprice run``/``demo`` (``fairprice.cli.local``) use it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from fairprice.common.testing import InfluxServer, NatsServer, run_influxd, run_nats
+
+__all__ = ["SERVICES", "Pipeline", "ServiceProcess", "free_port", "service_env"]
+
+SERVICES = ("simulator", "storer", "converter", "crawler")
+"""Start order: the exchange first, consumers before producers; stopping goes in reverse."""
+
+_SECTION = {
+    "simulator": "SIMULATOR",
+    "storer": "STORER",
+    "converter": "CONVERTER",
+    "crawler": "CRAWLER",
+    "operator": "OPERATOR",
+}
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (the OS may reuse it; good enough on loopback)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def service_env(
+    service: str,
+    *,
+    nats_url: str,
+    influx_url: str | None = None,
+    http_port: int | None = None,
+    simulator_url: str | None = None,
+    exchange: str | None = None,
+    symbols: list[str] | None = None,
+    log_format: str = "json",
+) -> dict[str, str]:
+    """The ``FAIRPRICE_*`` variables that place ``service`` in a local pipeline."""
+    section = _SECTION[service]
+    env = {
+        "FAIRPRICE_NATS__SERVERS": json.dumps([nats_url]),
+        "FAIRPRICE_LOG__FORMAT": log_format,
+    }
+    if http_port is not None:
+        env[f"FAIRPRICE_{section}__HTTP__PORT"] = str(http_port)
+        env[f"FAIRPRICE_{section}__HTTP__HOST"] = "127.0.0.1"
+    if influx_url is not None:
+        env["FAIRPRICE_INFLUX__URL"] = influx_url
+    if service == "crawler":
+        if simulator_url is not None:
+            host = simulator_url.removeprefix("http://")
+            env["FAIRPRICE_CRAWLER__REST_URL"] = f"http://{host}"
+            env["FAIRPRICE_CRAWLER__WS_URL"] = f"ws://{host}"
+        if exchange is not None:
+            env["FAIRPRICE_CRAWLER__EXCHANGE"] = exchange
+        if symbols is not None:
+            env["FAIRPRICE_CRAWLER__SYMBOLS"] = json.dumps(symbols)
+    if service == "simulator" and symbols is not None:
+        env["FAIRPRICE_SIMULATOR__MARKET__SYMBOLS"] = json.dumps(symbols)
+        env["FAIRPRICE_SIMULATOR__MARKET__GENERATED_SYMBOLS"] = "0"
+    return env
+
+
+@dataclass
+class ServiceProcess:
+    """One running (or stopped) replica of a service."""
+
+    name: str
+    index: int
+    port: int
+    env: dict[str, str]
+    log_path: Path
+    proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+
+class Pipeline:
+    """``async with Pipeline(workdir, symbols=[...]) as p:`` runs every part; see module doc.
+
+    ``env`` adds or overrides variables per service, e.g.
+    ``{"converter": {"FAIRPRICE_CONVERTER__SMA_FAST_S": "1"}}``.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        symbols: list[str],
+        env: dict[str, dict[str, str]] | None = None,
+        replicas: dict[str, int] | None = None,
+        exchange: str = "sim",
+    ) -> None:
+        self.workdir = workdir
+        self.symbols = symbols
+        self.exchange = exchange
+        self._extra = env or {}
+        self._replicas = {name: 1 for name in SERVICES} | (replicas or {})
+        self._stack = contextlib.AsyncExitStack()
+        self.nats: NatsServer
+        self.influxd: InfluxServer
+        self.simulator_port = free_port()
+        self.processes: list[ServiceProcess] = []
+        self._config = workdir / "empty.toml"
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.simulator_port}"
+
+    def replicas(self, name: str) -> list[ServiceProcess]:
+        return [p for p in self.processes if p.name == name]
+
+    async def __aenter__(self) -> Pipeline:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._config.write_text("")
+        try:
+            self.nats = await self._stack.enter_async_context(run_nats(self.workdir / "nats"))
+            self.influxd = await self._stack.enter_async_context(
+                run_influxd(self.workdir / "influxd")
+            )
+            for name in SERVICES:
+                for _ in range(self._replicas[name]):
+                    await self.start(name)
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for name in reversed(SERVICES):
+            for process in self.replicas(name):
+                await self.stop(process)
+        await self._stack.aclose()
+
+    def _env(self, name: str, port: int) -> dict[str, str]:
+        env = service_env(
+            name,
+            nats_url=self.nats.url,
+            influx_url=self.influxd.url,
+            http_port=port,
+            simulator_url=self.simulator_url,
+            exchange=self.exchange,
+            symbols=self.symbols,
+        )
+        if name == "simulator":
+            env["FAIRPRICE_SIMULATOR__PORT"] = str(self.simulator_port)
+            env["FAIRPRICE_SIMULATOR__HOST"] = "127.0.0.1"
+        return env | self._extra.get(name, {})
+
+    async def start(self, name: str) -> ServiceProcess:
+        """Start one more replica of ``name`` and wait until it answers /healthz."""
+        index = len(self.replicas(name))
+        port = free_port()
+        process = ServiceProcess(
+            name=name,
+            index=index,
+            port=port,
+            env=self._env(name, port),
+            log_path=self.workdir / "logs" / f"{name}-{index}.log",
+        )
+        self.processes.append(process)
+        await self.restart(process)
+        return process
+
+    async def restart(self, process: ServiceProcess) -> None:
+        """(Re)start ``process`` with the same port and settings; waits for /healthz."""
+        process.log_path.parent.mkdir(parents=True, exist_ok=True)
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("FAIRPRICE_")}
+        with process.log_path.open("ab") as log:
+            process.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                f"fairprice.{process.name}",
+                env=clean | {"FAIRPRICE_CONFIG": str(self._config)} | process.env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
+        await self.wait_for(process, "/healthz", within=30)
+
+    async def kill(self, process: ServiceProcess) -> None:
+        """SIGKILL: no goodbye, no flush; what the process held is its problem."""
+        if process.running:
+            assert process.proc is not None
+            process.proc.kill()
+            await process.proc.wait()
+
+    async def stop(self, process: ServiceProcess, within: float = 30.0) -> int | None:
+        """SIGTERM and wait (SIGKILL after ``within`` s); the exit code."""
+        if not process.running:
+            return process.proc.returncode if process.proc else None
+        assert process.proc is not None
+        process.proc.send_signal(signal.SIGTERM)
+        try:
+            return await asyncio.wait_for(process.proc.wait(), within)
+        except TimeoutError:
+            process.proc.kill()
+            return await process.proc.wait()
+
+    async def wait_for(self, process: ServiceProcess, path: str, within: float) -> None:
+        """Poll ``path`` on ``process`` until it answers 200, or raise with its log's tail."""
+        deadline = asyncio.get_running_loop().time() + within
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                if not process.running:
+                    name = f"{process.name}-{process.index}"
+                    raise RuntimeError(f"{name} exited:\n{self.tail(process)}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(process.url + path)).status_code == 200:
+                        return
+                if asyncio.get_running_loop().time() > deadline:
+                    raise TimeoutError(
+                        f"{process.name}-{process.index} {path} not OK after {within}s:\n"
+                        + self.tail(process)
+                    )
+                await asyncio.sleep(0.1)
+
+    async def wait_ready(self, within: float = 60.0) -> None:
+        """Every running replica answers /readyz 200."""
+        for process in self.processes:
+            if process.running:
+                await self.wait_for(process, "/readyz", within)
+
+    async def metrics(self, process: ServiceProcess) -> str:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            return (await client.get(process.url + "/metrics")).text
+
+    def tail(self, process: ServiceProcess, lines: int = 30) -> str:
+        try:
+            text = process.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])

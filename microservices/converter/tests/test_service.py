@@ -1,0 +1,385 @@
+"""The converter service against a real nats-server: output, determinism, scaling, kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from fairprice.common.bus import Bus, connect_bus, ensure_streams
+from fairprice.common.feeds import Feed, encode_feed
+from fairprice.common.kv import Bucket, open_bucket, snapshot
+from fairprice.common.messages import Book, FairPrice, Latest, decode, encode
+from fairprice.common.publisher import Publisher
+from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
+from fairprice.common.subjects import Stream, book_msg_id, books_subject
+from fairprice.common.testing import NatsServer, eventually, run_nats
+from fairprice.converter.fair_price import Skip
+from fairprice.converter.pipeline import Params, SymbolPipeline
+from fairprice.converter.service import run
+from fairprice.converter.settings import ConverterSection, ConverterSettings
+from fairprice.converter.tail import StreamTail
+
+PARAMS = Params(sma_fast_s=5.0, sma_slow_s=20.0, min_gap=0.0002)
+SYMBOLS = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT", "FFFUSDT")
+OUTPUT_STREAMS = (Stream.PRICES, Stream.SIGNALS, Stream.CANDLES)
+
+Outputs = set[tuple[str, str, bytes]]
+"""(stream, message id, payload) of everything in the output streams."""
+
+
+def _converter_section(**overrides: object) -> ConverterSection:
+    values: dict[str, object] = {
+        "partitions": 8,
+        "sma_fast_s": PARAMS.sma_fast_s,
+        "sma_slow_s": PARAMS.sma_slow_s,
+        "min_gap": PARAMS.min_gap,
+        "heartbeat_s": 0.2,
+        "member_ttl_s": 1.0,
+        "latest_interval_s": 0.2,
+        "http": HttpSettings(host="127.0.0.1", port=0),
+    }
+    values.update(overrides)
+    return ConverterSection.model_validate(values)
+
+
+def _settings(nats: NatsSettings, **overrides: object) -> ConverterSettings:
+    return ConverterSettings(nats=nats, converter=_converter_section(**overrides))
+
+
+def _expected(books: dict[str, list[Book]], params: dict[str, Params] | None = None) -> Outputs:
+    """What a lone converter must publish: the pipeline run over each symbol's books."""
+    expected: Outputs = set()
+    for symbol, symbol_books in books.items():
+        pipeline = SymbolPipeline("sim", symbol, (params or {}).get(symbol, PARAMS))
+        for book in symbol_books:
+            result = pipeline.process(book)
+            if not isinstance(result, Skip):
+                expected.update((stream.value, msg_id, data) for stream, _, data, msg_id in result)
+    return expected
+
+
+async def _collect(bus: Bus) -> tuple[Outputs, int]:
+    """Everything in PRICES, SIGNALS and CANDLES, and how many messages that was."""
+    found: Outputs = set()
+    count = 0
+    for stream in OUTPUT_STREAMS:
+        async with StreamTail(bus, stream, stream.wildcard) as tail:
+            while not tail.caught_up:
+                for msg in await tail.next_batch(1000, 1.0):
+                    assert msg.headers is not None
+                    found.add((stream.value, msg.headers["Nats-Msg-Id"], msg.data))
+                    count += 1
+    return found, count
+
+
+async def _stored(bus: Bus, stream: Stream) -> int:
+    return (await bus.jsm.stream_info(stream.value)).state.messages
+
+
+async def _wait_for_outputs(bus: Bus, expected: Outputs, within: float = 60.0) -> None:
+    wanted = {
+        stream: sum(1 for kind, _, _ in expected if kind == stream.value)
+        for stream in OUTPUT_STREAMS
+    }
+
+    async def complete() -> bool:
+        return all([await _stored(bus, stream) >= n for stream, n in wanted.items()])
+
+    await eventually(complete, within=within, interval=0.1, what=f"outputs {wanted}")
+
+
+async def _publish(bus: Bus, books: list[Book]) -> None:
+    async with Publisher(bus.nc) as publisher:
+        for book in books:
+            await publisher.publish(
+                books_subject(book.exchange, book.symbol),
+                encode(book),
+                book_msg_id(book.exchange, book.symbol, book.update_id),
+            )
+
+
+async def _publish_in_chunks(bus: Bus, books: list[Book], size: int = 50) -> None:
+    """Publish a chunk at a time, letting the replicas run in between."""
+    for start in range(0, len(books), size):
+        await _publish(bus, books[start : start + size])
+
+
+def _interleave(books: dict[str, list[Book]]) -> list[Book]:
+    """All symbols' books in one stream, ordered by event time as a crawler would send them."""
+    return sorted((b for bs in books.values() for b in bs), key=lambda b: b.event_time_ms)
+
+
+@pytest.fixture
+def books(make_books: Callable[..., list[Book]]) -> dict[str, list[Book]]:
+    return {symbol: make_books(symbol, 600, seed=3) for symbol in SYMBOLS}
+
+
+@pytest.fixture
+async def streams(bus: Bus) -> Bus:
+    await ensure_streams(bus.jsm, StreamsSettings())
+    return bus
+
+
+@contextlib.asynccontextmanager
+async def _replica(nats: NatsSettings, **overrides: object) -> AsyncIterator[CollectorRegistry]:
+    """An in-process converter replica; yields its metrics once it is ready; stopped on exit."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    registry = CollectorRegistry()
+    task = asyncio.create_task(
+        run(_settings(nats, **overrides), stop=stop, ready=ready, registry=registry)
+    )
+    try:
+        await eventually(lambda: ready.is_set() or task.done(), within=30, what="replica ready")
+        if task.done():
+            task.result()
+        yield registry
+    finally:
+        stop.set()
+        await task
+
+
+async def test_converter_publishes_what_the_pipeline_computes(
+    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+) -> None:
+    """Books published before and after start: every price, signal and candle, once."""
+    expected = _expected(books)
+    ordered = _interleave(books)
+    await _publish(streams, ordered[:1000])  # history the converter finds at start
+    async with _replica(nats_settings):
+        await _publish(streams, ordered[1000:])  # live
+        await _wait_for_outputs(streams, expected)
+        latest_kv = await open_bucket(streams.js, Bucket.LATEST)
+
+        async def latest_written() -> bool:
+            return len(await snapshot(latest_kv)) == len(SYMBOLS)
+
+        await eventually(latest_written, what="latest values in KV")
+    found, count = await _collect(streams)
+    assert found == expected
+    assert count == len(expected)  # no duplicates stored
+    assert {kind for kind, _, _ in found} == {s.value for s in OUTPUT_STREAMS}
+    entries = await snapshot(latest_kv)
+    latest = decode(entries["sim.AAAUSDT"], Latest)
+    last_book = books["AAAUSDT"][-1]
+    assert latest.update_id <= last_book.update_id
+    assert latest.price > 0
+
+
+async def test_converter_replay_gives_byte_identical_outputs(
+    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+) -> None:
+    """The same BOOKS, converted twice (output streams deleted in between, which also clears
+    their duplicate windows): the same bytes."""
+    await _publish(streams, _interleave(books))
+    expected = _expected(books)
+    async with _replica(nats_settings):
+        await _wait_for_outputs(streams, expected)
+    first, _ = await _collect(streams)
+    for stream in OUTPUT_STREAMS:
+        await streams.jsm.delete_stream(stream.value)
+    await ensure_streams(streams.jsm, StreamsSettings())
+    async with _replica(nats_settings):
+        await _wait_for_outputs(streams, expected)
+    second, count = await _collect(streams)
+    assert first == second == expected
+    assert count == len(expected)
+
+
+async def test_converter_metrics_and_readiness(
+    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+) -> None:
+    registry = CollectorRegistry()
+    stop, ready = asyncio.Event(), asyncio.Event()
+    settings = _settings(nats_settings)
+    task = asyncio.create_task(run(settings, stop=stop, ready=ready, registry=registry))
+    try:
+        await eventually(ready.is_set, within=30, what="ready")
+        await _publish(streams, _interleave(books))
+        await _wait_for_outputs(streams, _expected(books))
+
+        def value(name: str, **labels: str) -> float:
+            return registry.get_sample_value(name, labels) or 0.0
+
+        assert value("fairprice_converter_books_total") == sum(len(b) for b in books.values())
+        assert value("fairprice_converter_books_skipped_total", reason="crossed") > 0
+        assert value("fairprice_converter_owned_partitions") == 8
+        assert value("fairprice_converter_owned_symbols") == len(SYMBOLS)
+        assert value("fairprice_converter_rebuilds_total") == len(SYMBOLS)
+    finally:
+        stop.set()
+        await task
+
+
+async def test_converter_scaling_one_three_one_changes_no_output(
+    streams: Bus,
+    nats_settings: NatsSettings,
+    nats_server: NatsServer,
+    books: dict[str, list[Book]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A run that goes 1 -> 3 -> 1 replicas while books flow publishes exactly what one
+    converter alone publishes (message ids and bytes), with no duplicates."""
+    ordered = _interleave(books)
+    expected = _expected(books)
+    third = len(ordered) // 3
+
+    # The reference: one converter, alone, on a broker of its own.
+    async with run_nats(tmp_path_factory.mktemp("nats-alone")) as alone_server:
+        alone = NatsSettings(servers=[alone_server.url], reconnect_wait_s=0.2)
+        async with connect_bus(alone, name="reference") as alone_bus:
+            await ensure_streams(alone_bus.jsm, StreamsSettings())
+            await _publish(alone_bus, ordered)
+            async with _replica(alone):
+                await _wait_for_outputs(alone_bus, expected)
+            reference, _ = await _collect(alone_bus)
+
+    def owned(registry: CollectorRegistry) -> float:
+        return registry.get_sample_value("fairprice_converter_owned_partitions") or 0.0
+
+    async with _replica(nats_settings) as first:
+        await _publish_in_chunks(streams, ordered[:third])
+        async with _replica(nats_settings), _replica(nats_settings):
+            await eventually(lambda: owned(first) < 8, what="partitions moved away")
+            await _publish_in_chunks(streams, ordered[third : 2 * third])
+            # back to one: the two leave while the last third arrives
+            last_third = asyncio.create_task(_publish_in_chunks(streams, ordered[2 * third :]))
+        await last_third
+        await _wait_for_outputs(streams, expected)
+        assert owned(first) == 8
+        rebuilds = first.get_sample_value("fairprice_converter_rebuilds_total") or 0.0
+        assert rebuilds > len(SYMBOLS)  # it took symbols back over
+    scaled, count = await _collect(streams)
+    assert reference == expected
+    assert scaled == reference
+    assert count == len(scaled)
+
+
+def _spawn(nats: NatsServer, workdir: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "FAIRPRICE_CONFIG": str(workdir / "empty.toml"),
+        "FAIRPRICE_NATS__SERVERS": json.dumps([nats.url]),
+        "FAIRPRICE_NATS__RECONNECT_WAIT_S": "0.2",
+        "FAIRPRICE_LOG__FORMAT": "json",
+    }
+    section = _converter_section()
+    for key in ("partitions", "sma_fast_s", "sma_slow_s", "min_gap", "heartbeat_s"):
+        env[f"FAIRPRICE_CONVERTER__{key.upper()}"] = str(getattr(section, key))
+    env["FAIRPRICE_CONVERTER__MEMBER_TTL_S"] = "1.0"
+    env["FAIRPRICE_CONVERTER__HTTP__PORT"] = "0"
+    env["FAIRPRICE_CONVERTER__HTTP__HOST"] = "127.0.0.1"
+    (workdir / "empty.toml").write_text("")
+    with (workdir / f"converter-{len(list(workdir.glob('*.log')))}.log").open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "fairprice.converter"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+        )
+
+
+async def test_converter_sigkill_changes_no_output(
+    streams: Bus,
+    nats_server: NatsServer,
+    books: dict[str, list[Book]],
+    tmp_path: Path,
+) -> None:
+    """Replicas as real processes, killed with SIGKILL: first one of two mid-stream (the other
+    takes its partitions over), then the only one left (a fresh one resumes). The outputs are
+    exactly the lone converter's, with no duplicates."""
+    ordered = _interleave(books)
+    expected = _expected(books)
+    third = len(ordered) // 3
+    first, second = _spawn(nats_server, tmp_path), _spawn(nats_server, tmp_path)
+    fresh: subprocess.Popen[bytes] | None = None
+    try:
+        await _publish(streams, ordered[:third])
+        half = _price_count(ordered[:third]) // 2
+        await eventually(lambda: _prices_at_least(streams, half), within=30, what="prices")
+        first.send_signal(signal.SIGKILL)
+        await _publish(streams, ordered[third : 2 * third])
+        # the survivor owns everything once the dead one's heartbeat expires, and catches up
+        done = _price_count(ordered[: 2 * third])
+        await eventually(lambda: _prices_at_least(streams, done), within=30, what="takeover")
+        await _publish(streams, ordered[2 * third :])
+        second.send_signal(signal.SIGKILL)  # the only replica left
+        fresh = _spawn(nats_server, tmp_path)
+        await _wait_for_outputs(streams, expected)
+    finally:
+        for process in (first, second, fresh):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(15)
+    assert first.returncode == second.returncode == -signal.SIGKILL
+    assert fresh is not None and fresh.returncode == 0  # a graceful SIGTERM
+    found, count = await _collect(streams)
+    assert found == expected
+    assert count == len(expected)
+
+
+def _price_count(books: list[Book]) -> int:
+    by_symbol: dict[str, list[Book]] = {}
+    for book in books:
+        by_symbol.setdefault(book.symbol, []).append(book)
+    return sum(1 for kind, _, _ in _expected(by_symbol) if kind == Stream.PRICES.value)
+
+
+async def _prices_at_least(bus: Bus, count: int) -> bool:
+    return await _stored(bus, Stream.PRICES) >= count
+
+
+async def test_converter_feed_parameters_apply_per_symbol(
+    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+) -> None:
+    """A feed in KV ``feeds`` picks the method and windows of its symbols; the others keep
+    the settings' defaults."""
+    feeds_kv = await open_bucket(streams.js, Bucket.FEEDS)
+    feed = Feed(exchange="sim", symbols=["AAAUSDT"], method="mid", sma_fast_s=2.0, sma_slow_s=8.0)
+    await feeds_kv.put("default.aaa", encode_feed(feed))
+    await _publish(streams, _interleave(books))
+    feed_params = Params(method="mid", sma_fast_s=2.0, sma_slow_s=8.0, min_gap=PARAMS.min_gap)
+    expected = _expected(books, {"AAAUSDT": feed_params})
+    async with _replica(nats_settings):
+        await _wait_for_outputs(streams, expected)
+    found, _ = await _collect(streams)
+    assert found == expected
+    methods = {
+        decode(data, FairPrice).method
+        for kind, msg_id, data in found
+        if kind == Stream.PRICES.value and msg_id.startswith("sim:AAAUSDT:")
+    }
+    assert methods == {"mid"}
+
+
+async def test_converter_survives_broker_restart(
+    streams: Bus,
+    nats_settings: NatsSettings,
+    nats_server: NatsServer,
+    books: dict[str, list[Book]],
+) -> None:
+    """nats-server restarts mid-stream (same port, same data): the converter's tail and
+    publisher recover, and the outputs are complete, once each."""
+    ordered = _interleave(books)
+    expected = _expected(books)
+    half = len(ordered) // 2
+    async with _replica(nats_settings):
+        await _publish(streams, ordered[:half])
+        await eventually(lambda: _prices_at_least(streams, 100), what="first prices")
+        await nats_server.restart()
+        await eventually(lambda: streams.nc.is_connected, within=30, what="test reconnected")
+        await _publish(streams, ordered[half:])
+        await _wait_for_outputs(streams, expected)
+    found, count = await _collect(streams)
+    assert found == expected
+    assert count == len(expected)

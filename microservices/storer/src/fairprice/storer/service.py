@@ -1,0 +1,140 @@
+"""The storer service: every stream's messages into InfluxDB, acked once InfluxDB has them.
+
+``run`` is the whole service (tests drive it in-process). Start-up: HTTP endpoints first (so
+/healthz answers while dependencies come up), then NATS, then InfluxDB's database and retention
+policy (retried until InfluxDB answers), the streams, the dead-letter stream, and one durable
+pull consumer per stream shared by every replica. Shutdown, once ``stop`` is set: not ready,
+each worker finishes and acks the batch it holds, consumers hand back what they buffered, NATS
+drains, HTTP closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from prometheus_client import CollectorRegistry
+
+from fairprice.common.bus import connect_bus, ensure_streams
+from fairprice.common.consumer import PullConsumer
+from fairprice.common.health import HealthServer, Readiness
+from fairprice.common.lifecycle import install_signal_handlers, wait_or_stop
+from fairprice.common.logs import get_logger
+from fairprice.common.subjects import Stream
+from fairprice.storer.deadletter import DeadLetters
+from fairprice.storer.influx import InfluxUnavailableError, InfluxWriter
+from fairprice.storer.line_protocol import LineEncoder
+from fairprice.storer.metrics import StorerMetrics
+from fairprice.storer.settings import StorerSection, StorerSettings
+from fairprice.storer.worker import StreamWorker
+
+__all__ = ["run"]
+
+log = get_logger(__name__)
+
+
+async def run(
+    settings: StorerSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None,
+    registry: CollectorRegistry | None = None,
+) -> None:
+    """Run the storer until ``stop`` is set (SIGTERM/SIGINT when not given)."""
+    stop = stop or install_signal_handlers()
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = StorerMetrics(registry)
+    section = settings.storer
+    readiness = Readiness("nats", "influx", "consumers")
+    async with contextlib.AsyncExitStack() as stack:
+        influx = await stack.enter_async_context(InfluxWriter(settings.influx))
+        await stack.enter_async_context(HealthServer(section.http, registry, readiness))
+        bus = await stack.enter_async_context(
+            connect_bus(settings.nats, name="fairprice-storer", readiness=readiness, stop=stop)
+        )
+        if not await _prepare_database(influx, section, readiness, stop):
+            return
+        await ensure_streams(bus.jsm, settings.nats.streams)
+        deadletters = DeadLetters(bus, settings.nats.streams, section.deadletter_max_age_s)
+        await deadletters.ensure_stream()
+
+        workers = []
+        for stream in Stream:
+            consumer = await stack.enter_async_context(
+                PullConsumer(
+                    bus,
+                    stream,
+                    section.consumers.of(stream),
+                    ack_wait=section.ack_wait_s,
+                    max_ack_pending=section.max_ack_pending,
+                    batch=section.batch_size,
+                )
+            )
+            workers.append(
+                StreamWorker(
+                    stream,
+                    consumer,
+                    _encoder(stream, section),
+                    influx,
+                    deadletters,
+                    metrics,
+                    section,
+                    readiness,
+                    stop,
+                )
+            )
+        readiness.set("consumers", True)
+        if ready is not None:
+            ready.set()
+        log.info(
+            "storer started",
+            influx=settings.influx.url,
+            api=settings.influx.api,
+            batch_size=section.batch_size,
+            books=section.books.mode,
+        )
+        async with asyncio.TaskGroup() as tg:
+            for worker in workers:
+                tg.create_task(worker.run(), name="storer-worker")
+            tg.create_task(_watch(influx, section, readiness, stop), name="storer-watch")
+    log.info("storer stopped")
+
+
+def _encoder(stream: Stream, section: StorerSection) -> LineEncoder:
+    if stream is Stream.BOOKS and section.books.mode == "interval":
+        return LineEncoder(books_interval_ms=max(1, round(section.books.interval_s * 1000)))
+    return LineEncoder()
+
+
+async def _prepare_database(
+    influx: InfluxWriter, section: StorerSection, readiness: Readiness, stop: asyncio.Event
+) -> bool:
+    """Create the database and retention policy, waiting for InfluxDB; False if stopped."""
+    attempt = 0
+    while True:
+        try:
+            await influx.ensure_database()
+        except InfluxUnavailableError as exc:
+            delay = section.retry.delay(attempt)
+            log.warning("waiting for influxdb", error=str(exc), attempt=attempt + 1)
+            if await wait_or_stop(stop, delay):
+                return False
+            attempt += 1
+            continue
+        readiness.set("influx", True)
+        return True
+
+
+async def _watch(
+    influx: InfluxWriter, section: StorerSection, readiness: Readiness, stop: asyncio.Event
+) -> None:
+    """Keep the ``influx`` condition current while no writes are flowing; turn not ready as
+    soon as stop is asked for."""
+    while not await wait_or_stop(stop, section.influx_ping_s):
+        try:
+            await influx.ping()
+        except InfluxUnavailableError:
+            readiness.set("influx", False)
+        else:
+            readiness.set("influx", True)
+    readiness.set("consumers", False)

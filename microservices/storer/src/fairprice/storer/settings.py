@@ -1,0 +1,85 @@
+"""The storer's settings: the ``[storer]`` table plus the shared ``[nats]`` and ``[influx]``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from fairprice.common.settings import HttpSettings, InfluxSettings, Section, ServiceSettings
+from fairprice.common.subjects import Stream
+
+__all__ = [
+    "BooksSettings",
+    "ConsumerNames",
+    "RetrySettings",
+    "StorerSection",
+    "StorerSettings",
+]
+
+
+class BooksSettings(Section):
+    """How many order books reach InfluxDB (fair prices, signals and candles: always all)."""
+
+    mode: Literal["full", "interval"] = "full"
+    """``full``: every book; ``interval``: at most one book per symbol per ``interval_s``."""
+    interval_s: float = Field(default=1.0, gt=0)
+
+
+class ConsumerNames(Section):
+    """Durable consumer names: every replica that uses the same names shares the work."""
+
+    books: str = "storer-books"
+    prices: str = "storer-prices"
+    signals: str = "storer-signals"
+    candles: str = "storer-candles"
+
+    def of(self, stream: Stream) -> str:
+        name: str = getattr(self, stream.prefix)
+        return name
+
+
+class RetrySettings(Section):
+    """Capped exponential backoff while InfluxDB (or NATS, for dead letters) is unavailable."""
+
+    initial_s: float = Field(default=0.2, gt=0)
+    max_s: float = Field(default=10.0, gt=0)
+    multiplier: float = Field(default=2.0, ge=1)
+
+    def delay(self, attempt: int) -> float:
+        """The wait before retry number ``attempt`` (0 for the first retry)."""
+        return float(min(self.initial_s * self.multiplier**attempt, self.max_s))
+
+
+class StorerSection(Section):
+    batch_size: int = Field(default=5000, ge=1)
+    """Messages per InfluxDB write (a fair price makes two points, every other message one)."""
+    max_delay_s: float = Field(default=0.2, gt=0)
+    """A batch is written when it is full or this long after its first message was asked for."""
+    books: BooksSettings = BooksSettings()
+    consumers: ConsumerNames = ConsumerNames()
+    ack_wait_s: float = Field(default=60.0, gt=0)
+    """JetStream redelivers a message not acked this long after delivery (to any replica)."""
+    max_ack_pending: int = Field(default=20_000, ge=1)
+    """Messages delivered and not yet acked per consumer: bounds the memory of every replica."""
+    retry: RetrySettings = RetrySettings()
+    influx_ping_s: float = Field(default=5.0, gt=0)
+    """How often an idle storer checks that InfluxDB answers (for /readyz)."""
+    deadletter_max_age_s: float = Field(default=14 * 86400, gt=0)
+    """How long the DEADLETTER stream keeps a dead letter."""
+    http: HttpSettings = HttpSettings(port=8083)
+
+    @field_validator("max_ack_pending")
+    @classmethod
+    def _batch_fits_ack_pending(cls, value: int, info: ValidationInfo) -> int:
+        batch_size = info.data.get("batch_size")
+        if batch_size is not None and value < batch_size:
+            raise ValueError(
+                f"must be at least batch_size ({batch_size}), or no batch could ever fill"
+            )
+        return value
+
+
+class StorerSettings(ServiceSettings):
+    storer: StorerSection = StorerSection()
+    influx: InfluxSettings = InfluxSettings()

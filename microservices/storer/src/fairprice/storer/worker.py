@@ -1,0 +1,284 @@
+"""One stream's path into InfluxDB: pull a batch, encode it, write it, then ack it.
+
+Two tasks per stream joined by a queue of one batch: while InfluxDB ingests batch N, the
+collector pulls and encodes batch N+1 (on a 2-core machine influxd and the storer then use a
+core each instead of taking turns). A message is acked only once InfluxDB accepted the write
+that holds it, or once its dead letter is stored. What the process holds unacked is bounded by
+the consumer's ``max_ack_pending``: at most the batch being written, the one queued behind it
+and the consumer's buffer.
+
+A write that InfluxDB refuses for bad points is bisected: each half is written again until
+the bad messages stand alone; those become dead letters and everything else is stored. A
+write that fails for any other reason (InfluxDB down, 5xx, timeout) is retried with capped
+exponential backoff, forever, acking nothing; on shutdown the unwritten messages are nak'ed
+so that another replica (or the next run) takes them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from nats.aio.msg import Msg
+
+from fairprice.common.consumer import PullConsumer
+from fairprice.common.errors import InvalidMessageError
+from fairprice.common.health import Readiness
+from fairprice.common.lifecycle import wait_or_stop
+from fairprice.common.logs import get_logger
+from fairprice.common.messages import Book, Candle, FairPrice, Signal, decode
+from fairprice.common.subjects import Stream
+from fairprice.storer.deadletter import DeadLetterError, DeadLetters
+from fairprice.storer.influx import InfluxUnavailableError, InfluxWriter, PointsRejectedError
+from fairprice.storer.line_protocol import (
+    CANDLE,
+    FAIR_PRICE,
+    INDICATOR,
+    ORDERBOOK,
+    SIGNAL,
+    LineEncoder,
+)
+from fairprice.storer.metrics import StorerMetrics
+from fairprice.storer.settings import StorerSection
+
+__all__ = ["StreamWorker"]
+
+log = get_logger(__name__)
+
+_CANDLE_MS = 60_000
+_ENCODE_SLICE = 200
+
+Encoded = tuple[str | None, int, tuple[str, ...]]
+"""A message's lines (``None``: not stored), its event time (ms) and its measurements."""
+
+
+@dataclass(slots=True)
+class _Entry:
+    msg: Msg
+    lines: str
+    event_ms: int
+    measurements: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Batch:
+    entries: list[_Entry] = field(default_factory=list)
+    thinned: list[Msg] = field(default_factory=list)
+    invalid: list[tuple[Msg, str]] = field(default_factory=list)
+
+
+class _Stopped(Exception):
+    """Stop was asked for while waiting to retry: give the batch back unacked."""
+
+
+def codec(stream: Stream, encoder: LineEncoder) -> Callable[[bytes], Encoded]:
+    """Decode a message of ``stream`` and encode it as line protocol."""
+    if stream is Stream.BOOKS:
+
+        def books(data: bytes) -> Encoded:
+            book = decode(data, Book)
+            return encoder.book(book), book.event_time_ms, (ORDERBOOK,)
+
+        return books
+    if stream is Stream.PRICES:
+        with_sma = (FAIR_PRICE, INDICATOR)
+
+        def prices(data: bytes) -> Encoded:
+            price = decode(data, FairPrice)
+            both = price.sma_fast is not None and price.sma_slow is not None
+            return (
+                encoder.fair_price(price),
+                price.event_time_ms,
+                with_sma if both else (FAIR_PRICE,),
+            )
+
+        return prices
+    if stream is Stream.SIGNALS:
+
+        def signals(data: bytes) -> Encoded:
+            signal = decode(data, Signal)
+            return encoder.signal(signal), signal.event_time_ms, (SIGNAL,)
+
+        return signals
+
+    def candles(data: bytes) -> Encoded:
+        candle = decode(data, Candle)
+        # A candle exists once its minute is over: its latency counts from the close.
+        return encoder.candle(candle), candle.start_ms + _CANDLE_MS, (CANDLE,)
+
+    return candles
+
+
+class StreamWorker:
+    def __init__(
+        self,
+        stream: Stream,
+        consumer: PullConsumer,
+        encoder: LineEncoder,
+        influx: InfluxWriter,
+        deadletters: DeadLetters,
+        metrics: StorerMetrics,
+        settings: StorerSection,
+        readiness: Readiness,
+        stop: asyncio.Event,
+    ) -> None:
+        self._stream = stream
+        self._label = stream.prefix
+        self._consumer = consumer
+        self._codec = codec(stream, encoder)
+        self._influx = influx
+        self._deadletters = deadletters
+        self._metrics = metrics
+        self._settings = settings
+        self._readiness = readiness
+        self._stop = stop
+        self._failing = False
+
+    async def run(self) -> None:
+        """Store until ``stop`` is set, then finish what was pulled and return."""
+        queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=1)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._collect(queue), name=f"storer-collect-{self._label}")
+            tg.create_task(self._store_all(queue), name=f"storer-write-{self._label}")
+
+    async def _collect(self, queue: asyncio.Queue[_Batch | None]) -> None:
+        size, delay = self._settings.batch_size, self._settings.max_delay_s
+        lag = self._metrics.consumer_lag.labels(self._label)
+        while not self._stop.is_set():
+            msgs = await self._consumer.next_batch(size, delay)
+            lag.set(self._consumer.pending)
+            if msgs:
+                await queue.put(await self._encode(msgs))
+        # Only on a clean stop: after an error the task group cancels the writer anyway, and
+        # the messages it held come back after ack_wait.
+        await queue.put(None)
+
+    async def _encode(self, msgs: list[Msg]) -> _Batch:
+        batch = _Batch()
+        encode = self._codec
+        for n, msg in enumerate(msgs):
+            if n % _ENCODE_SLICE == 0:
+                # Encoding a whole batch takes ~0.1 s of CPU; the writer's request body and the
+                # consumer's deliveries only move while the event loop runs. Yielding between
+                # slices lets InfluxDB ingest one batch while the next is encoded.
+                await asyncio.sleep(0)
+            try:
+                lines, event_ms, measurements = encode(msg.data)
+            except InvalidMessageError as exc:
+                batch.invalid.append((msg, str(exc)))
+                continue
+            if lines is None:
+                batch.thinned.append(msg)
+            else:
+                batch.entries.append(_Entry(msg, lines, event_ms, measurements))
+        return batch
+
+    async def _store_all(self, queue: asyncio.Queue[_Batch | None]) -> None:
+        while (batch := await queue.get()) is not None:
+            await self._store(batch)
+
+    async def _store(self, batch: _Batch) -> None:
+        try:
+            rejected = await self._write(batch.entries) if batch.entries else []
+            for msg, reason in batch.invalid:
+                await self._dead_letter(msg, reason, "invalid")
+            for entry, reason in rejected:
+                await self._dead_letter(entry.msg, reason, "rejected")
+        except _Stopped:
+            for msg in [e.msg for e in batch.entries] + batch.thinned:
+                await msg.nak()
+            for msg, _ in batch.invalid:
+                await msg.nak()
+            return
+        messages = self._metrics.messages
+        messages.labels(self._label, "stored").inc(len(batch.entries) - len(rejected))
+        messages.labels(self._label, "thinned").inc(len(batch.thinned))
+        messages.labels(self._label, "dead_letter").inc(len(batch.invalid) + len(rejected))
+        for entry in batch.entries:
+            await entry.msg.ack()
+        for msg in batch.thinned:
+            await msg.ack()
+        for msg, _ in batch.invalid:
+            await msg.ack()
+
+    async def _write(self, entries: list[_Entry]) -> list[tuple[_Entry, str]]:
+        """Write ``entries``; the ones InfluxDB refuses, each alone, with its reason."""
+        body = "\n".join([entry.lines for entry in entries]).encode()
+        try:
+            await self._write_until_done(body, entries)
+        except PointsRejectedError as exc:
+            self._metrics.rejected_writes.inc()
+            if len(entries) == 1:
+                log.warning(
+                    "point rejected", stream=self._label, status=exc.status, reason=exc.reason
+                )
+                return [(entries[0], exc.reason)]
+            half = len(entries) // 2
+            return await self._write(entries[:half]) + await self._write(entries[half:])
+        return []
+
+    async def _write_until_done(self, body: bytes, entries: list[_Entry]) -> None:
+        """Write ``body`` once InfluxDB takes it; ``PointsRejectedError`` if it never will."""
+        attempt = 0
+        while True:
+            started = time.perf_counter()
+            try:
+                await self._influx.write(body)
+                break
+            except InfluxUnavailableError as exc:
+                self._metrics.write_errors.labels(exc.kind).inc()
+                self._readiness.set("influx", False)
+                self._failing = True
+                delay = self._settings.retry.delay(attempt)
+                log.warning(
+                    "influxdb write failed, retrying",
+                    stream=self._label,
+                    kind=exc.kind,
+                    error=str(exc),
+                    attempt=attempt + 1,
+                    retry_in_s=round(delay, 2),
+                )
+                if await wait_or_stop(self._stop, delay):
+                    raise _Stopped from exc
+                self._metrics.write_retries.inc()
+                attempt += 1
+                if exc.kind == "not_found":
+                    await self._recreate_database()
+        now = time.time()
+        self._metrics.write_latency.observe(time.perf_counter() - started)
+        if self._failing:
+            log.info("influxdb writes resumed", stream=self._label)
+            self._failing = False
+        self._readiness.set("influx", True)
+        counts = Counter([name for entry in entries for name in entry.measurements])
+        for measurement, count in counts.items():
+            self._metrics.points_written.labels(measurement).inc(count)
+        self._metrics.batch_points.observe(sum(counts.values()))
+        e2e = self._metrics.end_to_end_latency.labels(self._label)
+        for entry in entries:
+            e2e.observe(now - entry.event_ms / 1000)
+
+    async def _recreate_database(self) -> None:
+        """A database or retention policy dropped behind our back is created again."""
+        try:
+            await self._influx.ensure_database()
+        except InfluxUnavailableError as exc:
+            log.warning("cannot create the influxdb database", error=str(exc))
+
+    async def _dead_letter(self, msg: Msg, reason: str, why: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._deadletters.send(self._stream, msg, reason)
+                break
+            except DeadLetterError as exc:
+                delay = self._settings.retry.delay(attempt)
+                log.warning("dead letter not stored, retrying", error=str(exc), attempt=attempt)
+                if await wait_or_stop(self._stop, delay):
+                    raise _Stopped from exc
+                attempt += 1
+        self._metrics.dead_letters.labels(self._label, why).inc()
+        log.warning("message dead-lettered", stream=self._label, subject=msg.subject, why=why)
