@@ -13,6 +13,13 @@ crawler resynchronises from a fresh snapshot, so the book after the gap is corre
 sync algorithm guarantees it), only the intermediate states are not in BOOKS, hence not priced
 nor stored. Downstream of BOOKS nothing is ever missing.
 
+During a broker restart the crawler loses nothing when the outage is short: its publisher
+waits while the connection is down (``fairprice.common.publisher``), so the crawler stops
+reading its WebSocket, the exchange buffers the frames, and once NATS is back the unacked
+books are resent in order and the buffered events applied: no gap (measured: 0 update ids).
+A longer outage would end with the exchange dropping the connection (Binance closes a slow
+reader) and a resync per symbol: a gap, measured the same way and bounded by the test.
+
 The module runs two crawler replicas with ``redundancy = 2``: each symbol is crawled by both
 and JetStream's duplicate window keeps one copy, so killing one replica loses no update id (the
 first test); killing both (the fourth) is what killing the only owner of a symbol does with

@@ -19,7 +19,9 @@ that first), the lost ones, resent later, would land in the stream after newer m
 the same subject, and a reader that needs each subject in order (the converter skips a book
 older than the last one it priced) would lose them. So ``publish`` waits while the connection
 is down, and the first publish on a new connection resends everything unacked, in order,
-before its own message.
+before its own message. (One window stays open: messages nats-py still held unsent when the
+connection dropped go out first on the new one; they are newer than the lost ones only when
+both exist at that instant, within one cycle of nats-py's flusher.)
 """
 
 from __future__ import annotations
