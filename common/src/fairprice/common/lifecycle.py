@@ -39,16 +39,27 @@ def die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+_SAME_SIGNAL_S = 1.0
+"""A second signal this soon after the first is the same one delivered twice: a terminal's
+Ctrl-C signals the whole foreground process group, and ``uv run`` forwards it to its child
+as well, so ``make demo`` gets every Ctrl-C twice."""
+
+
 def install_signal_handlers() -> asyncio.Event:
-    """An event set by the first SIGTERM or SIGINT; a second one exits at once."""
+    """An event set by the first SIGTERM or SIGINT; a second one (not the first one delivered
+    twice: ``_SAME_SIGNAL_S``) exits at once."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    first_at: list[float] = []
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
+            if first_at and loop.time() - first_at[0] < _SAME_SIGNAL_S:
+                return
             log.warning("second signal, exiting now", signal=signal.Signals(signum).name)
             raise SystemExit(128 + signum)
         log.info("stopping", signal=signal.Signals(signum).name)
+        first_at.append(loop.time())
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
