@@ -60,7 +60,12 @@ from .conftest import (
     wait_books,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),  # servers, processes, outages: past the default 120 s
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 SYMBOLS = [f"SIM{n:04d}USDT" for n in range(5)]
 ENV = {

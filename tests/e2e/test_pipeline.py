@@ -32,7 +32,12 @@ from .conftest import (
     running_pipeline,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.timeout(240),  # servers, processes, outages: past the default 120 s
+    pytest.mark.asyncio(loop_scope="module"),
+]
 
 SYMBOLS = [f"SIM{n:04d}USDT" for n in range(50)]
 ENV = {

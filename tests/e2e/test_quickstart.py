@@ -27,7 +27,11 @@ import pytest
 
 from fairprice.cli.pipeline import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.timeout(240),  # servers, processes, outages: past the default 120 s
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_DATA_WITHIN_S = 120.0
