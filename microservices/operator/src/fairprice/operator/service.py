@@ -71,19 +71,24 @@ async def run(
         _raise(stop_flag)
 
     async with HealthServer(settings.operator.http, registry, readiness):
-        async with asyncio.TaskGroup() as tg:
-            announcer = tg.create_task(announce_ready(), name="operator-ready")
-            tg.create_task(relay_stop(), name="operator-stop")
-            try:
-                await asyncio.to_thread(
-                    _operator_thread, settings, readiness, metrics, stop_flag, ready_flag
-                )
-            finally:
-                # Whatever ended kopf (our stop, a fatal error), the service ends with it.
-                _raise(stop_flag)
-                readiness.set("kubernetes", False)
-                announcer.cancel()
-                stop.set()
+        # Not a TaskGroup: it would wrap kopf's own error (a FatalError's exit code) in an
+        # ExceptionGroup.
+        helpers = [
+            asyncio.create_task(announce_ready(), name="operator-ready"),
+            asyncio.create_task(relay_stop(), name="operator-stop"),
+        ]
+        try:
+            await asyncio.to_thread(
+                _operator_thread, settings, readiness, metrics, stop_flag, ready_flag
+            )
+        finally:
+            # Whatever ended kopf (our stop, an error), the service ends with it.
+            _raise(stop_flag)
+            readiness.set("kubernetes", False)
+            stop.set()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
     log.info("operator stopped")
 
 
