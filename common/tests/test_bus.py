@@ -161,3 +161,18 @@ async def test_connect_gives_up_when_stopped_while_the_broker_is_unreachable() -
         stop.set()
         with pytest.raises(TransientError, match="stopped before NATS was reachable"):
             await asyncio.wait_for(task, timeout=10)
+
+
+async def test_publisher_close_is_bounded_when_the_broker_is_gone(
+    nats_server: NatsServer, nats_settings: NatsSettings
+) -> None:
+    """A shutdown with NATS down still ends (within close_timeout), reporting what is unacked."""
+    async with connect_bus(nats_settings, name="test") as bus:
+        await ensure_streams(bus.jsm, StreamsSettings())
+        publisher = Publisher(bus.nc, close_timeout=0.5)
+        async with publisher:
+            nats_server.stop()
+            for seq in range(10):
+                await publisher.publish(books_subject("sim", "A"), b"x", f"sim:A:{seq}")
+        assert publisher.in_flight == 10
+        await nats_server.start()

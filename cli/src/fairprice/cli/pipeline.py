@@ -26,6 +26,7 @@ from types import TracebackType
 
 import httpx
 
+from fairprice.common.lifecycle import die_with_parent
 from fairprice.common.testing import InfluxServer, NatsServer, run_influxd, run_nats
 
 __all__ = ["SERVICES", "Pipeline", "ServiceProcess", "free_port", "service_env"]
@@ -211,6 +212,7 @@ class Pipeline:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )
         await self.wait_for(process, "/healthz", within=30)
 

@@ -55,7 +55,11 @@ async def connect_bus(
 ) -> AsyncIterator[Bus]:
     """Connect to NATS; yields a ``Bus``; drains the connection when the block exits."""
 
+    closing = False
+
     async def disconnected() -> None:
+        if closing:
+            return  # our own drain or close, not an outage
         log.warning("nats disconnected")
         if readiness:
             readiness.set("nats", False)
@@ -82,6 +86,8 @@ async def connect_bus(
         # Keep publishing into the client's buffer while reconnecting (8 MiB), instead of
         # failing every publish during a broker restart.
         "pending_size": 8 * 1024 * 1024,
+        # Well inside Kubernetes' default 30 s grace period.
+        "drain_timeout": 10,
     }
     if settings.user:
         options["user"] = settings.user
@@ -101,9 +107,15 @@ async def connect_bus(
     finally:
         if readiness:
             readiness.set("nats", False)
-        if not nc.is_closed:
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
+        closing = True
+        # drain() flushes what we published and acked; on a connection that is down there is
+        # nothing to flush, and close() ends the client's tasks (errors of a dead socket are
+        # expected there).
+        with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
+            if nc.is_connected:
                 await nc.drain()
+            if not nc.is_closed:
+                await nc.close()
         log.info("nats closed")
 
 

@@ -11,7 +11,6 @@ across broker restarts and reconnects with no state to repair.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 
 import nats.js.errors
@@ -50,27 +49,26 @@ async def open_bucket(
         return await js.key_value(bucket.value)
 
 
-async def snapshot(kv: KeyValue, keys: str = ">", *, timeout_s: float = 5.0) -> dict[str, bytes]:
+async def snapshot(kv: KeyValue, keys: str = ">", *, idle_s: float = 5.0) -> dict[str, bytes]:
     """Every live key matching ``keys`` (a subject pattern) with its value, at one moment.
 
-    Raises ``TimeoutError`` when the watcher has not delivered the whole snapshot within
-    ``timeout_s``: with the bucket changing while a busy connection reads it, nats-py's watcher
-    now and then never delivers its last entry (about one read in a few hundred), and a caller
-    that re-reads on a period (the crawler's feeds) would otherwise wait at that read for good.
+    ``nats.errors.TimeoutError`` (a ``TimeoutError``) when the bucket sends nothing for
+    ``idle_s`` seconds: iterating a watcher has no deadline of its own, and a read that never
+    ends would hang a heartbeat or a service's shutdown.
     """
     watcher = await kv.watch(keys)
     entries: dict[str, bytes] = {}
     try:
-        async with asyncio.timeout(timeout_s):
-            async for entry in watcher:
-                if entry is None:
-                    break
-                if entry.operation in (KV_DEL, KV_PURGE):
-                    entries.pop(entry.key, None)
-                else:
-                    entries[entry.key] = entry.value or b""
-                if entry.delta == 0:
-                    break
+        while True:
+            entry = await watcher.updates(idle_s)  # type: ignore[no-untyped-call]
+            if entry is None:
+                break
+            if entry.operation in (KV_DEL, KV_PURGE):
+                entries.pop(entry.key, None)
+            else:
+                entries[entry.key] = entry.value or b""
+            if entry.delta == 0:
+                break
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]  # unannotated in nats-py
     return entries

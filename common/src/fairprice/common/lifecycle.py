@@ -19,10 +19,24 @@ from fairprice.common.errors import FatalError, SettingsError
 from fairprice.common.logs import configure_logging, get_logger
 from fairprice.common.settings import ServiceSettings, load_settings
 
-__all__ = ["install_signal_handlers", "run_service", "wait_or_stop"]
+__all__ = ["die_with_parent", "install_signal_handlers", "run_service", "wait_or_stop"]
 
 S = TypeVar("S", bound=ServiceSettings)
 log = get_logger(__name__)
+
+
+def die_with_parent() -> None:
+    """In a child process (``preexec_fn``): get SIGTERM when the parent dies, however it dies.
+
+    A runner killed with SIGKILL, or by a broken pipe, must not leave its servers and services
+    running behind it. Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere a no-op.
+    """
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def install_signal_handlers() -> asyncio.Event:

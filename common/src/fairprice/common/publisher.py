@@ -56,8 +56,10 @@ class Publisher:
         *,
         max_in_flight: int = 10_000,
         ack_timeout: float = 5.0,
+        close_timeout: float = 15.0,
     ) -> None:
         self._nc = nc
+        self._close_timeout = close_timeout
         self._max_in_flight = max_in_flight
         self._ack_timeout = ack_timeout
         self._inbox = nc.new_inbox()
@@ -92,7 +94,14 @@ class Publisher:
     ) -> None:
         try:
             if exc_type is None:
-                await self.flush()
+                try:
+                    # Bounded: with the broker gone a shutdown must still finish within the
+                    # pod's grace period. What is left unacked was never stored; the producer's
+                    # restart (or another replica) publishes it again under the same ids.
+                    async with asyncio.timeout(self._close_timeout):
+                        await self.flush()
+                except TimeoutError:
+                    log.warning("closing with unacked messages", count=len(self._pending))
         finally:
             if self._resender is not None:
                 self._resender.cancel()
