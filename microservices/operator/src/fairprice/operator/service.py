@@ -61,7 +61,8 @@ async def run(
     async def announce_ready() -> None:
         await asyncio.wrap_future(ready_flag)
         readiness.set("kubernetes", True)
-        log.info("watching MarketFeeds", namespaces=settings.operator.namespaces or "all")
+        namespaces = settings.operator.watched_namespaces()
+        log.info("watching MarketFeeds", namespaces=namespaces or "all")
         if ready is not None:
             ready.set()
 
@@ -126,12 +127,13 @@ async def _operate(
         registry = kopf.OperatorRegistry()
         FeedHandlers(feeds, LatestReader(bus.js), section, metrics).register(registry)
         _register_login(registry, section)
+        namespaces = section.watched_namespaces()
         await kopf.operator(
             registry=registry,
             settings=kopf_settings(),
             standalone=True,
-            clusterwide=not section.namespaces,
-            namespaces=section.namespaces,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
         )
