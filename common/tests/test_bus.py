@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+
+import pytest
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
 from fairprice.common.consumer import PullConsumer
+from fairprice.common.errors import TransientError
 from fairprice.common.health import Readiness
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import NatsSettings, StreamLimits, StreamsSettings
@@ -153,6 +157,26 @@ async def test_connect_bus_sets_readiness(nats_settings: NatsSettings) -> None:
     async with connect_bus(nats_settings, name="test", readiness=readiness):
         assert readiness.ready
     assert not readiness.ready
+
+
+async def test_connect_gives_up_when_stopped_while_the_broker_is_unreachable() -> None:
+    """nats-py retries a first connection forever by itself (``max_reconnect_attempts=-1``):
+    ``stop`` must still end the wait, or a service could not stop during a broker outage."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        settings = NatsSettings(servers=[f"nats://127.0.0.1:{sock.getsockname()[1]}"])
+        stop = asyncio.Event()
+
+        async def connect() -> None:
+            async with connect_bus(settings, name="test", stop=stop):
+                pass
+
+        task = asyncio.create_task(connect())
+        done, _ = await asyncio.wait({task}, timeout=0.5)
+        assert not done, "no broker: still trying"
+        stop.set()
+        with pytest.raises(TransientError, match="stopped before NATS was reachable"):
+            await asyncio.wait_for(task, timeout=10)
 
 
 async def test_publisher_close_is_bounded_when_the_broker_is_gone(

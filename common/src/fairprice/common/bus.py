@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,7 +127,7 @@ async def _connect_with_retry(
     while True:
         attempt += 1
         try:
-            return await nats.connect(**options, allow_reconnect=True)
+            return await _unless_stopped(nats.connect(**options, allow_reconnect=True), stop)
         except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
             if settings.max_reconnect_attempts != -1 and attempt > settings.max_reconnect_attempts:
                 raise TransientError(
@@ -140,6 +140,36 @@ async def _connect_with_retry(
             raise TransientError("stopped before NATS was reachable")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 10.0)
+
+
+async def _unless_stopped(
+    connecting: Coroutine[Any, Any, NATS], stop: asyncio.Event | None
+) -> NATS:
+    """``connecting``, abandoned when ``stop`` is set first. With ``max_reconnect_attempts=-1``
+    nats-py retries a first connection forever inside ``nats.connect``: without this race, a
+    service told to stop while the broker is unreachable would never return."""
+    if stop is None:
+        return await connecting
+    attempt = asyncio.ensure_future(connecting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # our caller is cancelled: so is the attempt
+        attempt.cancel()
+        raise
+    finally:
+        stopped.cancel()
+    if not attempt.done():
+        # Cancel until it ends: on Python 3.11 a refused connection that completes as the
+        # cancellation arrives makes asyncio.wait_for (inside nats-py) swallow it, and nats-py
+        # then goes on retrying.
+        while not attempt.done():
+            attempt.cancel()
+            await asyncio.wait({attempt}, timeout=0.05)
+        if not attempt.cancelled() and attempt.exception() is None:
+            await attempt.result().close()  # it connected just as we stopped
+        raise TransientError("stopped before NATS was reachable")
+    return attempt.result()
 
 
 def stream_config(stream: Stream, settings: StreamsSettings) -> api.StreamConfig:
