@@ -9,7 +9,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export PATH := $(PATH):/usr/sbin
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint fmt pytest
+.PHONY: help setup test lint fmt pytest run demo
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -23,6 +23,12 @@ test: setup lint pytest ## set up, lint, type-check and run the whole test suite
 
 pytest: ## run the tests only (PYTEST_ARGS=... to pass options)
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
+
+run: setup ## the whole pipeline on this machine against live Binance (Ctrl-C stops it)
+	$(UV) run --frozen fairprice run
+
+demo: setup ## the same against the bundled simulator: no internet needed (SYMBOLS=N adds N)
+	$(UV) run --frozen fairprice demo --symbols $(or $(SYMBOLS),0)
 
 lint: ## ruff lint + format check, mypy --strict
 	$(UV) run --frozen ruff check .

@@ -27,11 +27,12 @@ from _report import report
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
-from fairprice.common.messages import Book, encode
+from fairprice.common.messages import Book, decode, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
 from fairprice.common.testing import eventually, run_nats
+from fairprice.converter.pipeline import Params, SymbolPipeline
 from fairprice.converter.service import run
 from fairprice.converter.settings import ConverterSection, ConverterSettings
 
@@ -124,12 +125,28 @@ async def _measure(
     return (name, books, wall, books / wall, books / cpu)
 
 
+def _compute_only(books: int, symbols: int) -> tuple[str, int, float, float, float]:
+    """Decode + pipeline + encode, no NATS: the converter's own share of a book's cost."""
+    payloads = [encode(book) for book in _books(books, symbols, 1)]
+    pipelines: dict[str, SymbolPipeline] = {}
+    wall, cpu = time.perf_counter(), time.process_time()
+    for data in payloads:
+        book = decode(data, Book)
+        pipeline = pipelines.get(book.symbol)
+        if pipeline is None:
+            pipeline = pipelines[book.symbol] = SymbolPipeline("bench", book.symbol, Params())
+        pipeline.process(book)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return ("compute only (no NATS)", books, wall, books / wall, books / cpu)
+
+
 async def _main(books: int, symbols: int) -> None:
     async with run_nats() as server:
         nats = NatsSettings(servers=[server.url])
         async with connect_bus(nats, name="bench") as bus:
             await ensure_streams(bus.jsm, StreamsSettings())
             rows = [
+                _compute_only(books, symbols),
                 await _measure("catch-up (replay)", bus, nats, books, symbols, True, 1),
                 await _measure("live (tail of books.>)", bus, nats, books, symbols, False, 10**9),
             ]

@@ -10,7 +10,8 @@ to one core (nats-server runs on the other); CPU is this process's CPU time. Fra
 fast as the loop takes them; events/CPU-s is the rate one fully free core would sustain (the
 wall-clock rate also counts other processes sharing the machine). 1,000 symbols at 100 ms is
 10,000 events a second: the target.
-Memory per symbol: tracemalloc's count for 200 books loaded from 1,000-level snapshots.
+Memory per symbol: tracemalloc's count for 200 books loaded from 1,000-level snapshots
+(both sides), parsed from JSON as live.
 
 Run: ``uv run python bench/crawler.py`` (``--events N`` per scenario, default 60,000).
 """
@@ -54,10 +55,17 @@ class _Market:
         self.update_id = {s: 1_000_000 + i * 7 for i, s in enumerate(self.symbols)}
 
     def snapshot(self, symbol: str) -> Snapshot:
-        mid = self.mid[symbol]
-        bids = [(_price(mid - 1 - i), "1.00000000") for i in range(SNAPSHOT_LEVELS)]
-        asks = [(_price(mid + 1 + i), "1.00000000") for i in range(SNAPSHOT_LEVELS)]
-        return Snapshot(self.update_id[symbol], bids, asks)
+        """Parsed from the JSON body Binance would send, as the crawler does (every string a
+        separate object, as in a live book)."""
+        mid, rng = self.mid[symbol], self.rng
+        bids = [
+            (_price(mid - 1 - i), f"{rng.uniform(0.001, 50):.8f}") for i in range(SNAPSHOT_LEVELS)
+        ]
+        asks = [
+            (_price(mid + 1 + i), f"{rng.uniform(0.001, 50):.8f}") for i in range(SNAPSHOT_LEVELS)
+        ]
+        body = {"lastUpdateId": self.update_id[symbol], "bids": bids, "asks": asks}
+        return Binance().parse_snapshot(msgspec.json.encode(body))
 
     def frame(self, symbol: str, event_ms: int) -> bytes:
         rng = self.rng
@@ -143,19 +151,21 @@ async def _with_publish(
 
 
 def memory_per_symbol(n: int = 200) -> float:
-    """Bytes of Python objects per symbol for ``n`` books loaded from 1,000-level snapshots."""
+    """Bytes held per synced symbol: the snapshots are parsed while tracing (the book keeps
+    their strings) and dropped once loaded."""
     market = _Market(n)
-    snapshots = [(s, market.snapshot(s)) for s in market.symbols]
     gc.collect()
     tracemalloc.start()
     engine = SyncEngine(Binance())
-    for symbol, snapshot in snapshots:
+    for symbol in market.symbols:
+        snapshot = market.snapshot(symbol)
         engine.add(symbol)
         engine.on_event(DepthEvent(symbol, snapshot.last_id, snapshot.last_id, 0, [], []), 0)
         engine.on_snapshot(symbol, snapshot)
+        del snapshot
+    gc.collect()
     current, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    del snapshots
     return current / n
 
 

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import platform
 import statistics
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import httpx
 import psutil
+from _report import report
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import connect_bus, ensure_streams
@@ -41,8 +39,8 @@ from fairprice.storer import StorerSettings, run
 from fairprice.storer.line_protocol import LineEncoder
 from fairprice.storer.settings import StorerSection
 
-RESULTS = Path(__file__).parent / "results" / "storer.json"
 SYMBOLS = 10
+_PROCS = ("influxd", "nats_server", "storer")
 
 
 def make_books(count: int, levels: int) -> list[Book]:
@@ -108,7 +106,7 @@ async def ceiling(bodies: list[bytes], points: int) -> Run:
         httpx.AsyncClient(base_url=influxd.url, timeout=60) as client,
     ):
         await client.post("/query", data={"q": f'CREATE DATABASE "{database}"'})
-        cpu = _Cpu(influxd=_pid(influxd), client=None)
+        cpu = _Cpu(influxd=_pid(influxd))
         cpu.start()
         started = time.perf_counter()
         for body in bodies:
@@ -126,6 +124,10 @@ async def through_storer(books: list[Book], batch_size: int) -> Run:
         await _publish(nats, books)
         cpu = _Cpu(influxd=_pid(influxd), nats_server=_pid(nats_server), storer=None)
         return await _store(nats, influxd.url, len(books), batch_size, cpu)
+
+
+def _us(value: float | None) -> int | str:
+    return "" if value is None else round(value)
 
 
 def _pid(server: InfluxServer | NatsServer) -> int:
@@ -197,47 +199,33 @@ async def main() -> None:
     reference = statistics.median(c.points_per_s for c in ceilings)
     storer = statistics.median(s.points_per_s for s in storers)
     ratio = storer / reference
-
-    def cpu(runs: list[Run], name: str) -> str:
-        return f"{statistics.median(r.cpu_us_per_point[name] for r in runs):.0f}"
-
-    rows = [
-        ("influxd ceiling runs (points/s)", ", ".join(f"{c.points_per_s:,.0f}" for c in ceilings)),
-        ("storer runs (points/s)", ", ".join(f"{s.points_per_s:,.0f}" for s in storers)),
-        ("influxd ceiling, median (points/s)", f"{reference:,.0f}"),
-        ("storer JetStream -> influxd, median", f"{storer:,.0f}"),
-        ("storer / ceiling", f"{ratio:.0%}  (target >= 80%)"),
-        ("CPU us/point, ceiling: influxd", cpu(ceilings, "influxd")),
-        ("CPU us/point, storer run: influxd", cpu(storers, "influxd")),
-        ("CPU us/point, storer run: nats-server", cpu(storers, "nats_server")),
-        ("CPU us/point, storer run: storer", cpu(storers, "storer")),
-    ]
     print(
         f"storer benchmark: {args.books:,} books of {args.levels} levels a side "
         f"({4 * args.levels + 3} fields), batch {args.batch_size:,}, {SYMBOLS} symbols"
     )
-    width = max(len(name) for name, _ in rows)
-    for name, value in rows:
-        print(f"  {name:<{width}}  {value}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "books": args.books,
-                "levels": args.levels,
-                "batch_size": args.batch_size,
-                "ceiling_runs": [asdict(c) for c in ceilings],
-                "storer_runs": [asdict(s) for s in storers],
-                "ceiling_median": round(reference),
-                "storer_median": round(storer),
-                "ratio": round(ratio, 3),
-                "python": platform.python_version(),
-            },
-            indent=2,
-        )
-        + "\n"
+    rows = [
+        [name, round(r.points_per_s), *(_us(r.cpu_us_per_point.get(p)) for p in _PROCS)]
+        for name, r in [
+            *((f"ceiling {n + 1}", c) for n, c in enumerate(ceilings)),
+            *((f"storer {n + 1}", s) for n, s in enumerate(storers)),
+        ]
+    ]
+    rows += [
+        ["ceiling median", round(reference), "", "", ""],
+        ["storer median", round(storer), "", "", ""],
+    ]
+    columns = ["run", "points_per_s", *(f"{p}_cpu_us_per_point" for p in _PROCS)]
+    report(
+        "storer",
+        columns,
+        rows,
+        books=args.books,
+        levels=args.levels,
+        batch_size=args.batch_size,
+        ratio=round(ratio, 3),
+        target=0.8,
     )
-    print(f"  written to {RESULTS}")
+    print(f"storer / ceiling: {ratio:.0%} (target >= 80%)")
 
 
 if __name__ == "__main__":

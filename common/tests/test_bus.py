@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+
+import pytest
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
 from fairprice.common.consumer import PullConsumer
+from fairprice.common.errors import TransientError
 from fairprice.common.health import Readiness
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import NatsSettings, StreamLimits, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
-from fairprice.common.testing import NatsServer
+from fairprice.common.testing import NatsServer, eventually
 
 
 async def test_streams_created_twice_without_error(bus: Bus) -> None:
@@ -55,24 +59,40 @@ async def test_publisher_applies_backpressure_and_acks_all(bus: Bus) -> None:
     assert (await bus.jsm.stream_info("BOOKS")).state.messages == 2000
 
 
-async def test_publisher_resends_what_a_restart_lost(
+async def test_publisher_resends_what_a_restart_lost_in_order(
     nats_server: NatsServer, nats_settings: NatsSettings
 ) -> None:
-    """Messages published while the broker is down are stored once it is back."""
+    """Messages published across a broker restart are all stored once it is back, in the
+    order they were published: what the dropped connection lost is resent before anything
+    newer (a reader that needs a subject in order, like the converter, would skip it)."""
+    count = 4000
     async with connect_bus(nats_settings, name="test") as bus:
         await ensure_streams(bus.jsm, StreamsSettings())
         async with Publisher(bus.nc, ack_timeout=1.0) as publisher:
-            for seq in range(100):
-                await publisher.publish(books_subject("sim", "A"), b"x", f"sim:A:{seq}")
-            await publisher.flush()
-            nats_server.stop()
-            for seq in range(100, 200):
-                await publisher.publish(books_subject("sim", "A"), b"x", f"sim:A:{seq}")
+
+            async def produce() -> None:
+                for seq in range(count):
+                    await publisher.publish(
+                        books_subject("sim", "A"), str(seq).encode(), f"sim:A:{seq}"
+                    )
+                    if seq % 20 == 0:
+                        await asyncio.sleep(0.002)  # steady load, not a burst
+
+            producer = asyncio.create_task(produce())
+            await eventually(lambda: publisher.acked >= 500, within=10, what="first acks")
+            await eventually(lambda: publisher.in_flight > 5, within=10, what="in flight")
+            nats_server.kill()  # SIGKILL with messages in flight: what it had not read is lost
             await nats_server.start()
+            await producer
             async with asyncio.timeout(30):
                 await publisher.flush()
         info = await bus.jsm.stream_info("BOOKS")
-    assert info.state.messages == 200
+        stored = []
+        for seq in range(1, info.state.last_seq + 1):
+            msg = await bus.jsm.get_msg("BOOKS", seq)
+            assert msg.data is not None
+            stored.append(int(msg.data))
+    assert stored == list(range(count))
 
 
 async def test_durable_consumer_resumes_after_reconnect(
@@ -137,3 +157,38 @@ async def test_connect_bus_sets_readiness(nats_settings: NatsSettings) -> None:
     async with connect_bus(nats_settings, name="test", readiness=readiness):
         assert readiness.ready
     assert not readiness.ready
+
+
+async def test_connect_gives_up_when_stopped_while_the_broker_is_unreachable() -> None:
+    """nats-py retries a first connection forever by itself (``max_reconnect_attempts=-1``):
+    ``stop`` must still end the wait, or a service could not stop during a broker outage."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+        settings = NatsSettings(servers=[f"nats://127.0.0.1:{sock.getsockname()[1]}"])
+        stop = asyncio.Event()
+
+        async def connect() -> None:
+            async with connect_bus(settings, name="test", stop=stop):
+                pass
+
+        task = asyncio.create_task(connect())
+        done, _ = await asyncio.wait({task}, timeout=0.5)
+        assert not done, "no broker: still trying"
+        stop.set()
+        with pytest.raises(TransientError, match="stopped before NATS was reachable"):
+            await asyncio.wait_for(task, timeout=10)
+
+
+async def test_publisher_close_is_bounded_when_the_broker_is_gone(
+    nats_server: NatsServer, nats_settings: NatsSettings
+) -> None:
+    """A shutdown with NATS down still ends (within close_timeout), reporting what is unacked."""
+    async with connect_bus(nats_settings, name="test") as bus:
+        await ensure_streams(bus.jsm, StreamsSettings())
+        publisher = Publisher(bus.nc, close_timeout=0.5)
+        async with publisher:
+            nats_server.stop()
+            for seq in range(10):
+                await publisher.publish(books_subject("sim", "A"), b"x", f"sim:A:{seq}")
+        assert publisher.in_flight == 10
+        await nats_server.start()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 SERVICE = """
 import asyncio
+import os
 from fairprice.common.lifecycle import install_signal_handlers, run_service
 from fairprice.common.logs import get_logger
 from fairprice.common.settings import ServiceSettings
@@ -18,6 +19,7 @@ async def run(settings: ServiceSettings) -> None:
     stop = install_signal_handlers()
     get_logger("demo").info("running")
     await stop.wait()
+    await asyncio.sleep(float(os.environ.get("CLEANUP_S", "0")))
     get_logger("demo").info("cleaned up")
 
 run_service("demo", ServiceSettings, run)
@@ -57,3 +59,20 @@ def test_run_service_stops_gracefully_on_sigterm(tmp_path: Path) -> None:
     assert '"event": "stopping"' in rest and '"signal": "SIGTERM"' in rest
     assert '"event": "cleaned up"' in rest
     assert '"service": "demo"' in rest
+
+
+def test_run_service_takes_one_ctrl_c_delivered_twice_as_one(tmp_path: Path) -> None:
+    """``uv run`` forwards the terminal's SIGINT to a child that got it already: two SIGINTs
+    back to back still stop the service gracefully (its cleanup runs)."""
+    proc = _start(tmp_path, CLEANUP_S="0.3")
+    assert proc.stderr is not None
+    while '"event": "running"' not in (line := proc.stderr.readline()):
+        assert line, "the service exited before it ran"
+    proc.send_signal(signal.SIGINT)
+    while '"event": "stopping"' not in (line := proc.stderr.readline()):
+        assert line, "the service exited before it stopped"
+    proc.send_signal(signal.SIGINT)  # uv's copy, after the first was handled
+    _, rest = proc.communicate(timeout=30)
+    assert proc.returncode == 0, rest
+    assert '"event": "cleaned up"' in rest
+    assert "second signal" not in rest

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from fairprice.common.testing import recordings_dir
 from fairprice.simulator import MarketSettings, Simulator, SimulatorSection, run_simulator
 
-RECORDINGS = Path(__file__).resolve().parents[2].parent / "shared/data/binance-recordings"
+RECORDINGS = recordings_dir()
 DECIMAL = re.compile(r"^\d+\.\d{8}$")
 
 SimFactory = Callable[..., Awaitable[Simulator]]
@@ -82,8 +82,7 @@ def recorded_frames(kind: str) -> list[dict[str, Any]]:
             _, _, raw = line.partition(": ")
             if f'{kind}"' in raw:
                 frames.append(json.loads(raw))
-    if not frames:
-        pytest.skip(f"no recorded {kind} frames under {RECORDINGS}")
+    assert frames, f"no recorded {kind} frames under {RECORDINGS}"
     return frames
 
 
@@ -94,4 +93,4 @@ def recorded_snapshot() -> dict[str, Any]:
         for line in path.read_text().splitlines():
             _, _, raw = line.partition(": ")
             return dict(json.loads(raw))
-    pytest.skip(f"no recorded snapshots under {RECORDINGS}")
+    raise AssertionError(f"no recorded snapshots under {RECORDINGS}")

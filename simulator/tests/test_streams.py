@@ -239,3 +239,15 @@ async def test_streams_stop_closes_connections_going_away(http: aiohttp.ClientSe
         pass
     assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 1001
     await ws.close()
+
+
+async def test_streams_event_times_of_a_symbol_never_repeat(
+    make_sim: SimFactory, http: aiohttp.ClientSession
+) -> None:
+    """Ticks faster than the clock's millisecond (a loop catching up does that) still give
+    every event its own ``E``: consumers key stored books by event time."""
+    sim = await make_sim(market={"tick_ms": 0.1})
+    async with http.ws_connect(f"{sim.ws_url}/ws/btcusdt@depth@100ms") as ws:
+        frames = await _frames(ws, 100)
+    times = [f["E"] for f in frames]
+    assert all(later > earlier for earlier, later in zip(times, times[1:], strict=False)), times

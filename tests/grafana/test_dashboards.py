@@ -17,7 +17,7 @@ PIPELINE_METRICS = {
     "fairprice_converter_books_total",
     "fairprice_storer_points_written_total",
     "fairprice_storer_consumer_lag_messages",
-    "fairprice_storer_e2e_latency_seconds_bucket",
+    "fairprice_storer_end_to_end_latency_seconds_bucket",
     "fairprice_storer_write_latency_seconds_bucket",
     "fairprice_storer_dead_letters_total",
 }

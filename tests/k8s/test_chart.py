@@ -188,20 +188,10 @@ def test_operator_rbac_is_least_privilege() -> None:
     assert granted == {
         ("fairprice.io", "marketfeeds", verb) for verb in ("get", "list", "watch", "patch")
     } | {
-        ("fairprice.io", "marketfeeds/status", "get"),
         ("fairprice.io", "marketfeeds/status", "patch"),
-        ("fairprice.io", "marketfeeds/finalizers", "update"),
         ("", "events", "create"),
-        ("events.k8s.io", "events", "create"),
     }
-    (cluster_role,) = by_kind(docs, "ClusterRole").values()
-    assert cluster_role["rules"] == [
-        {
-            "apiGroups": ["apiextensions.k8s.io"],
-            "resources": ["customresourcedefinitions"],
-            "verbs": ["get", "list", "watch"],
-        }
-    ]
+    assert not by_kind(docs, "ClusterRole")  # standalone kopf with CRD scanning off
     for doc in docs:
         for rule in doc.get("rules", []):
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]

@@ -13,13 +13,13 @@ import json
 import random
 from collections.abc import Callable
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
 from fairprice.common.messages import Book
+from fairprice.common.testing import recordings_dir
 
-RECORDING = Path("/work/shared/data/binance-recordings/cryptofeed-binance-2021-10-11")
+RECORDING = recordings_dir() / "cryptofeed-binance-2021-10-11"
 TOP_N = 20
 
 

@@ -9,9 +9,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -39,7 +40,9 @@ Outputs = set[tuple[str, str, bytes]]
 
 def _converter_section(**overrides: object) -> ConverterSection:
     values: dict[str, object] = {
-        "partitions": 8,
+        # many partitions: the six symbols almost surely land in six of them, so a new
+        # replica almost surely takes at least one symbol from the first (1 - 3**-6)
+        "partitions": 64,
         "sma_fast_s": PARAMS.sma_fast_s,
         "sma_slow_s": PARAMS.sma_slow_s,
         "min_gap": PARAMS.min_gap,
@@ -198,26 +201,27 @@ async def test_converter_replay_gives_byte_identical_outputs(
 async def test_converter_metrics_and_readiness(
     streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
 ) -> None:
-    registry = CollectorRegistry()
-    stop, ready = asyncio.Event(), asyncio.Event()
-    settings = _settings(nats_settings)
-    task = asyncio.create_task(run(settings, stop=stop, ready=ready, registry=registry))
-    try:
-        await eventually(ready.is_set, within=30, what="ready")
-        await _publish(streams, _interleave(books))
-        await _wait_for_outputs(streams, _expected(books))
+    """Ready with nothing to do; then every book counted, skips by reason, one takeover per
+    symbol (each new symbol is rebuilt once), all partitions owned."""
+    async with _replica(nats_settings) as registry:
 
         def value(name: str, **labels: str) -> float:
-            return registry.get_sample_value(name, labels) or 0.0
+            return registry.get_sample_value(f"fairprice_converter_{name}", labels) or 0.0
 
-        assert value("fairprice_converter_books_total") == sum(len(b) for b in books.values())
-        assert value("fairprice_converter_books_skipped_total", reason="crossed") > 0
-        assert value("fairprice_converter_owned_partitions") == 8
-        assert value("fairprice_converter_owned_symbols") == len(SYMBOLS)
-        assert value("fairprice_converter_rebuilds_total") == len(SYMBOLS)
-    finally:
-        stop.set()
-        await task
+        assert value("owned_partitions") == 64
+        assert value("owned_symbols") == 0
+        await _publish(streams, _interleave(books))
+        await _wait_for_outputs(streams, _expected(books))
+        total = sum(len(b) for b in books.values())
+        await eventually(lambda: value("books_total") == total, what="books counted")
+        await eventually(lambda: value("rebuilds_total") == len(SYMBOLS), what="rebuilds")
+        assert value("books_skipped_total", reason="crossed") > 0
+        assert value("books_skipped_total", reason="one_sided") > 0
+        assert value("owned_symbols") == len(SYMBOLS)
+        assert value("rebuilding_symbols") == 0
+        assert value("prices_total") == sum(
+            1 for kind, _, _ in _expected(books) if kind == Stream.PRICES.value
+        )
 
 
 async def test_converter_scaling_one_three_one_changes_no_output(
@@ -243,19 +247,21 @@ async def test_converter_scaling_one_three_one_changes_no_output(
                 await _wait_for_outputs(alone_bus, expected)
             reference, _ = await _collect(alone_bus)
 
-    def owned(registry: CollectorRegistry) -> float:
-        return registry.get_sample_value("fairprice_converter_owned_partitions") or 0.0
+    def owned(registry: CollectorRegistry, what: str = "partitions") -> float:
+        return registry.get_sample_value(f"fairprice_converter_owned_{what}") or 0.0
 
     async with _replica(nats_settings) as first:
         await _publish_in_chunks(streams, ordered[:third])
         async with _replica(nats_settings), _replica(nats_settings):
-            await eventually(lambda: owned(first) < 8, what="partitions moved away")
+            await eventually(
+                lambda: owned(first, "symbols") < len(SYMBOLS), what="symbols moved away"
+            )
             await _publish_in_chunks(streams, ordered[third : 2 * third])
             # back to one: the two leave while the last third arrives
             last_third = asyncio.create_task(_publish_in_chunks(streams, ordered[2 * third :]))
         await last_third
         await _wait_for_outputs(streams, expected)
-        assert owned(first) == 8
+        assert owned(first) == 64
         rebuilds = first.get_sample_value("fairprice_converter_rebuilds_total") or 0.0
         assert rebuilds > len(SYMBOLS)  # it took symbols back over
     scaled, count = await _collect(streams)
@@ -264,7 +270,7 @@ async def test_converter_scaling_one_three_one_changes_no_output(
     assert count == len(scaled)
 
 
-def _spawn(nats: NatsServer, workdir: Path) -> subprocess.Popen[bytes]:
+def _spawn(nats: NatsServer, workdir: Path, log_name: str | None = None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "FAIRPRICE_CONFIG": str(workdir / "empty.toml"),
@@ -279,7 +285,8 @@ def _spawn(nats: NatsServer, workdir: Path) -> subprocess.Popen[bytes]:
     env["FAIRPRICE_CONVERTER__HTTP__PORT"] = "0"
     env["FAIRPRICE_CONVERTER__HTTP__HOST"] = "127.0.0.1"
     (workdir / "empty.toml").write_text("")
-    with (workdir / f"converter-{len(list(workdir.glob('*.log')))}.log").open("wb") as log:
+    log_name = log_name or f"converter-{len(list(workdir.glob('*.log')))}.log"
+    with (workdir / log_name).open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "fairprice.converter"],
             env=env,
@@ -383,3 +390,43 @@ async def test_converter_survives_broker_restart(
     found, count = await _collect(streams)
     assert found == expected
     assert count == len(expected)
+
+
+async def test_converter_process_serves_probes_and_stops_on_sigterm(
+    streams: Bus, nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """``python -m fairprice.converter``: /healthz, /readyz once its partitions are placed,
+    /metrics, and a SIGTERM that leaves the membership and exits 0."""
+    process = _spawn(nats_server, tmp_path, "probe.log")
+    log = tmp_path / "probe.log"
+
+    def events() -> list[dict[str, object]]:
+        return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+    try:
+        await eventually(
+            lambda: any(e["event"] == "http listening" for e in events()), what="http up"
+        )
+        port = next(e["port"] for e in events() if e["event"] == "http listening")
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+
+            async def status(path: str) -> int:
+                async with http.get(base + path) as response:
+                    return response.status
+
+            assert await status("/healthz") == 200
+            await eventually(lambda: _is(status("/readyz"), 200), within=30, what="ready")
+            async with http.get(base + "/metrics") as response:
+                metrics = await response.text()
+        assert "fairprice_converter_owned_partitions 64.0" in metrics
+        assert 'fairprice_converter_books_skipped_total{reason="crossed"}' in metrics
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 15)
+    assert process.returncode == 0
+    assert any(e["event"] == "left" for e in events())
+
+
+async def _is(value: Awaitable[int], expected: int) -> bool:
+    return await value == expected

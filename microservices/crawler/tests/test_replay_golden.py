@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 
 from fairprice.common.messages import Book, decode
+from fairprice.common.testing import recordings_dir
 from fairprice.crawler.binance import Binance
 from fairprice.crawler.recording import Format, Record, read_recording
 from fairprice.crawler.replay import Replayer, main
 
-RECORDINGS = Path("/work/shared/data/binance-recordings")
+RECORDINGS = recordings_dir()
 OCT = RECORDINGS / "cryptofeed-binance-2021-10-11"
 AUG = RECORDINGS / "cryptofeed-binance-2021-08-14"
-
-pytestmark = pytest.mark.skipif(not RECORDINGS.is_dir(), reason="recordings not on this machine")
 
 
 def _replay(records: list[Record]) -> tuple[Replayer, list[Book], dict[str, int]]:

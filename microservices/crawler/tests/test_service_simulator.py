@@ -13,14 +13,14 @@ import pytest
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry
 
-from fairprice.common.bus import Bus
+from fairprice.common.bus import Bus, connect_bus
 from fairprice.common.errors import SettingsError
 from fairprice.common.feeds import Feed, encode_feed
 from fairprice.common.kv import Bucket, open_bucket
 from fairprice.common.messages import Book, decode
 from fairprice.common.settings import HttpSettings, NatsSettings
 from fairprice.common.subjects import Stream
-from fairprice.common.testing import eventually
+from fairprice.common.testing import NatsServer, eventually
 from fairprice.crawler.binance import Binance
 from fairprice.crawler.exchanges import exchange_for
 from fairprice.crawler.recording import read_recording
@@ -369,3 +369,39 @@ async def test_exchange_sim_publishes_under_its_own_name(
 def test_an_unknown_exchange_is_a_settings_error() -> None:
     with pytest.raises(SettingsError, match="known: binance, sim"):
         exchange_for("kraken")
+
+
+async def test_background_refreshes_keep_books_flowing(
+    simulator: Simulator, nats_settings: NatsSettings, bus: Bus
+) -> None:
+    latest = _Latest()
+    await bus.nc.subscribe(Stream.BOOKS.wildcard, cb=latest.on_msg)
+    settings = crawler_settings(simulator, nats_settings, publish_every_event=True, refresh_s=0.5)
+    async with _crawler_with_registry(settings) as registry:
+        await eventually(
+            lambda: (
+                _value(registry, "fairprice_crawler_refreshes_total", outcome="ok")
+                >= 2 * len(SYMBOLS)
+            ),
+            within=20,
+            what="every book refreshed twice",
+        )
+        assert _value(registry, "fairprice_crawler_refreshes_total", outcome="corrected") == 0
+        assert _value(registry, "fairprice_crawler_resyncs_total", reason="gap") == 0
+        await _assert_true_books(simulator, registry, latest)
+
+
+@pytest.mark.slow
+async def test_crawler_rides_out_a_broker_restart(
+    simulator: Simulator, nats_settings: NatsSettings, nats_server: NatsServer
+) -> None:
+    settings = crawler_settings(simulator, nats_settings, publish_every_event=True)
+    async with _crawler_with_registry(settings) as registry:
+        await nats_server.restart()
+        async with connect_bus(nats_settings, name="pytest-after-restart") as bus:
+            latest = _Latest()
+            await bus.nc.subscribe(Stream.BOOKS.wildcard, cb=latest.on_msg)
+            await eventually(
+                lambda: set(latest.books) == set(SYMBOLS), within=30, what="books again"
+            )
+            await _assert_true_books(simulator, registry, latest)

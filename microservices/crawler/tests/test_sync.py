@@ -139,3 +139,53 @@ def test_a_quiet_symbol_is_synced_without_waiting_for_an_event() -> None:
     book = engine.on_event(_event("AAA", 41, 42), 0)
     assert book is not None and book.first_update_id == 41
     assert engine.start_quiet(after_s=0) == 0
+
+
+def _synced_with(engine: SyncEngine, symbol: str, snapshot: Snapshot) -> None:
+    engine.on_event(_event(symbol, snapshot.last_id, snapshot.last_id), 0)
+    engine.on_snapshot(symbol, snapshot)
+    assert engine.symbols[symbol].synced
+
+
+def test_refresh_repairs_a_level_the_book_never_learned_without_a_gap() -> None:
+    engine, requested = _engine()
+    # The first snapshot was shallow: it lacks the bid at 0.5 that a deeper one has.
+    _synced_with(engine, "AAA", Snapshot(10, [("1.0", "1")], [("2.0", "1")]))
+    requested.clear()
+    assert engine.refresh("AAA") and not engine.refresh("AAA")
+    assert requested == ["AAA"]
+    # Events flow on and are published while the refresh snapshot is on the way.
+    e11 = DepthEvent("AAA", 11, 11, 0, [("1.0", "0")], [])  # the best bid leaves
+    assert engine.on_event(e11, 0) is not None
+    assert engine.on_event(DepthEvent("AAA", 12, 12, 0, [], [("2.5", "3")]), 0) is not None
+    assert engine.symbols["AAA"].book.bids(5) == []  # the live book does not know 0.5
+    # The refresh snapshot is as of 11 and has the deep level.
+    deep = Snapshot(11, [("0.5", "4")], [("2.0", "1")])
+    assert engine.on_snapshot("AAA", deep) == []
+    sync = engine.symbols["AAA"]
+    assert sync.synced and sync.book.update_id == 12
+    assert sync.book.bids(5) == [("0.5", "4")]
+    assert sync.book.asks(5) == [("2.0", "1"), ("2.5", "3")]
+    assert dict(engine.refreshes) == {"corrected": 1}
+    # The corrected top is published with the next event, whatever it touches.
+    book = engine.on_event(DepthEvent("AAA", 13, 13, 0, [], [("9.0", "1")]), 0)
+    assert book is not None and book.bids == [("0.5", "4")]
+    assert dict(sync.resyncs) == {"initial": 1}  # never out of sync
+
+
+def test_refresh_with_an_unusable_snapshot_keeps_the_live_book() -> None:
+    engine, _ = _engine()
+    _synced_with(engine, "AAA", Snapshot(10, [("1.0", "1")], []))
+    engine.refresh("AAA")
+    engine.on_event(_event("AAA", 11, 11), 0)
+    engine.on_event(_event("AAA", 12, 12), 0)
+    engine.on_snapshot("AAA", Snapshot(13, [], []))  # ahead of the live book (12)
+    engine.refresh("AAA")
+    engine.on_event(_event("AAA", 13, 13), 0)
+    engine.on_snapshot("AAA", Snapshot(11, [], []))  # older than the events kept (13..)
+    engine.refresh("AAA")
+    engine.snapshot_failed("AAA")  # the fetch gave up
+    assert dict(engine.refreshes) == {"skipped": 2, "failed": 1}
+    sync = engine.symbols["AAA"]
+    assert sync.synced and sync.book.update_id == 13 and not sync.refreshing
+    assert sync.book.bids(5) == [("1.0", "13")]

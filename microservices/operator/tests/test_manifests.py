@@ -63,8 +63,8 @@ def test_example_manifest_is_valid_and_a_feed_the_operator_accepts(
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.name)
 def test_example_names_an_exchange_the_crawler_crawls(path: Path, crd: dict[str, Any]) -> None:
-    """A crawler takes the feeds of its own adapter's exchange only: any other name would
-    never be crawled (the simulator is crawled with the binance adapter)."""
+    """A crawler takes the feeds of its own adapter's exchange only (``binance``, ``sim``): any
+    other name would never be crawled."""
     for doc in (doc for doc in yaml.safe_load_all(path.read_text()) if doc):
         assert with_defaults(spec_schema(crd), doc["spec"])["exchange"] in EXCHANGES
 

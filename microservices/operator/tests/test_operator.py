@@ -3,20 +3,27 @@ real nats-server. The test plays the converter's part by writing the ``latest`` 
 
 from __future__ import annotations
 
+import asyncio
 import re
+import socket
 import time
 from typing import Any
 
 import httpx
 import nats.js.errors
+import pytest
 import yaml
 from nats.js.kv import KeyValue
+from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import Bus
+from fairprice.common.errors import TransientError
 from fairprice.common.feeds import Feed, decode_feed, encode_feed
 from fairprice.common.kv import Bucket, open_bucket
 from fairprice.common.messages import Latest, encode
+from fairprice.common.settings import NatsSettings
 from fairprice.common.testing import eventually
+from fairprice.operator.service import run
 
 from .conftest import (
     ROOT,
@@ -24,6 +31,7 @@ from .conftest import (
     RunningOperator,
     feeds_path,
     market_feed,
+    operator_settings,
     spec_schema,
     with_defaults,
 )
@@ -262,3 +270,19 @@ async def test_operator_serves_health_readiness_and_metrics(operator: RunningOpe
         metrics = (await client.get("/metrics")).text
     assert "fairprice_operator_feed_writes_total" in metrics
     assert "fairprice_operator_status_refreshes_total" in metrics
+
+
+async def test_operator_stops_while_nats_is_unreachable(k8s: ApiServer) -> None:
+    """SIGTERM (``stop``) reaches the connection attempts in kopf's thread: the service ends
+    instead of waiting forever for a broker that is not there."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"nats://127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening
+        nats_settings = NatsSettings(servers=[dead], reconnect_wait_s=0.05, connect_timeout_s=1)
+        settings = operator_settings(nats_settings, str(k8s.url))
+        stop = asyncio.Event()
+        task = asyncio.create_task(run(settings, stop=stop, registry=CollectorRegistry()))
+        await eventually(lambda: not task.done(), within=1)  # it keeps trying
+        stop.set()
+        with pytest.raises(TransientError, match="stopped before NATS was reachable"):
+            await asyncio.wait_for(task, timeout=30)

@@ -17,6 +17,7 @@ from fairprice.common.subjects import (
     books_subject,
     deadletter_subject,
 )
+from fairprice.common.testing import NatsServer
 from fairprice.storer.deadletter import REASON_HEADER, SUBJECT_HEADER
 from fairprice.storer.settings import BooksSettings
 
@@ -207,3 +208,18 @@ async def test_database_dropped_while_running_is_created_again(h: Harness) -> No
         assert storer.metric("fairprice_storer_write_errors_total", kind="not_found") >= 1
     rows = await h.rows("SELECT update_id FROM orderbook")
     assert [row["update_id"] for row in rows] == list(range(1010, 1030))
+
+
+async def test_nats_restart_while_storing_loses_nothing(
+    h: Harness, nats_server: NatsServer
+) -> None:
+    books = [h.book(i, symbol=f"S{i % 3}") for i in range(2000)]
+    async with h.storer(h.settings):
+        await h.publish(books[:1000])
+        await h.wait_count("orderbook", "update_id", 1000)
+        await nats_server.restart()
+        await h.publish(books[1000:])
+        await h.wait_count("orderbook", "update_id", 2000)
+        await h.wait_for(lambda: _consumer_done(h, "storer-books"), what="all acked")
+    stored = {row["update_id"] for row in await h.rows_all("SELECT update_id FROM orderbook")}
+    assert stored == {b.update_id for b in books}

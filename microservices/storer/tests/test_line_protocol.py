@@ -166,3 +166,10 @@ def test_thinning_keeps_a_redelivered_kept_book() -> None:
     assert encoder.book(_book(event_time_ms=10_100, update_id=2)) is None
     assert encoder.book(first) is not None
     assert encoder.book(_book(event_time_ms=10_200, update_id=3)) is None
+
+
+def test_thinning_does_not_count_a_refused_book_as_kept() -> None:
+    encoder = LineEncoder(books_interval_ms=1000)
+    with pytest.raises(InvalidMessageError):
+        encoder.book(_book(event_time_ms=10_000, update_id=1, bids=[("x", "1")]))
+    assert encoder.book(_book(event_time_ms=10_100, update_id=2)) is not None

@@ -4,6 +4,7 @@ fairprice run      the whole pipeline locally against live Binance
 fairprice demo     the same against the bundled simulator (no internet needed)
 fairprice top      a live terminal board of every symbol
 fairprice status   services' readiness, streams and consumer lag
+fairprice replay   run a recording through the crawler's sync code, offline
 """
 
 from __future__ import annotations
@@ -21,17 +22,23 @@ from fairprice.common.errors import FairpriceError, SettingsError
 from fairprice.common.lifecycle import install_signal_handlers
 from fairprice.common.logs import configure_logging
 from fairprice.common.settings import LogSettings, ServiceSettings, load_settings
+from fairprice.converter.settings import ConverterSettings
+from fairprice.crawler.replay import main as replay_main
+from fairprice.crawler.settings import CrawlerSettings
+from fairprice.storer.settings import StorerSettings
 
 __all__ = ["main"]
 
-BINANCE_REST = "https://api.binance.com"
-# Where each service's /readyz answers in a local run (`fairprice run` / `demo`): the
-# `[<service>.http] port` defaults of clusters_dev.toml.
-LOCAL_SERVICES = {
-    "crawler": "http://127.0.0.1:8081",
-    "converter": "http://127.0.0.1:8082",
-    "storer": "http://127.0.0.1:8083",
-}
+
+def _local_services() -> dict[str, str]:
+    """Where each service answers in a local run (`fairprice run` / `demo`): the
+    ``[<service>.http] port`` of the configuration."""
+    ports = {
+        "crawler": load_settings(CrawlerSettings).crawler.http.port,
+        "converter": load_settings(ConverterSettings).converter.http.port,
+        "storer": load_settings(StorerSettings).storer.http.port,
+    }
+    return {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +55,14 @@ def _parser() -> argparse.ArgumentParser:
             default=Path(".state"),
             help="where nats-server and influxd keep their data (default .state)",
         )
-        p.add_argument("--rest-url", default=BINANCE_REST, help=argparse.SUPPRESS)
+        if name == "demo":
+            p.add_argument(
+                "--symbols",
+                type=int,
+                default=0,
+                metavar="N",
+                help="simulate N more symbols (SIM0000USDT...) besides the configured ones",
+            )
     top = sub.add_parser("top", help="a live board of every symbol (over NATS)")
     top.add_argument("--sort", choices=get_args(SortKey), default="symbol")
     top.add_argument("--limit", type=int, default=40, help="rows shown (default 40)")
@@ -60,6 +74,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=URL",
         help="a service's base URL (repeatable; default: the local run's)",
     )
+    replay = sub.add_parser(
+        "replay", help="replay a recording offline, one JSON book per line", add_help=False
+    )
+    replay.add_argument("args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -76,14 +94,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "replay":
+        return replay_main(args.args)
     settings = load_settings(ServiceSettings)
     configure_logging(LogSettings(level="WARNING"), service="fairprice")
     if args.command in ("run", "demo"):
         mode: local.Mode = "live" if args.command == "run" else "demo"
         configure_logging(settings.log, service="fairprice")
-        return local.main(mode, args.state_dir, args.rest_url)
+        return local.main(mode, args.state_dir, getattr(args, "symbols", 0))
     if args.command == "status":
-        services = dict(LOCAL_SERVICES)
+        services = _local_services()
         services.update(dict(item.split("=", 1) for item in args.service))
         return asyncio.run(run_status(settings, services))
 

@@ -2,15 +2,21 @@
 
 Starts ``nats-server -js`` and ``influxd`` with their data under one state folder that survives
 restarts (``.state/`` by default), then the services as child processes with their logs
-prefixed by service name, and Grafana when a ``grafana-server``/``grafana`` binary is on PATH.
-``run`` crawls live Binance; ``demo`` crawls the bundled simulator under the exchange name
-``sim``, so simulated data can never be mistaken for real market data. Ctrl-C stops
-everything gracefully: services first (producers before the storer), then the servers.
+prefixed by service name (``fairprice.cli.supervisor``), and Grafana when a
+``grafana-server``/``grafana`` binary is on PATH (``fairprice.cli.grafana``). ``run`` crawls
+live Binance; ``demo`` crawls the bundled simulator under the exchange name ``sim``, so
+simulated data can never be mistaken for real market data. Ctrl-C stops everything
+gracefully: services first (producers before the storer), then the servers.
+
+NATS and InfluxDB listen where the configuration says (``[nats] servers``, ``[influx] url``;
+4222 and 8086 by default), so ``fairprice top`` and ``fairprice status`` find them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import sys
 from pathlib import Path
 from typing import Literal
@@ -18,27 +24,21 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from fairprice.cli.grafana import grafana_spec
+from fairprice.cli.pipeline import service_env
 from fairprice.cli.supervisor import ServiceSpec, Supervisor
+from fairprice.common.errors import FatalError
 from fairprice.common.lifecycle import install_signal_handlers
-from fairprice.common.settings import InfluxSettings, ServiceSettings
+from fairprice.common.settings import load_settings
 from fairprice.common.testing.servers import run_influxd, run_nats
+from fairprice.crawler.settings import CrawlerSettings
+from fairprice.simulator.settings import SimulatorSettings
+from fairprice.storer.settings import StorerSettings
 
-__all__ = ["LocalSettings", "binance_unreachable", "run_local"]
+__all__ = ["Mode", "binance_unreachable", "run_local"]
 
 Mode = Literal["live", "demo"]
-
 DEMO_EXCHANGE = "sim"
-DEMO_SIMULATOR_PORT = 8090
-
-
-class LocalSettings(ServiceSettings):
-    """What the local runner reads of the shared configuration: where NATS and InfluxDB go."""
-
-    influx: InfluxSettings = InfluxSettings()
-
-
-def _port(url: str, default: int) -> int:
-    return urlsplit(url).port or default
 
 
 async def binance_unreachable(rest_url: str) -> str | None:
@@ -53,37 +53,65 @@ async def binance_unreachable(rest_url: str) -> str | None:
     return None
 
 
-def _services(mode: Mode, nats_url: str, influx_url: str, rest_url: str) -> list[ServiceSpec]:
-    common = {
-        "FAIRPRICE_NATS__SERVERS": f'["{nats_url}"]',
-        "FAIRPRICE_INFLUX__URL": influx_url,
-        "FAIRPRICE_LOG__FORMAT": "console",
-    }
+def _port_of(url: str, default: int, what: str) -> int:
+    port = urlsplit(url).port or default
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise FatalError(
+                f"port {port} for {what} is in use (a system service? e.g. `systemctl stop "
+                f"{'nats-server' if what == 'nats-server' else 'influxdb'}`), or point the "
+                f"configuration at another port"
+            ) from None
+    return port
+
+
+def _specs(
+    mode: Mode, nats_url: str, influx_url: str, extra_symbols: int
+) -> tuple[list[ServiceSpec], list[str]]:
+    crawler = load_settings(CrawlerSettings).crawler
+    symbols = list(crawler.symbols)
     python = sys.executable
+
+    def spec(
+        name: str,
+        *,
+        simulator_url: str | None = None,
+        exchange: str | None = None,
+        symbols: list[str] | None = None,
+    ) -> ServiceSpec:
+        env = service_env(
+            name,
+            nats_url=nats_url,
+            influx_url=influx_url,
+            simulator_url=simulator_url,
+            exchange=exchange,
+            symbols=symbols,
+            log_format="console",
+        )
+        return ServiceSpec(name, [python, "-m", f"fairprice.{name}"], env)
+
     specs = []
-    crawler_env = dict(common)
     if mode == "demo":
-        sim_url = f"127.0.0.1:{DEMO_SIMULATOR_PORT}"
-        specs.append(ServiceSpec("simulator", [python, "-m", "fairprice.simulator"], common))
-        crawler_env |= {
-            "FAIRPRICE_CRAWLER__EXCHANGE": DEMO_EXCHANGE,
-            "FAIRPRICE_CRAWLER__REST_URL": f"http://{sim_url}",
-            "FAIRPRICE_CRAWLER__WS_URL": f"ws://{sim_url}",
-        }
+        symbols += [f"SIM{n:04d}USDT" for n in range(extra_symbols)]
+        simulator = load_settings(SimulatorSettings).simulator
+        sim_url = f"http://127.0.0.1:{simulator.port}"
+        specs.append(spec("simulator", symbols=symbols))
+        crawler_spec = spec(
+            "crawler", simulator_url=sim_url, exchange=DEMO_EXCHANGE, symbols=symbols
+        )
     else:
-        crawler_env["FAIRPRICE_CRAWLER__REST_URL"] = rest_url
-    specs += [
-        ServiceSpec("storer", [python, "-m", "fairprice.storer"], common),
-        ServiceSpec("converter", [python, "-m", "fairprice.converter"], common),
-        ServiceSpec("crawler", [python, "-m", "fairprice.crawler"], crawler_env),
-    ]
-    return specs
+        crawler_spec = spec("crawler")
+    specs += [spec("storer"), spec("converter"), crawler_spec]
+    return specs, symbols
 
 
-async def run_local(mode: Mode, state_dir: Path, rest_url: str) -> int:
+async def run_local(mode: Mode, state_dir: Path, extra_symbols: int = 0) -> int:
     """Run until Ctrl-C or SIGTERM; the exit code."""
-    settings = LocalSettings()
+    settings = load_settings(StorerSettings)  # the shared [nats] and [influx] sections
     if mode == "live":
+        rest_url = load_settings(CrawlerSettings).crawler.rest_url
         problem = await binance_unreachable(rest_url)
         if problem:
             print(
@@ -92,21 +120,39 @@ async def run_local(mode: Mode, state_dir: Path, rest_url: str) -> int:
                 file=sys.stderr,
             )
             return 1
+    nats_port = _port_of(settings.nats.servers[0], 4222, "nats-server")
+    influx_port = _port_of(settings.influx.url, 8086, "influxd")
     stop = install_signal_handlers()
-    nats_port = _port(settings.nats.servers[0], 4222)
-    influx_port = _port(settings.influx.url, 8086)
-    print(f"fairprice: state in {state_dir}/ (kept between runs)", flush=True)
+    print(f"fairprice: {mode} run, state in {state_dir}/ (kept between runs)", flush=True)
     async with (
         run_nats(state_dir / "nats", port=nats_port) as nats_server,
         run_influxd(state_dir / "influxd", port=influx_port) as influxd,
     ):
-        print(f"fairprice: nats-server on {nats_server.url}, influxd on {influxd.url}", flush=True)
-        supervisor = Supervisor(_services(mode, nats_server.url, influxd.url, rest_url))
-        await supervisor.run(stop)
+        specs, symbols = _specs(mode, nats_server.url, influxd.url, extra_symbols)
+        print(
+            f"fairprice: nats-server on {nats_server.url}, influxd on {influxd.url}; "
+            f"{len(symbols)} symbols",
+            flush=True,
+        )
+        grafana = grafana_spec(state_dir / "grafana", influxd.url, settings.influx.database)
+        if grafana is not None:
+            specs.append(grafana)
+            print(
+                "fairprice: Grafana on http://127.0.0.1:3000 (anonymous viewer; admin/admin)",
+                flush=True,
+            )
+        print(
+            "fairprice: `fairprice top` shows the live board, `fairprice status` the health; "
+            "Ctrl-C stops everything",
+            flush=True,
+        )
+        await Supervisor(specs).run(stop)
         print("fairprice: services stopped; stopping nats-server and influxd", flush=True)
     return 0
 
 
-def main(mode: Mode, state_dir: Path, rest_url: str) -> int:
+def main(mode: Mode, state_dir: Path, extra_symbols: int = 0) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(run_local(mode, state_dir, rest_url))
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run_local(mode, state_dir, extra_symbols))
+    return 130

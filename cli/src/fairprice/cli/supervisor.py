@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from fairprice.common.lifecycle import wait_or_stop
+from fairprice.common.lifecycle import die_with_parent, wait_or_stop
 
 __all__ = ["ServiceSpec", "Supervisor"]
 
@@ -52,7 +52,15 @@ class Supervisor:
         self.restarts: dict[str, int] = {s.name: 0 for s in services}
 
     def say(self, line: str) -> None:
-        print(line, file=self._out, flush=True)
+        self._write(line + "\n")
+
+    def _write(self, text: str) -> None:
+        # A closed terminal or pipe (`| head`, a killed tee) must not stop the shutdown.
+        try:
+            self._out.write(text)
+            self._out.flush()
+        except (BrokenPipeError, ValueError):
+            pass
 
     async def run(self, stop: asyncio.Event) -> None:
         """Start every service, keep them running until ``stop`` is set, then stop them."""
@@ -74,13 +82,13 @@ class Supervisor:
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
+                preexec_fn=die_with_parent,  # and if we die anyway, so do they
                 limit=1024 * 1024,
             )
             self._procs[spec.name] = proc
             assert proc.stdout is not None
             async for raw in proc.stdout:
-                self._out.write(self._prefix[spec.name] + raw.decode(errors="replace"))
-                self._out.flush()
+                self._write(self._prefix[spec.name] + raw.decode(errors="replace"))
             code = await proc.wait()
             if self._stopping or stop.is_set():
                 return

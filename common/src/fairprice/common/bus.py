@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +55,11 @@ async def connect_bus(
 ) -> AsyncIterator[Bus]:
     """Connect to NATS; yields a ``Bus``; drains the connection when the block exits."""
 
+    closing = False
+
     async def disconnected() -> None:
+        if closing:
+            return  # our own drain or close, not an outage
         log.warning("nats disconnected")
         if readiness:
             readiness.set("nats", False)
@@ -82,6 +86,8 @@ async def connect_bus(
         # Keep publishing into the client's buffer while reconnecting (8 MiB), instead of
         # failing every publish during a broker restart.
         "pending_size": 8 * 1024 * 1024,
+        # Well inside Kubernetes' default 30 s grace period.
+        "drain_timeout": 10,
     }
     if settings.user:
         options["user"] = settings.user
@@ -101,9 +107,15 @@ async def connect_bus(
     finally:
         if readiness:
             readiness.set("nats", False)
-        if not nc.is_closed:
-            with contextlib.suppress(nats.errors.Error, TimeoutError):
+        closing = True
+        # drain() flushes what we published and acked; on a connection that is down there is
+        # nothing to flush, and close() ends the client's tasks (errors of a dead socket are
+        # expected there).
+        with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
+            if nc.is_connected:
                 await nc.drain()
+            if not nc.is_closed:
+                await nc.close()
         log.info("nats closed")
 
 
@@ -115,7 +127,7 @@ async def _connect_with_retry(
     while True:
         attempt += 1
         try:
-            return await nats.connect(**options, allow_reconnect=True)
+            return await _unless_stopped(nats.connect(**options, allow_reconnect=True), stop)
         except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
             if settings.max_reconnect_attempts != -1 and attempt > settings.max_reconnect_attempts:
                 raise TransientError(
@@ -128,6 +140,36 @@ async def _connect_with_retry(
             raise TransientError("stopped before NATS was reachable")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 10.0)
+
+
+async def _unless_stopped(
+    connecting: Coroutine[Any, Any, NATS], stop: asyncio.Event | None
+) -> NATS:
+    """``connecting``, abandoned when ``stop`` is set first. With ``max_reconnect_attempts=-1``
+    nats-py retries a first connection forever inside ``nats.connect``: without this race, a
+    service told to stop while the broker is unreachable would never return."""
+    if stop is None:
+        return await connecting
+    attempt = asyncio.ensure_future(connecting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({attempt, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # our caller is cancelled: so is the attempt
+        attempt.cancel()
+        raise
+    finally:
+        stopped.cancel()
+    if not attempt.done():
+        # Cancel until it ends: on Python 3.11 a refused connection that completes as the
+        # cancellation arrives makes asyncio.wait_for (inside nats-py) swallow it, and nats-py
+        # then goes on retrying.
+        while not attempt.done():
+            attempt.cancel()
+            await asyncio.wait({attempt}, timeout=0.05)
+        if not attempt.cancelled() and attempt.exception() is None:
+            await attempt.result().close()  # it connected just as we stopped
+        raise TransientError("stopped before NATS was reachable")
+    return attempt.result()
 
 
 def stream_config(stream: Stream, settings: StreamsSettings) -> api.StreamConfig:

@@ -77,6 +77,10 @@ class PullConsumer:
         # request can be lost in a broker restart; then a new one is sent).
         self._owed = 0
         self._request_deadline = 0.0
+        # The connection's reconnect count when the request was sent: a request sent before a
+        # reconnect died with the old connection, so a new one goes out at once instead of
+        # after its deadline.
+        self._request_reconnects = 0
         self.pending = 0
         """Messages in the stream not yet delivered to this consumer, as of the last delivery."""
 
@@ -129,13 +133,15 @@ class PullConsumer:
 
     async def _pull_if_needed(self) -> None:
         now = time.monotonic()
-        if self._owed and now < self._request_deadline:
+        reconnects = self._bus.nc.stats["reconnects"]
+        if self._owed and now < self._request_deadline and reconnects == self._request_reconnects:
             return
         if len(self._buffer) >= self._batch or self._bus.nc.is_reconnecting:
             return
         request = {"batch": self._batch, "expires": int(self._expires * 1e9)}
         self._owed = self._batch
         self._request_deadline = now + self._expires + 1.0
+        self._request_reconnects = reconnects
         await self._bus.nc.publish(
             self._next_subject, msgspec.json.encode(request), reply=self._inbox
         )

@@ -49,12 +49,18 @@ async def open_bucket(
         return await js.key_value(bucket.value)
 
 
-async def snapshot(kv: KeyValue, keys: str = ">") -> dict[str, bytes]:
-    """Every live key matching ``keys`` (a subject pattern) with its value, at one moment."""
+async def snapshot(kv: KeyValue, keys: str = ">", *, idle_s: float = 5.0) -> dict[str, bytes]:
+    """Every live key matching ``keys`` (a subject pattern) with its value, at one moment.
+
+    ``nats.errors.TimeoutError`` (a ``TimeoutError``) when the bucket sends nothing for
+    ``idle_s`` seconds: iterating a watcher has no deadline of its own, and a read that never
+    ends would hang a heartbeat or a service's shutdown.
+    """
     watcher = await kv.watch(keys)
     entries: dict[str, bytes] = {}
     try:
-        async for entry in watcher:
+        while True:
+            entry = await watcher.updates(idle_s)  # type: ignore[no-untyped-call]
             if entry is None:
                 break
             if entry.operation in (KV_DEL, KV_PURGE):

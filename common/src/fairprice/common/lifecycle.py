@@ -19,22 +19,47 @@ from fairprice.common.errors import FatalError, SettingsError
 from fairprice.common.logs import configure_logging, get_logger
 from fairprice.common.settings import ServiceSettings, load_settings
 
-__all__ = ["install_signal_handlers", "run_service", "wait_or_stop"]
+__all__ = ["die_with_parent", "install_signal_handlers", "run_service", "wait_or_stop"]
 
 S = TypeVar("S", bound=ServiceSettings)
 log = get_logger(__name__)
 
 
+def die_with_parent() -> None:
+    """In a child process (``preexec_fn``): get SIGTERM when the parent dies, however it dies.
+
+    A runner killed with SIGKILL, or by a broken pipe, must not leave its servers and services
+    running behind it. Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere a no-op.
+    """
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+_SAME_SIGNAL_S = 1.0
+"""A second signal this soon after the first is the same one delivered twice: a terminal's
+Ctrl-C signals the whole foreground process group, and ``uv run`` forwards it to its child
+as well, so ``make demo`` gets every Ctrl-C twice."""
+
+
 def install_signal_handlers() -> asyncio.Event:
-    """An event set by the first SIGTERM or SIGINT; a second one exits at once."""
+    """An event set by the first SIGTERM or SIGINT; a second one (not the first one delivered
+    twice: ``_SAME_SIGNAL_S``) exits at once."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    first_at: list[float] = []
 
     def on_signal(signum: int) -> None:
         if stop.is_set():
+            if first_at and loop.time() - first_at[0] < _SAME_SIGNAL_S:
+                return
             log.warning("second signal, exiting now", signal=signal.Signals(signum).name)
             raise SystemExit(128 + signum)
         log.info("stopping", signal=signal.Signals(signum).name)
+        first_at.append(loop.time())
         stop.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):

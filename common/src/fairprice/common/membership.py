@@ -95,6 +95,9 @@ class Membership:
             # Stopped, not cancelled: a heartbeat cancelled inside ``kv.watch`` leaves nats-py's
             # ordered-consumer heartbeat task running after the watcher is gone.
             self._stopping.set()
+            _, running = await asyncio.wait({self._task}, timeout=self._ttl_s)
+            for task in running:  # a heartbeat stuck on a broker that went away
+                task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._kv is not None and not self._bus.nc.is_closed:

@@ -12,6 +12,16 @@ duplicate window turns into exactly one stored message.
 
 ``publish`` blocks while ``max_in_flight`` messages await their ack: backpressure instead of
 unbounded memory when the broker is slow or gone.
+
+Order across a reconnect: what was in flight when the connection dropped is lost with it. If
+new messages went out first (nats-py buffers what is published while it reconnects and sends
+that first), the lost ones, resent later, would land in the stream after newer messages of
+the same subject, and a reader that needs each subject in order (the converter skips a book
+older than the last one it priced) would lose them. So ``publish`` waits while the connection
+is down, and the first publish on a new connection resends everything unacked, in order,
+before its own message. (One window stays open: messages nats-py still held unsent when the
+connection dropped go out first on the new one; they are newer than the lost ones only when
+both exist at that instant, within one cycle of nats-py's flusher.)
 """
 
 from __future__ import annotations
@@ -56,8 +66,10 @@ class Publisher:
         *,
         max_in_flight: int = 10_000,
         ack_timeout: float = 5.0,
+        close_timeout: float = 15.0,
     ) -> None:
         self._nc = nc
+        self._close_timeout = close_timeout
         self._max_in_flight = max_in_flight
         self._ack_timeout = ack_timeout
         self._inbox = nc.new_inbox()
@@ -70,6 +82,7 @@ class Publisher:
         self._drained.set()
         self._sub: Subscription | None = None
         self._resender: asyncio.Task[None] | None = None
+        self._reconnects = nc.stats["reconnects"]
         self.acked = 0
         self.duplicates = 0
         self.resent = 0
@@ -92,7 +105,14 @@ class Publisher:
     ) -> None:
         try:
             if exc_type is None:
-                await self.flush()
+                try:
+                    # Bounded: with the broker gone a shutdown must still finish within the
+                    # pod's grace period. What is left unacked was never stored; the producer's
+                    # restart (or another replica) publishes it again under the same ids.
+                    async with asyncio.timeout(self._close_timeout):
+                        await self.flush()
+                except TimeoutError:
+                    log.warning("closing with unacked messages", count=len(self._pending))
         finally:
             if self._resender is not None:
                 self._resender.cancel()
@@ -105,6 +125,7 @@ class Publisher:
         while len(self._pending) >= self._max_in_flight:
             self._room.clear()
             await self._room.wait()
+        await self._in_order()
         self._seq += 1
         headers = {_MSG_ID: msg_id}
         self._pending[self._seq] = (subject, payload, headers, time.monotonic())
@@ -112,6 +133,29 @@ class Publisher:
         await self._nc.publish(
             subject, payload, reply=f"{self._inbox}.{self._seq}", headers=headers
         )
+
+    async def _in_order(self) -> None:
+        """Wait while the connection is down; on a new one, resend the unacked first."""
+        # nats-py has nothing to await for "reconnected" but the callback that the
+        # connection's owner (connect_bus) holds: a short poll, only while it is down.
+        while not self._nc.is_connected and not self._nc.is_closed:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        reconnects = self._nc.stats["reconnects"]
+        if reconnects != self._reconnects:
+            self._reconnects = reconnects
+            if self._pending:
+                log.info("resending unacked messages after a reconnect", count=len(self._pending))
+                await self._resend(list(self._pending))
+
+    async def _resend(self, seqs: list[int]) -> None:
+        for seq in seqs:
+            entry = self._pending.get(seq)
+            if entry is None:
+                continue  # acked meanwhile
+            subject, payload, headers, _ = entry
+            self._pending[seq] = (subject, payload, headers, time.monotonic())
+            self.resent += 1
+            await self._nc.publish(subject, payload, reply=f"{self._inbox}.{seq}", headers=headers)
 
     async def flush(self) -> None:
         """Wait until every message published so far is acked by JetStream (callers bound
@@ -152,10 +196,4 @@ class Publisher:
             stale = [seq for seq, entry in self._pending.items() if entry[3] < deadline]
             if stale:
                 log.warning("resending unacked messages", count=len(stale))
-            for seq in stale:
-                subject, payload, headers, _ = self._pending[seq]
-                self._pending[seq] = (subject, payload, headers, time.monotonic())
-                self.resent += 1
-                await self._nc.publish(
-                    subject, payload, reply=f"{self._inbox}.{seq}", headers=headers
-                )
+                await self._resend(stale)

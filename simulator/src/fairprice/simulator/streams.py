@@ -250,6 +250,7 @@ class Hub:
         self.subscribers: dict[str, set[Connection]] = {}
         self._symbol_streams: dict[str, int] = {}  # symbol -> subscriptions to its streams
         self._rest_used: dict[str, float] = {}  # symbol -> monotonic time of last REST use
+        self._last_event_ms = 0
         self._feeds: dict[str, _Feed] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._no_connections = asyncio.Event()
@@ -424,7 +425,11 @@ class Hub:
 
     def tick(self) -> None:
         """Advance every active symbol one step and send its frames."""
-        now_ms = int(time.time() * 1000)
+        # The wall clock, but strictly increasing: a loop running late catches up with ticks
+        # back to back, and two events of a symbol must never share an event time (Binance's
+        # are 100 ms apart; InfluxDB keys a point by its time, so one would overwrite the other).
+        now_ms = max(int(time.time() * 1000), self._last_event_ms + 1)
+        self._last_event_ms = now_ms
         active = self.active_symbols()
         self.metrics.active_symbols.set(len(active))
         self.metrics.market_events.inc(len(active))

@@ -4,6 +4,7 @@ Tests never mock the broker or the database: they start the real ``nats-server -
 ``influxd`` (1.x) on free loopback ports with their data in a temporary folder.
 """
 
+from fairprice.common.testing.data import recordings_dir
 from fairprice.common.testing.polling import eventually
 from fairprice.common.testing.servers import (
     InfluxServer,
@@ -20,6 +21,7 @@ __all__ = [
     "ServerError",
     "eventually",
     "find_binary",
+    "recordings_dir",
     "run_influxd",
     "run_nats",
 ]

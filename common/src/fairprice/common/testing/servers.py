@@ -22,6 +22,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fairprice.common.lifecycle import die_with_parent
+
 __all__ = [
     "InfluxServer",
     "NatsServer",
@@ -66,7 +68,14 @@ class _Process:
         self.log_path.write_text("")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C meant for the runner must not kill the servers
+                # before the services have flushed into them; the runner stops them last.
+                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
 
     async def _wait_for(self, pattern: re.Pattern[str], within: float) -> re.Match[str]:

@@ -260,7 +260,14 @@ class Converter:
                 ) - round(self._settings.replay_margin_s * 1000)
                 start_time = dt.datetime.fromtimestamp(max(start_ms, 0) / 1000, dt.UTC)
             replayed = 0
-            async with StreamTail(self._bus, Stream.BOOKS, subject, start_time=start_time) as tail:
+            tail = StreamTail(
+                self._bus,
+                Stream.BOOKS,
+                subject,
+                start_time=start_time,
+                max_buffer=4 * self._settings.batch,  # several replays run at once
+            )
+            async with tail:
                 while not tail.caught_up:
                     for msg in await tail.next_batch(self._settings.batch, 1.0):
                         state.last_seq = stream_seq(msg)
@@ -289,13 +296,12 @@ class Converter:
 
     async def handle(self, msgs: list[Msg]) -> None:
         """Process live books: those of owned partitions, in stream order."""
-        owned = self.owned
         for msg in msgs:
             subject = msg.subject
             partition = self._partitions.get(subject)
             if partition is None:
                 partition = self._partition(subject)
-            if partition not in owned:
+            if partition not in self.owned:  # read each time: ownership changes between awaits
                 continue
             state = self._symbols.get(subject)
             if state is None:  # a symbol new to this replica

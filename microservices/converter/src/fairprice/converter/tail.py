@@ -99,9 +99,11 @@ class StreamTail:
         tb: TracebackType | None,
     ) -> None:
         for task in (self._watchdog, self._reset_task):
-            if task is not None:
+            # Cancel until done: Python 3.11's wait_for (in nats-py's requests) can swallow
+            # a cancellation that races with a reply.
+            while task is not None and not task.done():
                 task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+                await asyncio.wait({task}, timeout=0.1)
         await self._drop()
         self._buffer.clear()
 

@@ -65,7 +65,7 @@ class _Side:
     def load(self, levels: Iterable[Level]) -> None:
         sign = self.sign
         self.levels = {
-            sign * price_key(price): (price, qty) for price, qty in levels if not _is_zero(qty)
+            sign * price_key(level[0]): level for level in levels if not _is_zero(level[1])
         }
         self.keys = sorted(self.levels)
         self._top = None
@@ -77,7 +77,8 @@ class _Side:
         sign = self.sign
         changed = False
         # price_key and _is_zero are inlined: this loop runs for every level of every event.
-        for price, qty in changes:
+        for level in changes:
+            price, qty = level
             whole, _, frac = price.partition(".")
             if len(frac) > SCALE:
                 key = sign * price_key(price)
@@ -98,7 +99,7 @@ class _Side:
                     changed = len(keys) < depth or key <= keys[depth - 1]
                 if key not in levels:
                     insort(keys, key)
-                levels[key] = (price, qty)
+                levels[key] = level  # the parsed (price, qty) tuple itself: no copy
         if changed:
             self._top = None
         return changed

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 from fairprice.crawler.rest import WeightBudget
 from fairprice.crawler.streams import StreamPool
-from fairprice.crawler.sync import ResyncReason, SyncEngine
+from fairprice.crawler.sync import RefreshOutcome, ResyncReason, SyncEngine
 
 __all__ = ["CrawlerMetrics"]
 
@@ -26,13 +26,8 @@ _E2E_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 class CrawlerMetrics:
     """Registers the crawler's metrics in ``registry``."""
 
-    def __init__(
-        self,
-        registry: CollectorRegistry,
-        engine: SyncEngine,
-        pool: StreamPool,
-        budget: WeightBudget,
-    ) -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
         self.snapshot_requests = Counter(
             "fairprice_crawler_snapshot_requests_total",
             "REST snapshot requests by outcome (ok, error, rate_limited)",
@@ -53,14 +48,14 @@ class CrawlerMetrics:
             buckets=_E2E_BUCKETS,
             registry=registry,
         )
-        registry.register(_Collector(self, engine, pool, budget))
+
+    def collect_from(self, engine: SyncEngine, pool: StreamPool, budget: WeightBudget) -> None:
+        """Serve the counters and gauges that these objects keep as plain attributes."""
+        self._registry.register(_Collector(engine, pool, budget))
 
 
 class _Collector(Collector):
-    def __init__(
-        self, metrics: CrawlerMetrics, engine: SyncEngine, pool: StreamPool, budget: WeightBudget
-    ) -> None:
-        self._metrics = metrics
+    def __init__(self, engine: SyncEngine, pool: StreamPool, budget: WeightBudget) -> None:
         self._engine = engine
         self._pool = pool
         self._budget = budget
@@ -92,6 +87,14 @@ class _Collector(Collector):
         for reason in ResyncReason:
             resyncs.add_metric([reason.value], engine.resyncs.get(reason, 0))
         yield resyncs
+        refreshes = CounterMetricFamily(
+            "fairprice_crawler_refreshes",
+            "Background book refreshes by outcome (corrected: the top levels were wrong)",
+            labels=["outcome"],
+        )
+        for outcome in RefreshOutcome:
+            refreshes.add_metric([outcome.value], engine.refreshes.get(outcome, 0))
+        yield refreshes
         gauges = (
             ("symbols_owned", "Symbols this replica crawls", len(engine.symbols)),
             ("symbols_synced", "Owned symbols whose book is in sync", engine.synced_count),

@@ -9,6 +9,7 @@ cryptofeed's raw-data collector; the default reads ``fairprice-crawler --record 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -88,9 +89,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     replayer = Replayer(exchange_for(args.exchange), depth=args.depth, every_event=args.every_event)
     out = sys.stdout.buffer
-    for book in replayer.run(records):
-        out.write(encode(book) + b"\n")
-    out.flush()
+    try:
+        for book in replayer.run(records):
+            out.write(encode(book) + b"\n")
+        out.flush()
+    except BrokenPipeError:  # the reader went away (`| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     engine = replayer.engine
     for symbol, sync in sorted(engine.symbols.items()):
         resyncs = ",".join(f"{k}={v}" for k, v in sorted(sync.resyncs.items()))

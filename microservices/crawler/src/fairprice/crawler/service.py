@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 import httpx
@@ -53,24 +54,33 @@ log = get_logger(__name__)
 
 
 class _Books:
-    """Turns events into published books: the stream pool's handler."""
+    """Turns events into published books: the stream pool's handler.
+
+    Books are handed to NATS in the order the engine made them: a snapshot's unlocked books
+    (published by a snapshot worker) and the next live event's book (by a stream reader) must
+    not overtake each other while a publish waits for room, so every publish takes one FIFO
+    lock, acquired in the same step as the engine call that made the book.
+    """
 
     def __init__(self, engine: SyncEngine, publisher: Publisher, metrics: CrawlerMetrics) -> None:
         self._engine = engine
         self._publisher = publisher
         self._metrics = metrics
         self._subjects: dict[str, str] = {}
+        self._order = asyncio.Lock()
 
     async def on_event(self, event: DepthEvent, receive_ms: int) -> None:
         book = self._engine.on_event(event, receive_ms)
         if book is not None:
-            await self.publish(book)
+            async with self._order:
+                await self._publish(book)
 
     async def publish_all(self, books: list[Book]) -> None:
-        for book in books:
-            await self.publish(book)
+        async with self._order:
+            for book in books:
+                await self._publish(book)
 
-    async def publish(self, book: Book) -> None:
+    async def _publish(self, book: Book) -> None:
         subject = self._subjects.get(book.symbol)
         if subject is None:
             subject = self._subjects[book.symbol] = books_subject(book.exchange, book.symbol)
@@ -92,6 +102,8 @@ async def run(
     """Run the crawler until ``stop`` is set (SIGTERM/SIGINT when not given)."""
     stop = stop or install_signal_handlers()
     registry = registry or CollectorRegistry()
+    # httpx logs every request at INFO: one line per snapshot is noise with 1,000 symbols.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     cfg = settings.crawler
     exchange = exchange_for(cfg.exchange)
     readiness = Readiness("nats", "synced")
@@ -105,25 +117,7 @@ async def run(
             every_event=cfg.publish_every_event,
             buffer_limit=cfg.buffer_limit,
         )
-        books: _Books | None = None
-
-        async def handle(event: DepthEvent, receive_ms: int) -> None:
-            assert books is not None
-            await books.on_event(event, receive_ms)
-
-        pool = StreamPool(
-            exchange,
-            cfg.ws_url,
-            handle,
-            streams_per_connection=cfg.streams_per_connection,
-            streams_per_message=cfg.streams_per_message,
-            messages_per_second=cfg.messages_per_second,
-            reconnect_base_s=cfg.reconnect_base_s,
-            reconnect_max_s=cfg.reconnect_max_s,
-            max_age_s=cfg.connection_max_age_s,
-            recorder=recorder,
-        )
-        metrics = CrawlerMetrics(registry, engine, pool, budget)
+        metrics = CrawlerMetrics(registry)
         await stack.enter_async_context(HealthServer(cfg.http, registry, readiness))
         bus = await stack.enter_async_context(
             connect_bus(settings.nats, name="fairprice-crawler", readiness=readiness, stop=stop)
@@ -133,6 +127,19 @@ async def run(
             Publisher(bus.nc, max_in_flight=cfg.publish_max_in_flight)
         )
         books = _Books(engine, publisher, metrics)
+        pool = StreamPool(
+            exchange,
+            cfg.ws_url,
+            books.on_event,
+            streams_per_connection=cfg.streams_per_connection,
+            streams_per_message=cfg.streams_per_message,
+            messages_per_second=cfg.messages_per_second,
+            reconnect_base_s=cfg.reconnect_base_s,
+            reconnect_max_s=cfg.reconnect_max_s,
+            max_age_s=cfg.connection_max_age_s,
+            recorder=recorder,
+        )
+        metrics.collect_from(engine, pool, budget)
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=cfg.rest_url, timeout=cfg.snapshot_timeout_s)
         )
@@ -168,6 +175,8 @@ async def run(
         async with asyncio.TaskGroup() as tg:
             tg.create_task(owner.run(stop))
             tg.create_task(pool.watch(stop))
+            if cfg.refresh_s > 0:
+                tg.create_task(_refresh_books(engine, cfg.refresh_s, stop))
             tg.create_task(
                 _watch_progress(engine, fetcher, readiness, ready, stop, cfg.quiet_snapshot_s)
             )
@@ -266,6 +275,18 @@ class _SymbolOwner:
                 self.apply()
         finally:
             stopped.cancel()
+
+
+async def _refresh_books(engine: SyncEngine, refresh_s: float, stop: asyncio.Event) -> None:
+    """Refresh each book once per ``refresh_s``, one symbol at a time, evenly spaced."""
+    while True:
+        symbols = sorted(engine.symbols)
+        if not symbols and await wait_or_stop(stop, 1.0):
+            return
+        for symbol in symbols:
+            if await wait_or_stop(stop, refresh_s / len(symbols)):
+                return
+            engine.refresh(symbol)
 
 
 async def _watch_progress(

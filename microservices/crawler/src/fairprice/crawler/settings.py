@@ -43,6 +43,10 @@ class CrawlerSection(Section):
     snapshot_timeout_s: float = Field(default=10.0, gt=0)
     snapshot_retry_base_s: float = Field(default=1.0, gt=0)
     snapshot_retry_max_s: float = Field(default=60.0, gt=0)
+    refresh_s: float = Field(default=3600.0, ge=0)
+    """Check every book against a fresh snapshot once in this period (spread evenly over the
+    symbols, within the weight budget), with no gap: a level beyond the snapshot's depth that
+    never changed is otherwise unknown when the price reaches it. 0: never."""
     quiet_snapshot_s: float = Field(default=5.0, gt=0)
     """Fetch the snapshot of a symbol that has sent no event this long after it was added (an
     illiquid market's book may not change for minutes; it must still count as synced)."""

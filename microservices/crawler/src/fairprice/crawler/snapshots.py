@@ -88,7 +88,7 @@ class SnapshotFetcher:
             symbol = await self._queue.get()
             self._queued.discard(symbol)
             sync = self._engine.symbols.get(symbol)
-            if sync is None or sync.state is not State.BUFFERING:
+            if sync is None or not (sync.state is State.BUFFERING or sync.refreshing):
                 continue  # removed, or synced by an earlier snapshot meanwhile
             try:
                 snapshot = await self._client.fetch(symbol)

@@ -96,7 +96,6 @@ class _Connection:
                     self.subscribed = set()
                     pool.record("open", conn=self.number, url=url)
                     log.info("stream connected", conn=self.number, streams=len(self.streams))
-                    attempt = 0
                     await self._serve(ws)
             except asyncio.CancelledError:
                 raise
@@ -107,6 +106,11 @@ class _Connection:
                 self._ws = None
                 self.ready.clear()
             pool.reconnects += 1
+            # The backoff starts over only after a connection that lasted: a server that
+            # accepts and drops at once must not see a reconnect storm (Binance also limits
+            # connection attempts per IP).
+            if self.opened_at and time.monotonic() - self.opened_at > pool.reconnect_max_s:
+                attempt = 0
             delay = backoff(attempt, pool.reconnect_base_s, pool.reconnect_max_s)
             attempt += 1
             await asyncio.sleep(delay)

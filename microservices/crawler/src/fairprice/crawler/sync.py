@@ -41,7 +41,7 @@ from fairprice.common.messages import Book
 from fairprice.crawler.book import OrderBook
 from fairprice.crawler.exchange import DepthEvent, Exchange, Snapshot
 
-__all__ = ["ResyncReason", "State", "SymbolSync", "SyncEngine"]
+__all__ = ["RefreshOutcome", "ResyncReason", "State", "SymbolSync", "SyncEngine"]
 
 log = get_logger(__name__)
 
@@ -62,6 +62,15 @@ class ResyncReason(enum.StrEnum):
     INVALID_EVENT = "invalid_event"
 
 
+class RefreshOutcome(enum.StrEnum):
+    """How a background refresh ended (the ``outcome`` label of the refresh metric)."""
+
+    OK = "ok"
+    CORRECTED = "corrected"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
 class SymbolSync:
     """The book of one symbol and where it stands in the sync procedure."""
 
@@ -74,6 +83,7 @@ class SymbolSync:
         "added_at",
         "first_pending",
         "publish_next",
+        "refreshing",
         "resyncs",
         "state",
         "symbol",
@@ -88,6 +98,8 @@ class SymbolSync:
         self.first_pending = False
         """The book holds a snapshot and no event yet: the next one must start after it."""
         self.publish_next = False
+        self.refreshing = False
+        """SYNCED and a refresh snapshot is on the way: applied events are kept in ``buffer``."""
         self.events = 0
         self.applied = 0
         self.dropped = 0
@@ -126,6 +138,7 @@ class SyncEngine:
         self.events_unowned = 0
         self.books_built = 0
         self.resyncs: Counter[str] = Counter()
+        self.refreshes: Counter[str] = Counter()
 
     # -- the symbol set ---------------------------------------------------------------
 
@@ -169,7 +182,10 @@ class SyncEngine:
             else:
                 ok = self.exchange.continues(book.update_id, event)
             if ok:
-                return self._apply(sync, event, receive_ms)
+                published = self._apply(sync, event, receive_ms)
+                if sync.refreshing:
+                    sync.buffer.append((event, receive_ms))
+                return published
             self._resync(sync, ResyncReason.GAP, event, receive_ms)
             return None
         if sync.state is State.NEW:
@@ -181,6 +197,9 @@ class SyncEngine:
     def on_snapshot(self, symbol: str, snapshot: Snapshot) -> list[Book]:
         """Hand over a snapshot; the books to publish from the buffered events it unlocked."""
         sync = self.symbols.get(symbol)
+        if sync is not None and sync.refreshing:
+            self._refresh(sync, snapshot)
+            return []
         if sync is None or sync.state is not State.BUFFERING:
             return []  # removed meanwhile, or a snapshot nobody waits for (a replay)
         if sync.buffer and self.exchange.is_stale(snapshot.last_id, sync.buffer[0][0]):
@@ -222,14 +241,64 @@ class SyncEngine:
             self.request_snapshot(sync.symbol)
         return len(quiet)
 
-    def snapshot_failed(self, symbol: str) -> None:
-        """The fetch for ``symbol`` gave up for now: count it and ask again."""
+    def refresh(self, symbol: str) -> bool:
+        """Check a synced book against a fresh snapshot without interrupting it (see
+        ``_refresh``); whether a refresh was started."""
         sync = self.symbols.get(symbol)
-        if sync is not None and sync.state is State.BUFFERING:
+        if sync is None or sync.state is not State.SYNCED or sync.refreshing:
+            return False
+        sync.refreshing = True
+        sync.buffer.clear()
+        self.request_snapshot(symbol)
+        return True
+
+    def snapshot_failed(self, symbol: str) -> None:
+        """The fetch for ``symbol`` gave up for now: count it and ask again (a refresh is
+        simply abandoned; the next one comes in its time)."""
+        sync = self.symbols.get(symbol)
+        if sync is not None and sync.refreshing:
+            sync.refreshing = False
+            sync.buffer.clear()
+            self.refreshes[RefreshOutcome.FAILED] += 1
+        elif sync is not None and sync.state is State.BUFFERING:
             self._count_resync(sync, ResyncReason.SNAPSHOT_FAILED)
             self.request_snapshot(symbol)
 
     # -- internals ----------------------------------------------------------------------
+
+    def _refresh(self, sync: SymbolSync, snapshot: Snapshot) -> None:
+        """Rebuild the book from ``snapshot`` plus the events applied since it, in the
+        background; swap it in if it reaches the live book's update id.
+
+        A book only learns the levels of its snapshot and those that changed since: a level
+        outside the snapshot's depth that never changes stays unknown, and shows up missing
+        when the price moves to it (Binance's documentation warns of this). Refreshing each
+        book now and then repairs that with no gap: the live book keeps publishing while the
+        new one catches up, and the swap happens between two events.
+        """
+        sync.refreshing = False
+        applied = [event for event, _ in sync.buffer]
+        sync.buffer.clear()
+        live = sync.book
+        pending = [event for event in applied if event.last_id > snapshot.last_id]
+        if snapshot.last_id > live.update_id or (
+            pending and not self.exchange.starts_after(snapshot.last_id, pending[0])
+        ):
+            # Newer than the live book (the stream lags), or older than the events kept.
+            self.refreshes[RefreshOutcome.SKIPPED] += 1
+            return
+        fresh = OrderBook()
+        fresh.load(snapshot.last_id, snapshot.bids, snapshot.asks)
+        for event in pending:
+            fresh.apply(event.last_id, event.bids, event.asks, self.depth)
+        depth = self.depth
+        if (fresh.bids(depth), fresh.asks(depth)) != (live.bids(depth), live.asks(depth)):
+            log.warning("refresh corrected the book", symbol=sync.symbol, update_id=live.update_id)
+            self.refreshes[RefreshOutcome.CORRECTED] += 1
+            sync.publish_next = True  # the corrected top goes out with the next event
+        else:
+            self.refreshes[RefreshOutcome.OK] += 1
+        sync.book = fresh
 
     def _apply(self, sync: SymbolSync, event: DepthEvent, receive_ms: int) -> Book | None:
         try:
@@ -275,6 +344,7 @@ class SyncEngine:
         sync.state = State.BUFFERING
         sync.book = OrderBook()
         sync.first_pending = False
+        sync.refreshing = False
         sync.buffer.clear()
         if event is not None:
             sync.buffer.append((event, receive_ms))

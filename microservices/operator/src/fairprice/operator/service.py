@@ -61,7 +61,8 @@ async def run(
     async def announce_ready() -> None:
         await asyncio.wrap_future(ready_flag)
         readiness.set("kubernetes", True)
-        log.info("watching MarketFeeds", namespaces=settings.operator.namespaces or "all")
+        namespaces = settings.operator.watched_namespaces()
+        log.info("watching MarketFeeds", namespaces=namespaces or "all")
         if ready is not None:
             ready.set()
 
@@ -71,19 +72,24 @@ async def run(
         _raise(stop_flag)
 
     async with HealthServer(settings.operator.http, registry, readiness):
-        async with asyncio.TaskGroup() as tg:
-            announcer = tg.create_task(announce_ready(), name="operator-ready")
-            tg.create_task(relay_stop(), name="operator-stop")
-            try:
-                await asyncio.to_thread(
-                    _operator_thread, settings, readiness, metrics, stop_flag, ready_flag
-                )
-            finally:
-                # Whatever ended kopf (our stop, a fatal error), the service ends with it.
-                _raise(stop_flag)
-                readiness.set("kubernetes", False)
-                announcer.cancel()
-                stop.set()
+        # Not a TaskGroup: it would wrap kopf's own error (a FatalError's exit code) in an
+        # ExceptionGroup.
+        helpers = [
+            asyncio.create_task(announce_ready(), name="operator-ready"),
+            asyncio.create_task(relay_stop(), name="operator-stop"),
+        ]
+        try:
+            await asyncio.to_thread(
+                _operator_thread, settings, readiness, metrics, stop_flag, ready_flag
+            )
+        finally:
+            # Whatever ended kopf (our stop, an error), the service ends with it.
+            _raise(stop_flag)
+            readiness.set("kubernetes", False)
+            stop.set()
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
     log.info("operator stopped")
 
 
@@ -121,12 +127,13 @@ async def _operate(
         registry = kopf.OperatorRegistry()
         FeedHandlers(feeds, LatestReader(bus.js), section, metrics).register(registry)
         _register_login(registry, section)
+        namespaces = section.watched_namespaces()
         await kopf.operator(
             registry=registry,
             settings=kopf_settings(),
             standalone=True,
-            clusterwide=not section.namespaces,
-            namespaces=section.namespaces,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
             stop_flag=stop_flag,
             ready_flag=ready_flag,
         )

@@ -52,8 +52,10 @@ CANDLE = "candle_1m"
 _MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ "})
 _TAG = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
 _STRING = str.maketrans({'"': '\\"', "\\": "\\\\"})
-# Deleting every character a decimal string may hold leaves nothing when it is one.
-_NUMBER_CHARS = str.maketrans("", "", "0123456789.-+eE")
+# Deleting every character an exchange's decimal string may hold leaves nothing when it is one.
+# No exponent: exchanges write fixed-point, and "1e999999999" would make Decimal's mid a
+# billion-digit string.
+_NUMBER_CHARS = str.maketrans("", "", "0123456789.-")
 # Prefix caches hold one entry per (exchange, symbol[, method|strategy]); a flood of made-up
 # names must not grow them without bound.
 _MAX_CACHED = 10_000
@@ -143,15 +145,11 @@ class LineEncoder:
         interval = self._books_interval_ms
         if interval is not None:
             index = timestamp // interval
-            series = (book.exchange, book.symbol)
-            kept = self._kept.get(series)
+            kept = self._kept.get((book.exchange, book.symbol))
             # The kept book itself, delivered again (after a nak or ack_wait), is kept again:
             # its first write may never have happened.
             if kept is not None and kept[0] == index and kept[1] != book.update_id:
                 return None
-            if len(self._kept) >= _MAX_CACHED:
-                self._kept.clear()
-            self._kept[series] = (index, book.update_id)
             timestamp = index * interval
 
         bids, asks = book.bids, book.asks
@@ -179,6 +177,10 @@ class LineEncoder:
                 raise InvalidMessageError(f"book's best price is not a number: {exc!r}") from exc
             parts += (",mid=", format(mid, "f"), ",spread=", format(spread, "f"))
         parts += (" ", str(timestamp))
+        if interval is not None:  # recorded only once the book proved writable
+            if len(self._kept) >= _MAX_CACHED:
+                self._kept.clear()
+            self._kept[(book.exchange, book.symbol)] = (index, book.update_id)
         return "".join(parts)
 
     def fair_price(self, price: FairPrice) -> str:

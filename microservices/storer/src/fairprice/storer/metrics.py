@@ -88,6 +88,10 @@ class StorerMetrics:
             ["stream", "reason"],
             registry=registry,
         )
+        # Every series exists from the start at 0, so rate() and alerts see the first one.
+        for stream in ("books", "prices", "signals", "candles"):
+            for reason in ("invalid", "rejected"):
+                self.dead_letters.labels(stream, reason)
         self.consumer_lag = Gauge(
             "fairprice_storer_consumer_lag_messages",
             "Messages in the stream not yet delivered to the storer's consumer",

@@ -47,11 +47,11 @@ async def run(
     section = settings.storer
     readiness = Readiness("nats", "influx", "consumers")
     async with contextlib.AsyncExitStack() as stack:
+        influx = await stack.enter_async_context(InfluxWriter(settings.influx))
         await stack.enter_async_context(HealthServer(section.http, registry, readiness))
         bus = await stack.enter_async_context(
             connect_bus(settings.nats, name="fairprice-storer", readiness=readiness, stop=stop)
         )
-        influx = await stack.enter_async_context(InfluxWriter(settings.influx))
         if not await _prepare_database(influx, section, readiness, stop):
             return
         await ensure_streams(bus.jsm, settings.nats.streams)

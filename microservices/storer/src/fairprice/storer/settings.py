@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from fairprice.common.settings import HttpSettings, InfluxSettings, Section, ServiceSettings
 from fairprice.common.subjects import Stream
@@ -69,14 +69,15 @@ class StorerSection(Section):
     """How long the DEADLETTER stream keeps a dead letter."""
     http: HttpSettings = HttpSettings(port=8083)
 
-    @model_validator(mode="after")
-    def _batch_fits_ack_pending(self) -> StorerSection:
-        if self.max_ack_pending < self.batch_size:
+    @field_validator("max_ack_pending")
+    @classmethod
+    def _batch_fits_ack_pending(cls, value: int, info: ValidationInfo) -> int:
+        batch_size = info.data.get("batch_size")
+        if batch_size is not None and value < batch_size:
             raise ValueError(
-                f"max_ack_pending ({self.max_ack_pending}) must be at least batch_size "
-                f"({self.batch_size}), or no batch could ever fill"
+                f"must be at least batch_size ({batch_size}), or no batch could ever fill"
             )
-        return self
+        return value
 
 
 class StorerSettings(ServiceSettings):

@@ -1,0 +1,188 @@
+"""README's quick start, followed literally on a clean clone.
+
+The clean clone is the repository's tracked files (``git ls-files``, with their content in the
+working tree: what a clone would hold once committed) copied to an empty folder: no .venv, no
+.state, nothing ignored. Every ``make <target>`` that the quick start's code block names
+(commands and the alternatives in their comments) must exist and dry-run (``make -n``; running
+``make test`` inside the test suite would recurse). ``make demo`` is run for real: it must
+install what it needs, start the whole pipeline against the simulator and store simulated data
+in InfluxDB, and Ctrl-C must stop every process it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fairprice.cli.pipeline import free_port
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.timeout(240),  # servers, processes, outages: past the default 120 s
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_DATA_WITHIN_S = 120.0
+
+
+def quick_start_block(readme: str) -> list[str]:
+    """The lines of the first code block under the "Quick start" heading."""
+    section = readme.split("## Quick start", 1)[1]
+    match = re.search(r"```[a-z]*\n(.*?)```", section, re.S)
+    assert match, "no code block in the Quick start section"
+    return [line for line in match.group(1).splitlines() if line.strip()]
+
+
+def make_targets(lines: list[str]) -> list[str]:
+    """Every ``make <target>`` of the block, in order, once."""
+    found = [t for line in lines for t in re.findall(r"\bmake\s+([A-Za-z][\w-]*)", line)]
+    return list(dict.fromkeys(found))
+
+
+@pytest.fixture(scope="module")
+def clean_clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not (ROOT / ".git").exists() or shutil.which("git") is None:
+        pytest.fail("the quick-start test needs a git checkout (it copies the tracked files)")
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True
+    ).stdout.split(b"\0")
+    clone = tmp_path_factory.mktemp("clone")
+    for name in filter(None, tracked):
+        source = ROOT / os.fsdecode(name)
+        target = clone / os.fsdecode(name)
+        if not source.exists() and not source.is_symlink():
+            continue  # deleted in the working tree, not yet committed
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(os.readlink(source))
+        else:
+            shutil.copy2(source, target)
+    return clone
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The user's environment without this test run's virtualenv or fairprice settings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FAIRPRICE_", "PYTEST_", "UV_PROJECT_ENVIRONMENT"))
+        and k != "VIRTUAL_ENV"
+    }
+    return env | extra
+
+
+def test_quick_start_names_make_targets_that_exist_and_dry_run(clean_clone: Path) -> None:
+    lines = quick_start_block((clean_clone / "README.md").read_text())
+    commands = [line.split("#", 1)[0].strip() for line in lines]
+    assert all(c.startswith("make ") for c in commands if c), commands
+    targets = make_targets(lines)
+    assert {"run", "demo", "test"} <= set(targets), targets
+    for target in targets:
+        dry = subprocess.run(
+            ["make", "-n", target],
+            cwd=clean_clone,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert dry.returncode == 0, f"make -n {target}:\n{dry.stdout}\n{dry.stderr}"
+        assert dry.stdout.strip(), f"make -n {target} would do nothing"
+    assert (clean_clone / ".venv").exists() is False, "a dry run must not install anything"
+
+
+@contextlib.contextmanager
+def _session(
+    argv: list[str], cwd: Path, env: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` in its own process group (a terminal's foreground job); on exit, whatever
+    is left of the group is killed."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        yield process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _group_alive(process: subprocess.Popen[bytes]) -> bool:
+    """``make`` or any process of its group still running (``make`` itself reaped)."""
+    if process.poll() is None:
+        return True
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stored(influx_url: str, measurement: str) -> int:
+    with contextlib.suppress(httpx.HTTPError, KeyError, IndexError):
+        response = httpx.get(
+            influx_url + "/query",
+            params={
+                "db": "fair_price",
+                "q": f"SELECT count(*) FROM \"{measurement}\" WHERE exchange = 'sim'",
+            },
+            timeout=5,
+        )
+        values = response.json()["results"][0]["series"][0]["values"][0]
+        return int(max(v for v in values[1:] if v is not None))
+    return 0
+
+
+def test_make_demo_runs_the_pipeline_and_ctrl_c_stops_it(clean_clone: Path) -> None:
+    """``make demo`` as the README says, with the ports moved off the defaults (this machine
+    runs other things) through the documented ``FAIRPRICE_*`` variables."""
+    nats_port, influx_port = free_port(), free_port()
+    env = clean_env(
+        FAIRPRICE_NATS__SERVERS=json.dumps([f"nats://127.0.0.1:{nats_port}"]),
+        FAIRPRICE_INFLUX__URL=f"http://127.0.0.1:{influx_port}",
+        FAIRPRICE_SIMULATOR__PORT=str(free_port()),
+        FAIRPRICE_SIMULATOR__HTTP__PORT=str(free_port()),
+        FAIRPRICE_CRAWLER__HTTP__PORT=str(free_port()),
+        FAIRPRICE_CONVERTER__HTTP__PORT=str(free_port()),
+        FAIRPRICE_STORER__HTTP__PORT=str(free_port()),
+    )
+    log = clean_clone / "make-demo.log"
+    influx_url = f"http://127.0.0.1:{influx_port}"
+    with _session(["make", "demo"], clean_clone, env, log) as make:
+        started = time.monotonic()
+        deadline = started + DEMO_DATA_WITHIN_S
+        while not all(_stored(influx_url, m) for m in ("orderbook", "fair_price")):
+            assert _group_alive(make), "make demo ended:\n" + log.read_text(errors="replace")
+            assert time.monotonic() < deadline, (
+                f"no simulated data stored within {DEMO_DATA_WITHIN_S:g}s:\n"
+                + log.read_text(errors="replace")[-4000:]
+            )
+            time.sleep(0.5)  # a poll with a deadline (the loop above), not a synchronisation
+        print(
+            f"\nmake demo: books and fair prices stored {time.monotonic() - started:.1f} s "
+            "after `make demo` on a clean clone"
+        )
+        os.killpg(make.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the foreground group
+        stop_deadline = time.monotonic() + 60
+        while _group_alive(make):
+            assert time.monotonic() < stop_deadline, (
+                "processes left 60 s after Ctrl-C:\n" + (log.read_text(errors="replace")[-4000:])
+            )
+            time.sleep(0.2)
+    text = log.read_text(errors="replace")
+    assert "services stopped" in text, text[-4000:]
+    assert (clean_clone / ".state" / "nats").is_dir()
