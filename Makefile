@@ -9,7 +9,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export PATH := $(PATH):/usr/sbin
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint fmt pytest run demo
+.PHONY: help setup test lint fmt pytest run demo top status
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,6 +29,12 @@ run: setup ## the whole pipeline on this machine against live Binance (Ctrl-C st
 
 demo: setup ## the same against the bundled simulator: no internet needed (SYMBOLS=N adds N)
 	$(UV) run --frozen fairprice demo --symbols $(or $(SYMBOLS),0)
+
+top: ## the live board of every symbol, while `make run` or `make demo` runs (SORT=rate|lag|...)
+	$(UV) run --frozen fairprice top --sort $(or $(SORT),symbol)
+
+status: ## each service's readiness, the streams and every consumer's lag
+	$(UV) run --frozen fairprice status
 
 lint: ## ruff lint + format check, mypy --strict
 	$(UV) run --frozen ruff check .

@@ -89,7 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"fairprice: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except FairpriceError as exc:
-        print(f"fairprice {args.command}: {exc}", file=sys.stderr)
+        hint = ""
+        if args.command in ("top", "status") and "NATS" in str(exc):
+            hint = " (is `make run` or `make demo` running?)"
+        print(f"fairprice {args.command}: {exc}{hint}", file=sys.stderr)
         sys.exit(1)
 
 

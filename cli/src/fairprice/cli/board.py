@@ -144,7 +144,11 @@ async def run_top(
     async def on_msg(msg: Msg) -> None:
         board.apply(msg.subject, msg.data)
 
-    async with connect_bus(settings.nats, name="fairprice-top", stop=stop) as bus:
+    async with connect_bus(
+        settings.nats.model_copy(update={"max_reconnect_attempts": 1}),
+        name="fairprice-top",
+        stop=stop,
+    ) as bus:
         for stream in (Stream.BOOKS, Stream.PRICES, Stream.SIGNALS):
             await bus.nc.subscribe(stream.wildcard, cb=on_msg)
         with Live(board.table(sort, limit), console=Console(), refresh_per_second=4) as live:

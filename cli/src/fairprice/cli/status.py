@@ -56,7 +56,7 @@ async def collect_status(
         left = column in ("stream", "consumer")
         consumers.add_column(column, justify="left" if left else "right")
     async with connect_bus(
-        settings.nats.model_copy(update={"max_reconnect_attempts": 0}), name="fairprice-status"
+        settings.nats.model_copy(update={"max_reconnect_attempts": 1}), name="fairprice-status"
     ) as bus:
         for info in sorted(await bus.jsm.streams_info(), key=lambda i: i.config.name or ""):
             name = info.config.name or ""
