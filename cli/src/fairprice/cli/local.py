@@ -56,6 +56,9 @@ async def binance_unreachable(rest_url: str) -> str | None:
 def _port_of(url: str, default: int, what: str) -> int:
     port = urlsplit(url).port or default
     with socket.socket() as sock:
+        # As the servers themselves bind: connections of a previous run still in TIME_WAIT
+        # must not count as "in use", only a listener.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
