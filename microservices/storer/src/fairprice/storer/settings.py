@@ -56,6 +56,9 @@ class StorerSection(Section):
     """Messages per InfluxDB write (a fair price makes two points, every other message one)."""
     max_delay_s: float = Field(default=0.2, gt=0)
     """A batch is written when it is full or this long after its first message was asked for."""
+    writes_in_flight: int = Field(default=2, ge=1, le=8)
+    """InfluxDB writes per stream at once: with two, influxd ingests one batch while the
+    response to the other travels and the next is encoded, instead of idling between them."""
     books: BooksSettings = BooksSettings()
     consumers: ConsumerNames = ConsumerNames()
     ack_wait_s: float = Field(default=60.0, gt=0)

@@ -1,11 +1,13 @@
 """One stream's path into InfluxDB: pull a batch, encode it, write it, then ack it.
 
-Two tasks per stream joined by a queue of one batch: while InfluxDB ingests batch N, the
-collector pulls and encodes batch N+1 (on a 2-core machine influxd and the storer then use a
-core each instead of taking turns). A message is acked only once InfluxDB accepted the write
-that holds it, or once its dead letter is stored. What the process holds unacked is bounded by
-the consumer's ``max_ack_pending``: at most the batch being written, the one queued behind it
-and the consumer's buffer.
+A collector and ``writes_in_flight`` writers per stream, joined by a queue of one batch: while
+InfluxDB ingests batch N, the collector pulls and encodes batch N+1 (on a 2-core machine
+influxd and the storer then use a core each instead of taking turns), and a second writer keeps
+influxd busy while the first one's response travels. Batches are independent (a point is keyed
+by its own timestamp), so their order of writing does not matter. A message is acked only once
+InfluxDB accepted the write that holds it, or once its dead letter is stored. What the process
+holds unacked is bounded by the consumer's ``max_ack_pending``: at most the batches being
+written, the one queued behind them and the consumer's buffer.
 
 A write that InfluxDB refuses for bad points is bisected: each half is written again until
 the bad messages stand alone; those become dead letters and everything else is stored. A
@@ -140,11 +142,13 @@ class StreamWorker:
     async def run(self) -> None:
         """Store until ``stop`` is set, then finish what was pulled and return."""
         queue: asyncio.Queue[_Batch | None] = asyncio.Queue(maxsize=1)
+        writers = self._settings.writes_in_flight
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._collect(queue), name=f"storer-collect-{self._label}")
-            tg.create_task(self._store_all(queue), name=f"storer-write-{self._label}")
+            tg.create_task(self._collect(queue, writers), name=f"storer-collect-{self._label}")
+            for n in range(writers):
+                tg.create_task(self._store_all(queue), name=f"storer-write-{self._label}-{n}")
 
-    async def _collect(self, queue: asyncio.Queue[_Batch | None]) -> None:
+    async def _collect(self, queue: asyncio.Queue[_Batch | None], writers: int) -> None:
         size, delay = self._settings.batch_size, self._settings.max_delay_s
         lag = self._metrics.consumer_lag.labels(self._label)
         while not self._stop.is_set():
@@ -152,9 +156,10 @@ class StreamWorker:
             lag.set(self._consumer.pending)
             if msgs:
                 await queue.put(await self._encode(msgs))
-        # Only on a clean stop: after an error the task group cancels the writer anyway, and
-        # the messages it held come back after ack_wait.
-        await queue.put(None)
+        # Only on a clean stop: after an error the task group cancels the writers anyway, and
+        # the messages they held come back after ack_wait. One end mark per writer.
+        for _ in range(writers):
+            await queue.put(None)
 
     async def _encode(self, msgs: list[Msg]) -> _Batch:
         batch = _Batch()
