@@ -19,7 +19,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -132,6 +132,17 @@ def _group_alive(process: subprocess.Popen[bytes]) -> bool:
     return True
 
 
+def _poll(
+    done: Callable[[], bool], within: float, every: float, what: Callable[[], str], log: Path
+) -> None:
+    """Poll ``done`` until true; fail with ``what`` and the log's tail after ``within`` s."""
+    for _ in range(int(within / every) + 1):
+        if done():
+            return
+        time.sleep(every)
+    pytest.fail(f"{what()} within {within:g}s:\n" + log.read_text(errors="replace")[-4000:])
+
+
 def _stored(influx_url: str, measurement: str) -> int:
     with contextlib.suppress(httpx.HTTPError, KeyError, IndexError):
         response = httpx.get(
@@ -164,25 +175,18 @@ def test_make_demo_runs_the_pipeline_and_ctrl_c_stops_it(clean_clone: Path) -> N
     influx_url = f"http://127.0.0.1:{influx_port}"
     with _session(["make", "demo"], clean_clone, env, log) as make:
         started = time.monotonic()
-        deadline = started + DEMO_DATA_WITHIN_S
-        while not all(_stored(influx_url, m) for m in ("orderbook", "fair_price")):
+
+        def stored() -> bool:
             assert _group_alive(make), "make demo ended:\n" + log.read_text(errors="replace")
-            assert time.monotonic() < deadline, (
-                f"no simulated data stored within {DEMO_DATA_WITHIN_S:g}s:\n"
-                + log.read_text(errors="replace")[-4000:]
-            )
-            time.sleep(0.5)  # a poll with a deadline (the loop above), not a synchronisation
+            return all(_stored(influx_url, m) for m in ("orderbook", "fair_price"))
+
+        _poll(stored, DEMO_DATA_WITHIN_S, 0.5, lambda: "no simulated data stored", log)
         print(
             f"\nmake demo: books and fair prices stored {time.monotonic() - started:.1f} s "
             "after `make demo` on a clean clone"
         )
         os.killpg(make.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the foreground group
-        stop_deadline = time.monotonic() + 60
-        while _group_alive(make):
-            assert time.monotonic() < stop_deadline, (
-                "processes left 60 s after Ctrl-C:\n" + (log.read_text(errors="replace")[-4000:])
-            )
-            time.sleep(0.2)
+        _poll(lambda: not _group_alive(make), 60, 0.2, lambda: "processes left after Ctrl-C", log)
     text = log.read_text(errors="replace")
     assert "services stopped" in text, text[-4000:]
     assert (clean_clone / ".state" / "nats").is_dir()
