@@ -101,7 +101,7 @@ async def _measure(
         await asyncio.to_thread(_publisher_process(nats.servers[0], books, symbols, offset).wait)
     settings = ConverterSettings(
         nats=nats,
-        converter=ConverterSection(partitions=16, http=HttpSettings(host="127.0.0.1", port=0)),
+        converter=ConverterSection(http=HttpSettings(host="127.0.0.1", port=0)),
     )
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run(settings, stop=stop, ready=ready, registry=CollectorRegistry()))

@@ -1,11 +1,13 @@
 """``Converter``: the symbols one replica owns, taken over, handled live and forgotten.
 
-Each replica reads the whole BOOKS stream through one live ``StreamTail`` (nats-server 2.9
-allows one filter subject per consumer, and the subjects carry no partition), and looks at a
-book only when its subject's partition is one it owns (``ownership``): a dict lookup on the
-subject, before any decoding. A symbol it starts to own is rebuilt (``takeover``) while its
-live books wait in a buffer; every book, replayed or live, goes through the same
-``processing``; the newest value of each symbol goes to KV ``latest`` (``latest``).
+Each replica reads BOOKS through one live ``StreamTail`` whose filters are the partitions it
+owns (``books.<partition>.>``; stored books carry their partition, see
+``fairprice.common.subjects``), so N replicas each receive about 1/N of the stream. When the
+owned partitions change, the tail is refiltered before any takeover starts, so the live books
+of a gained partition are buffered from then on and the takeover replays what came before. A
+symbol it starts to own is rebuilt (``takeover``) while its live books wait in a buffer; every
+book, replayed or live, goes through the same ``processing``; the newest value of each symbol
+goes to KV ``latest`` (``latest``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from fairprice.common.delivery import delivery
 from fairprice.common.health import Readiness
 from fairprice.common.logs import get_logger
 from fairprice.common.publisher import Publisher
-from fairprice.common.subjects import Stream, parse_subject
+from fairprice.common.subjects import Stream, books_partition_filter, parse_subject
+from fairprice.common.tail import StreamTail
 from fairprice.converter.latest import LatestWriter
 from fairprice.converter.metrics import ConverterMetrics
 from fairprice.converter.ownership import Ownership
@@ -41,16 +44,19 @@ class Converter:
     def __init__(
         self,
         settings: ConverterSection,
+        partitions: int,
         bus: Bus,
+        live: StreamTail,
         publisher: Publisher,
         metrics: ConverterMetrics,
         readiness: Readiness,
         member_id: str,
     ) -> None:
         self._bus = bus
+        self._live = live
         self._metrics = metrics
         self._readiness = readiness
-        self._ownership = Ownership(member_id, settings.partitions)
+        self._ownership = Ownership(member_id, partitions)
         self._latest = LatestWriter()
         self._processor = BookProcessor(publisher, metrics, self._latest)
         self._takeover = Takeover(settings, bus, self._processor, metrics)
@@ -76,6 +82,8 @@ class Converter:
                 gained=sorted(gained),
                 lost=sorted(lost),
             )
+        # Before any takeover: the live books of a gained partition are buffered from here on.
+        await self._live.refilter(books_partition_filter(p) for p in self.owned)
         partition = self._ownership.partition
         for subject in [s for s in self._symbols if partition(s) in lost]:
             await self._forget(subject)
@@ -157,7 +165,9 @@ class Converter:
     # -- live books --------------------------------------------------------------------------
 
     async def handle(self, msgs: list[Msg]) -> None:
-        """Process live books: those of owned partitions, in stream order."""
+        """Process live books: those of owned partitions (a refiltered tail may still hand out
+        a few of a partition just lost), in stream order."""
+        self._metrics.received.inc(len(msgs))
         owns = self._ownership.owns
         apply = self._processor.apply
         for msg in msgs:

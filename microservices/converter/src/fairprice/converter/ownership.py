@@ -1,14 +1,15 @@
 """``Ownership``: which partitions this replica owns, and the partition of each books subject.
 
-Pure bookkeeping, no broker: the converter asks ``owns(subject)`` for every live book (a dict
-lookup once the subject has been seen), and calls ``update(members)`` on every membership
-change to learn which partitions it lost and gained.
+Pure bookkeeping, no broker: a stored book's subject carries its partition
+(``books.<partition>.<exchange>.<SYMBOL>``, put there by the BOOKS stream's subject transform),
+so ``owns(subject)`` is a dict lookup once the subject has been seen; ``update(members)`` on
+every membership change tells which partitions were lost and gained.
 """
 
 from __future__ import annotations
 
-from fairprice.common.subjects import parse_subject
-from fairprice.converter.partitions import owned_partitions, partition_of
+from fairprice.common.subjects import books_partition
+from fairprice.converter.partitions import owned_partitions
 
 __all__ = ["Ownership"]
 
@@ -17,7 +18,7 @@ class Ownership:
     def __init__(self, member_id: str, partitions: int) -> None:
         self._member_id = member_id
         self._count = partitions
-        self._partitions: dict[str, int] = {}  # books subject -> partition (a cache)
+        self._partitions: dict[str, int] = {}  # stored books subject -> partition (a cache)
         self.owned: frozenset[int] = frozenset()
         self.placed = False
         """Ownership has been computed at least once."""
@@ -25,13 +26,11 @@ class Ownership:
     def partition(self, subject: str) -> int:
         partition = self._partitions.get(subject)
         if partition is None:
-            _, exchange, symbol = parse_subject(subject)
-            partition = partition_of(exchange, symbol, self._count)
-            self._partitions[subject] = partition
+            partition = self._partitions[subject] = books_partition(subject)
         return partition
 
     def owns(self, subject: str) -> bool:
-        """Whether the symbol of books ``subject`` is in an owned partition (read it each time:
+        """Whether the stored book ``subject`` is in an owned partition (read it each time:
         ownership changes between awaits)."""
         return self.partition(subject) in self.owned
 
