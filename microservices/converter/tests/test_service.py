@@ -296,8 +296,10 @@ async def test_converter_replicas_receive_only_the_books_of_their_partitions(
     async with contextlib.AsyncExitStack() as stack:
         replicas = [await stack.enter_async_context(_replica(nats_settings)) for _ in range(3)]
         await eventually(
-            lambda: sum(sample(r, "owned_partitions") for r in replicas) == STREAMS.partitions
-            and all(sample(r, "owned_partitions") for r in replicas),
+            lambda: (
+                sum(sample(r, "owned_partitions") for r in replicas) == STREAMS.partitions
+                and all(sample(r, "owned_partitions") for r in replicas)
+            ),
             what="partitions shared by the three",
         )
         await _publish(streams, ordered)
