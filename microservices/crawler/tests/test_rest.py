@@ -13,8 +13,9 @@ import respx
 from fairprice.common.errors import RateLimitedError, TransientError
 from fairprice.common.testing import eventually
 from fairprice.crawler.binance import Binance
+from fairprice.crawler.budget import WeightBudget
 from fairprice.crawler.exchange import DepthEvent
-from fairprice.crawler.rest import SnapshotClient, WeightBudget
+from fairprice.crawler.rest import SnapshotClient
 from fairprice.crawler.snapshots import SnapshotFetcher
 from fairprice.crawler.sync import SyncEngine
 
