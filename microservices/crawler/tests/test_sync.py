@@ -5,6 +5,7 @@ from __future__ import annotations
 from fairprice.crawler.binance import Binance
 from fairprice.crawler.exchange import DepthEvent, Snapshot
 from fairprice.crawler.sync import State, SyncEngine
+from fairprice.crawler.window import WindowPolicy
 
 
 def _event(symbol: str, first: int, last: int, price: str = "1.0") -> DepthEvent:
@@ -217,3 +218,45 @@ def test_refresh_with_an_unusable_snapshot_keeps_the_live_book() -> None:
     sync = engine.symbols["AAA"]
     assert sync.synced and sync.book.update_id == 13 and not sync.refreshing
     assert sync.book.bids(5) == [("1.0", "13")]
+
+
+def test_a_thin_window_is_deepened_in_the_background_without_a_gap() -> None:
+    requested: list[str] = []
+    window = WindowPolicy.for_depth(2, (4, 8, 16), max_limit=8)
+    assert (window.first_limit, window.low_water) == (4, 2)
+    engine = SyncEngine(Binance(), depth=2, request_snapshot=requested.append, window=window)
+    engine.add("AAA")
+    assert engine.snapshot_limit("AAA") == 4
+    bids = [("1.0", "1"), ("0.9", "1"), ("0.8", "1"), ("0.7", "1")]
+    _synced_with(engine, "AAA", Snapshot(10, bids, [], limit=4))
+    requested.clear()
+    # The price falls through the bids: 3 of the 4 are gone, 1 known level is below low water.
+    books = [engine.on_event(DepthEvent("AAA", 11, 11, 0, [(p, "0") for p, _ in bids[:3]], []), 0)]
+    assert books[0] is not None and books[0].bids == [("0.7", "1")] and books[0].bids_known == 1
+    assert requested == ["AAA"] and engine.snapshot_limit("AAA") == 8
+    assert dict(engine.rewindows) == {8: 1} and engine.books_short == 1
+    sync = engine.symbols["AAA"]
+    assert sync.refreshing and sync.rewindowing
+    # Events keep coming and publishing while the deeper snapshot is on the way.
+    books.append(engine.on_event(DepthEvent("AAA", 12, 12, 0, [("0.65", "2")], []), 0))
+    assert requested == ["AAA"]  # asked once
+    deeper = [("0.7", "1"), ("0.6", "3"), ("0.5", "1"), ("0.4", "1")]
+    assert engine.on_snapshot("AAA", Snapshot(11, deeper, [], limit=8)) == []
+    assert not sync.refreshing and sync.limit == 8
+    books.append(engine.on_event(DepthEvent("AAA", 13, 13, 0, [], [("5.0", "1")]), 0))
+    assert [(b.first_update_id, b.update_id) for b in books if b] == [(11, 11), (12, 12), (13, 13)]
+    last = books[-1]
+    assert last is not None and last.bids == [("0.7", "1"), ("0.65", "2")]
+    assert last.bids_known == 5  # the whole side: 4 of 8 asked, and 0.65 from a diff
+    assert dict(engine.refreshes) == {"ok": 1} and dict(sync.resyncs) == {"initial": 1}
+
+
+def test_a_resync_starts_over_from_the_first_window() -> None:
+    window = WindowPolicy.for_depth(2, (4, 8, 16))
+    assert window.deeper(4) == 8 and window.deeper(16) == 16 and window.deeper(None) == 4
+    engine = SyncEngine(Binance(), depth=2, window=window)
+    engine.add("AAA")
+    _synced_with(engine, "AAA", Snapshot(10, [("1.0", "1")] * 4, [], limit=4))
+    engine.symbols["AAA"].next_limit = 16
+    engine.on_event(_event("AAA", 20, 20), 0)  # a gap
+    assert engine.snapshot_limit("AAA") == 4

@@ -152,10 +152,11 @@ class Binance:
             "/api/v3/depth", {"symbol": symbol, "limit": limit}, depth_weight(limit)
         )
 
-    def limits_request(self) -> SnapshotRequest:
+    def limits_request(self, symbol: str | None) -> SnapshotRequest:
         # One symbol keeps the answer small (the whole list is megabytes); the weight is the
-        # same. BTCUSDT has traded on Binance since 2017.
-        return SnapshotRequest("/api/v3/exchangeInfo", {"symbol": "BTCUSDT"}, 20)
+        # same, 20.
+        params: dict[str, str | int] = {} if symbol is None else {"symbol": symbol}
+        return SnapshotRequest("/api/v3/exchangeInfo", params, 20)
 
     def parse_weight_limit(self, body: bytes) -> int | None:
         try:

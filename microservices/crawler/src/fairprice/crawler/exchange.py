@@ -115,8 +115,9 @@ class Exchange(Protocol):
 
     def snapshot_request(self, symbol: str, limit: int) -> SnapshotRequest: ...
 
-    def limits_request(self) -> SnapshotRequest:
-        """The request that tells the exchange's request-weight limit (``parse_weight_limit``)."""
+    def limits_request(self, symbol: str | None) -> SnapshotRequest:
+        """The request that tells the exchange's request-weight limit (``parse_weight_limit``),
+        about ``symbol`` alone when given (a smaller answer)."""
         ...
 
     def parse_weight_limit(self, body: bytes) -> int | None:

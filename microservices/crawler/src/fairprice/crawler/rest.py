@@ -63,10 +63,11 @@ class SnapshotClient:
             raise TransientError(f"snapshot {symbol}: {exc}") from exc
         return dataclasses.replace(snapshot, limit=limit)
 
-    async def weight_limit(self) -> int | None:
-        """The exchange's request weight per minute as it states it (``None``: it does not);
-        the same errors as ``fetch``."""
-        body = await self._get(self._exchange.limits_request(), "rate limits")
+    async def weight_limit(self, symbol: str | None = None) -> int | None:
+        """The exchange's request weight per minute as it states it (``None``: it does not),
+        asked with ``symbol`` (one the exchange lists: a smaller answer); the same errors as
+        ``fetch``."""
+        body = await self._get(self._exchange.limits_request(symbol), "rate limits")
         try:
             return self._exchange.parse_weight_limit(body)
         except InvalidMessageError as exc:

@@ -318,7 +318,8 @@ async def _learn_weight_limit(client: SnapshotClient, cfg: CrawlerSection) -> No
     adapter's known limit when the exchange cannot be asked now."""
     budget = client.budget
     try:
-        limit = await client.weight_limit()
+        # About one symbol we crawl (which the exchange must list): a small answer.
+        limit = await client.weight_limit(cfg.symbols[0] if cfg.symbols else None)
     except (RateLimitedError, TransientError) as exc:
         log.warning("cannot read the exchange's weight limit", error=str(exc), budget=budget.budget)
         return
