@@ -186,6 +186,12 @@ class Binance:
         symbols = parse_qs(parts.query).get("symbol")
         return symbols[0].upper() if symbols else None
 
+    def snapshot_limit(self, url: str) -> int | None:
+        limits = parse_qs(urlsplit(url).query).get("limit")
+        if not limits:
+            return 100  # Binance's default
+        return int(limits[0]) if limits[0].isdigit() else None
+
     def used_weight(self, headers: Mapping[str, str]) -> int | None:
         value = headers.get(_WEIGHT_HEADER) or headers.get(_WEIGHT_HEADER.lower())
         try:

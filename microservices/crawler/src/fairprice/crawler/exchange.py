@@ -134,6 +134,10 @@ class Exchange(Protocol):
         recording be replayed."""
         ...
 
+    def snapshot_limit(self, url: str) -> int | None:
+        """The levels a side that snapshot request ``url`` asked for (None: not known)."""
+        ...
+
     def used_weight(self, headers: Mapping[str, str]) -> int | None:
         """The weight used in the current minute as reported by a REST response."""
         ...
