@@ -33,6 +33,8 @@ from fairprice.common.testing import run_nats
 
 TARGET_S = 60.0
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -40,8 +42,8 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
+def _samples(text: str) -> Samples:
+    out: Samples = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
@@ -118,7 +120,7 @@ async def measure(symbols: int, nats_url: str, tick_ms: float, align: bool) -> l
                 stdout=asyncio.subprocess.DEVNULL,
             )
             metrics_url = f"http://127.0.0.1:{crawler_http}/metrics"
-            synced, samples = 0.0, {}
+            synced, samples = 0.0, Samples()
             while synced < symbols:
                 if crawler.returncode is not None:
                     raise RuntimeError(f"crawler exited {crawler.returncode}")
