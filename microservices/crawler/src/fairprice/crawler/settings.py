@@ -53,7 +53,7 @@ class CrawlerSection(Section):
     weight_reserve: float = Field(default=0.1, ge=0.0, lt=1.0)
     """The share of the exchange's limit never spent: requests in flight, another client on
     the same IP and a clock a little off the exchange's minute stay below the limit."""
-    snapshot_concurrency: int = Field(default=4, ge=1, le=32)
+    snapshot_concurrency: int = Field(default=8, ge=1, le=32)
     snapshot_timeout_s: float = Field(default=10.0, gt=0)
     snapshot_retry_base_s: float = Field(default=1.0, gt=0)
     snapshot_retry_max_s: float = Field(default=60.0, gt=0)
