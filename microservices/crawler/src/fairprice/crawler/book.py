@@ -85,8 +85,9 @@ class _Side:
         self.keys = sorted(self.levels)
         self._top = None
         self.edge = self.edge_price = None
-        if levels and (limit is None or len(levels) >= limit):
-            self.edge, self.edge_price = max((sign * price_key(lv[0]), lv[0]) for lv in levels)
+        if self.keys and (limit is None or len(levels) >= limit):
+            self.edge = self.keys[-1]  # the worst level the snapshot held
+            self.edge_price = self.levels[self.edge][0]
 
     def known(self) -> int:
         """How many levels, from the best out, are known to be right (inside the edge)."""
