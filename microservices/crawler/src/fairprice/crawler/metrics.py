@@ -83,7 +83,11 @@ class _Collector(Collector):
                 pool.handovers,
             ),
             ("malformed_frames", "WebSocket frames that could not be parsed", pool.malformed),
-            ("snapshot_weight", "Request weight spent on snapshots", budget.spent_total),
+            (
+                "snapshot_weight",
+                "Request weight spent: snapshots and the exchangeInfo",
+                budget.spent_total,
+            ),
             (
                 "books_short",
                 "Books published with fewer levels than depth on a side because the snapshot's "
