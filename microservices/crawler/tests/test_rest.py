@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -10,7 +11,7 @@ import httpx
 import pytest
 import respx
 
-from fairprice.common.errors import RateLimitedError, TransientError
+from fairprice.common.errors import InvalidMessageError, RateLimitedError, TransientError
 from fairprice.common.testing import eventually
 from fairprice.crawler.binance import Binance
 from fairprice.crawler.budget import WeightBudget
@@ -145,3 +146,26 @@ async def test_budget_waits_for_the_next_minute_when_spent() -> None:
 
 async def _no_publish(_books: object) -> None:
     return None
+
+
+def test_the_request_weight_limit_is_read_among_binances_rate_limits() -> None:
+    binance = Binance()
+    limits = [
+        {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 50},
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+    ]
+    body = {"timezone": "UTC", "rateLimits": limits, "symbols": []}
+    assert binance.parse_weight_limit(json.dumps(body).encode()) == 6000
+    assert binance.parse_weight_limit(json.dumps({"rateLimits": limits[:2]}).encode()) is None
+    with pytest.raises(InvalidMessageError):
+        binance.parse_weight_limit(b"<html>")
+
+
+@respx.mock
+async def test_a_malformed_exchange_info_is_a_transient_error(http: httpx.AsyncClient) -> None:
+    respx.get(f"{BASE}/api/v3/exchangeInfo").respond(200, text="<html>")
+    client = _client(http)
+    with pytest.raises(TransientError, match="rate limits"):
+        await client.weight_limit("BTCUSDT")
+    assert client.budget.spent_total == 20
