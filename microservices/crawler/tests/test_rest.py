@@ -15,10 +15,11 @@ from fairprice.common.errors import InvalidMessageError, RateLimitedError, Trans
 from fairprice.common.testing import eventually
 from fairprice.crawler.binance import Binance
 from fairprice.crawler.budget import WeightBudget
-from fairprice.crawler.exchange import DepthEvent
+from fairprice.crawler.exchange import DepthEvent, Snapshot
 from fairprice.crawler.rest import SnapshotClient
 from fairprice.crawler.snapshots import SnapshotFetcher
 from fairprice.crawler.sync import SyncEngine
+from fairprice.crawler.window import WindowPolicy
 
 BASE = "https://api.binance.com"
 DEPTH = f"{BASE}/api/v3/depth"
@@ -169,3 +170,33 @@ async def test_a_malformed_exchange_info_is_a_transient_error(http: httpx.AsyncC
     with pytest.raises(TransientError, match="rate limits"):
         await client.weight_limit("BTCUSDT")
     assert client.budget.spent_total == 20
+
+
+@respx.mock
+async def test_fetcher_syncs_new_books_first_then_deepens_windows_then_refreshes(
+    http: httpx.AsyncClient,
+) -> None:
+    asked: list[tuple[str, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append((request.url.params["symbol"], request.url.params["limit"]))
+        return httpx.Response(200, json={"lastUpdateId": 1, "bids": [], "asks": []})
+
+    respx.get(DEPTH).mock(side_effect=answer)
+    window = WindowPolicy.for_depth(20, Binance.snapshot_limits)
+    engine = SyncEngine(Binance(), window=window)
+    for symbol in ("REFRESHED", "DEEPENED", "NEW"):
+        engine.add(symbol)
+    bids = [(str(1000 - n), "1") for n in range(100)]  # a full 100-level window
+    for symbol in ("REFRESHED", "DEEPENED"):
+        engine.on_event(DepthEvent(symbol, 1, 1, 0, [], []), 0)
+        engine.on_snapshot(symbol, Snapshot(1, bids, [], limit=100))
+    fetcher = SnapshotFetcher(engine, _client(http), _no_publish, concurrency=1)
+    engine.request_snapshot = fetcher.request
+    engine.refresh("REFRESHED")  # asked first ...
+    # 80 of DEEPENED's 100 bids go: its window ran thin, it asks for 500 levels.
+    engine.on_event(DepthEvent("DEEPENED", 2, 2, 0, [(p, "0") for p, _ in bids[:80]], []), 0)
+    engine.on_event(DepthEvent("NEW", 1, 1, 0, [], []), 0)  # ... and the new symbol last
+    async with fetcher:
+        await eventually(lambda: len(asked) == 3, within=10)
+    assert asked == [("NEW", "100"), ("DEEPENED", "500"), ("REFRESHED", "100")]
