@@ -1,11 +1,13 @@
 """Stream names, subjects and message ids: the one module that spells them.
 
-| stream  | subjects                       | message id (JetStream dedup)                    |
-|---------|--------------------------------|-------------------------------------------------|
-| BOOKS   | ``books.<exchange>.<SYMBOL>``  | ``<exchange>:<SYMBOL>:<final update id>``       |
-| PRICES  | ``prices.<exchange>.<SYMBOL>`` | ``<book id>:price``                             |
-| SIGNALS | ``signals.<exchange>.<SYMBOL>``| ``<book id>:<strategy>:<action>``               |
-| CANDLES | ``candles.<exchange>.<SYMBOL>``| ``<exchange>:<SYMBOL>:candle_1m:<start ms>``    |
+| stream  | subjects                                | message id (JetStream dedup)                 |
+|---------|-----------------------------------------|----------------------------------------------|
+| BOOKS   | ``books.<exchange>.<SYMBOL>``           | ``<exchange>:<SYMBOL>:<final update id>``    |
+| PRICES  | ``prices.<exchange>.<SYMBOL>``          | ``<book id>:price``                          |
+| SIGNALS | ``signals.<exchange>.<SYMBOL>``         | ``<book id>:<strategy>:<action>``            |
+| CANDLES | ``candles.<exchange>.<SYMBOL>.<iv>``    | ``<exchange>:<SYMBOL>:candle_<iv>:<start>``  |
+
+(``<iv>``: the candle interval, ``1m`` ... ``1d``; ``<start>``: its start, ms.)
 
 Every id is a pure function of the input, so a replayed or redundant publish of the same
 output carries the same id and JetStream's duplicate window drops it.
@@ -71,8 +73,10 @@ def signals_subject(exchange: str, symbol: str) -> str:
     return Stream.SIGNALS.subject(exchange, symbol)
 
 
-def candles_subject(exchange: str, symbol: str) -> str:
-    return Stream.CANDLES.subject(exchange, symbol)
+def candles_subject(exchange: str, symbol: str, interval: str) -> str:
+    """``candles.<exchange>.<SYMBOL>.<interval>``: one subject per interval, so the newest
+    candle of an interval (or its history) is read by subject."""
+    return f"{Stream.CANDLES.subject(exchange, symbol)}.{interval}"
 
 
 DEADLETTER_STREAM = "DEADLETTER"
@@ -86,8 +90,9 @@ def deadletter_subject(service: str, stream: Stream) -> str:
 
 
 def parse_subject(subject: str) -> tuple[Stream, str, str]:
-    """Split ``books.binance.BTCUSDT`` into ``(Stream.BOOKS, "binance", "BTCUSDT")``."""
-    prefix, exchange, symbol = subject.split(".", 2)
+    """Split ``books.binance.BTCUSDT`` into ``(Stream.BOOKS, "binance", "BTCUSDT")`` (a
+    candle subject's interval, after the symbol, is left out)."""
+    prefix, exchange, symbol = subject.split(".", 3)[:3]
     return Stream(prefix.upper()), exchange, symbol
 
 
@@ -103,8 +108,8 @@ def signal_msg_id(book_id: str, strategy: str, action: str) -> str:
     return f"{book_id}:{strategy}:{action}"
 
 
-def candle_msg_id(exchange: str, symbol: str, start_ms: int) -> str:
-    return f"{exchange}:{symbol}:candle_1m:{start_ms}"
+def candle_msg_id(exchange: str, symbol: str, interval: str, start_ms: int) -> str:
+    return f"{exchange}:{symbol}:candle_{interval}:{start_ms}"
 
 
 def deadletter_msg_id(service: str, stream: Stream, stream_seq: int) -> str:
