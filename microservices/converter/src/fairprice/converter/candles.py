@@ -17,7 +17,7 @@ books (``seed``). The open minute itself it rebuilds from BOOKS, as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from fairprice.common.intervals import BASE_INTERVAL, INTERVAL_MS, INTERVALS, CandleInterval
@@ -104,7 +104,7 @@ class PeriodCandles:
             self.open[interval] = candle
         return closed
 
-    def seed(self, minutes: Iterable[OpenCandle], now_ms: int) -> None:
+    def seed(self, minutes: Sequence[OpenCandle], now_ms: int) -> None:
         """Set the open candles to what a converter that lived through ``minutes`` (the closed
         1-minute candles, in order) has at the price of ``now_ms``: the minutes of each
         interval's current period before the minute of ``now_ms``."""

@@ -64,7 +64,7 @@ class SymbolCandles:
         """Continue after the last published price (event time ``now_ms``) from what CANDLES
         holds: the 1-minute candles of the longest period (in order) and the newest candle of
         the indicator interval."""
-        self.periods.seed((_open(c) for c in minutes), now_ms)
+        self.periods.seed([_open(c) for c in minutes], now_ms)
         candle = indicator_candle
         if candle is None:
             return
