@@ -9,6 +9,7 @@ from fairprice.common.subjects import (
     book_msg_id,
     books_subject,
     candle_msg_id,
+    candles_subject,
     parse_subject,
     price_msg_id,
     signal_msg_id,
@@ -116,9 +117,11 @@ def test_subjects_and_ids() -> None:
     assert books_subject("binance", "BTCUSDT") == "books.binance.BTCUSDT"
     assert Stream.SIGNALS.subject("sim", "ETHBTC") == "signals.sim.ETHBTC"
     assert Stream.PRICES.wildcard == "prices.>"
-    assert parse_subject("candles.sim.ETHBTC") == (Stream.CANDLES, "sim", "ETHBTC")
+    assert parse_subject("candles.sim.ETHBTC.4h") == (Stream.CANDLES, "sim", "ETHBTC")
+    assert candles_subject("sim", "ETHBTC", "4h") == "candles.sim.ETHBTC.4h"
     book_id = book_msg_id("binance", "BTCUSDT", 42)
     assert book_id == "binance:BTCUSDT:42"
     assert price_msg_id(book_id) == "binance:BTCUSDT:42:price"
     assert signal_msg_id(book_id, "sma_cross", "SELL") == "binance:BTCUSDT:42:sma_cross:SELL"
-    assert candle_msg_id("binance", "BTCUSDT", 60_000) == "binance:BTCUSDT:candle_1m:60000"
+    assert candle_msg_id("binance", "BTCUSDT", "1m", 60_000) == "binance:BTCUSDT:candle_1m:60000"
+    assert candle_msg_id("binance", "BTCUSDT", "1d", 0) == "binance:BTCUSDT:candle_1d:0"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -43,11 +44,15 @@ def _series(n: int, seed: int) -> tuple[list[float], list[float], list[float]]:
 
 def _talib(
     params: Indicators, high: list[float], low: list[float], close: list[float]
-) -> dict[str, np.ndarray]:  # type: ignore[type-arg]
+) -> dict[str, Any]:
     h, lo, c = np.array(high), np.array(low), np.array(close)
     macd, signal, hist = talib.MACD(c, params.macd_fast, params.macd_slow, params.macd_signal)
     upper, middle, lower = talib.BBANDS(
-        c, params.bollinger_period, params.bollinger_sd, params.bollinger_sd, 0
+        c,
+        params.bollinger_period,
+        params.bollinger_sd,
+        params.bollinger_sd,
+        talib.MA_Type.SMA,  # type: ignore[attr-defined]
     )
     return {
         "rsi": talib.RSI(c, params.rsi_period),

@@ -14,6 +14,7 @@ from typing import Literal, TypeVar
 import msgspec
 
 from fairprice.common.errors import InvalidMessageError
+from fairprice.common.intervals import CandleInterval
 
 __all__ = [
     "Action",
@@ -138,7 +139,7 @@ class Candle(msgspec.Struct, frozen=True, kw_only=True):
 
     exchange: str
     symbol: str
-    interval: str = "1m"
+    interval: CandleInterval = "1m"
     """``1m``, ``5m``, ``15m``, ``30m``, ``1h``, ``4h`` or ``1d``."""
     start_ms: int
     """Start of the period, milliseconds since the Unix epoch (event time)."""

@@ -64,9 +64,7 @@ class SymbolPipeline:
         self._resume_trend: int | None = None
         self._prices_subject = prices_subject(exchange, symbol)
         self._signals_subject = signals_subject(exchange, symbol)
-        self._candles_subjects: dict[str, str] = {
-            i: candles_subject(exchange, symbol, i) for i in params.intervals
-        }
+        self._candles_subjects = {i: candles_subject(exchange, symbol, i) for i in params.intervals}
 
     def resume(
         self,
