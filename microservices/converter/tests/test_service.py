@@ -13,25 +13,47 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
-from fairprice.common.feeds import Feed, encode_feed
+from fairprice.common.feeds import STRATEGIES, Feed, Indicators, encode_feed
+from fairprice.common.intervals import INTERVALS
 from fairprice.common.kv import Bucket, open_bucket, snapshot
-from fairprice.common.messages import Book, FairPrice, Latest, decode, encode
+from fairprice.common.messages import Book, Candle, FairPrice, Latest, decode, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
 from fairprice.common.tail import StreamTail
 from fairprice.common.testing import NatsServer, eventually, run_nats
+from fairprice.converter.candle_indicators import CandleIndicators, params_key
 from fairprice.converter.fair_price import Skip
 from fairprice.converter.params import Params
 from fairprice.converter.service import run
 from fairprice.converter.settings import ConverterSection, ConverterSettings
 from fairprice.converter.symbol_pipeline import SymbolPipeline
 
-PARAMS = Params(sma_fast_s=5.0, sma_slow_s=20.0, min_gap=0.0002)
+INDICATORS = Indicators(
+    rsi_period=5,
+    macd_fast=3,
+    macd_slow=6,
+    macd_signal=3,
+    bollinger_period=5,
+    atr_period=5,
+    rsi_overbought=60.0,
+    rsi_oversold=40.0,
+)
+"""Short periods: indicators warm up and candle strategies signal within the test series."""
+PARAMS = Params(
+    sma_fast_s=5.0,
+    sma_slow_s=20.0,
+    min_gap=0.0002,
+    intervals=INTERVALS,
+    indicators=INDICATORS,
+    strategies=frozenset(STRATEGIES),
+)
+"""Every candle interval, every indicator and every strategy on."""
 SYMBOLS = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT", "FFFUSDT")
 OUTPUT_STREAMS = (Stream.PRICES, Stream.SIGNALS, Stream.CANDLES)
 
@@ -47,6 +69,9 @@ def _converter_section(**overrides: object) -> ConverterSection:
         "sma_fast_s": PARAMS.sma_fast_s,
         "sma_slow_s": PARAMS.sma_slow_s,
         "min_gap": PARAMS.min_gap,
+        "candle_intervals": list(INTERVALS),
+        "indicators": msgspec.structs.asdict(INDICATORS),
+        "strategies": list(STRATEGIES),
         "heartbeat_s": 0.2,
         "member_ttl_s": 1.0,
         "latest_interval_s": 0.2,
@@ -124,8 +149,21 @@ def _interleave(books: dict[str, list[Book]]) -> list[Book]:
 
 
 @pytest.fixture
-def books(make_books: Callable[..., list[Book]]) -> dict[str, list[Book]]:
-    return {symbol: make_books(symbol, 600, seed=3) for symbol in SYMBOLS}
+def books(make_long_books: Callable[..., list[Book]]) -> dict[str, list[Book]]:
+    """Six symbols over two hours across a UTC midnight: candles of every interval close,
+    indicators warm up, every strategy signals."""
+    return {symbol: make_long_books(symbol, 600, seed=3) for symbol in SYMBOLS}
+
+
+def test_the_test_series_exercises_every_output(books: dict[str, list[Book]]) -> None:
+    """What the service tests compare includes candles of every interval with indicators
+    and signals of every strategy (so a converter dropping any of them fails them)."""
+    outputs = _expected(books)
+    candles = [decode(data, Candle) for kind, _, data in outputs if kind == "CANDLES"]
+    assert {c.interval for c in candles} == set(INTERVALS)
+    assert any(c.macd_hist is not None and c.atr is not None for c in candles)
+    strategies = {msg_id.split(":")[3] for kind, msg_id, _ in outputs if kind == "SIGNALS"}
+    assert strategies == set(STRATEGIES)
 
 
 @pytest.fixture
@@ -291,6 +329,10 @@ def _spawn(nats: NatsServer, workdir: Path, log_name: str | None = None) -> subp
     section = _converter_section()
     for key in ("partitions", "sma_fast_s", "sma_slow_s", "min_gap", "heartbeat_s"):
         env[f"FAIRPRICE_CONVERTER__{key.upper()}"] = str(getattr(section, key))
+    env["FAIRPRICE_CONVERTER__CANDLE_INTERVALS"] = json.dumps(section.candle_intervals)
+    env["FAIRPRICE_CONVERTER__STRATEGIES"] = json.dumps(section.strategies)
+    for key, value in section.indicators.model_dump().items():
+        env[f"FAIRPRICE_CONVERTER__INDICATORS__{key.upper()}"] = str(value)
     env["FAIRPRICE_CONVERTER__MEMBER_TTL_S"] = "1.0"
     env["FAIRPRICE_CONVERTER__HTTP__PORT"] = "0"
     env["FAIRPRICE_CONVERTER__HTTP__HOST"] = "127.0.0.1"
@@ -440,3 +482,72 @@ async def test_converter_process_serves_probes_and_stops_on_sigterm(
 
 async def _is(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
+
+
+async def test_converter_indicator_parameters_change_live_from_the_next_candle(
+    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+) -> None:
+    """A feed's new indicator parameters (written to KV ``feeds``, as the operator does for a
+    changed MarketFeed) reach a running converter: the candles before the change carry the
+    old indicators, every candle after it the new ones, computed afresh from the next candle
+    on; the prices do not change."""
+    feeds_kv = await open_bucket(streams.js, Bucket.FEEDS)
+    old, new = INDICATORS, Indicators(rsi_period=3, bollinger_period=3, atr_period=3)
+
+    def feed(indicators: Indicators) -> bytes:
+        return encode_feed(
+            Feed(
+                exchange="sim",
+                symbols=["AAAUSDT"],
+                sma_fast_s=PARAMS.sma_fast_s,
+                sma_slow_s=PARAMS.sma_slow_s,
+                candle_intervals=list(INTERVALS),
+                indicators=indicators,
+                strategies=list(STRATEGIES),
+            )
+        )
+
+    await feeds_kv.put("default.aaa", feed(old))
+    series = books["AAAUSDT"]
+    half = len(series) // 2
+    before = _expected({"AAAUSDT": series[:half]})
+    async with _replica(nats_settings, feeds_refresh_s=0.2) as registry:
+        await _publish(streams, series[:half])
+        await _wait_for_outputs(streams, before)
+        await feeds_kv.put("default.aaa", feed(new))
+
+        def rebuilds() -> float:
+            return registry.get_sample_value("fairprice_converter_rebuilds_total") or 0.0
+
+        await eventually(lambda: rebuilds() == 2, what="the symbol rebuilt with new parameters")
+        await _publish(streams, series[half:])
+        prices = {o for o in _expected({"AAAUSDT": series}) if o[0] == Stream.PRICES.value}
+        # Candles of a book are published before its price: all prices stored, all stored.
+        await eventually(lambda: _prices_at_least(streams, len(prices)), what="all prices")
+    found, _ = await _collect(streams)
+    assert {o for o in found if o[0] == Stream.PRICES.value} == prices
+    assert {o for o in before if o[0] == Stream.CANDLES.value} <= found
+    earlier = {decode(data, Candle).start_ms for kind, _, data in before if kind == "CANDLES"}
+    minutes = sorted(
+        (
+            candle
+            for kind, _, data in found
+            if kind == Stream.CANDLES.value and (candle := decode(data, Candle)).interval == "1m"
+        ),
+        key=lambda candle: candle.start_ms,
+    )
+    changed = [candle for candle in minutes if candle.start_ms not in earlier]
+    assert len(changed) > 10
+    for candle in minutes[: len(minutes) - len(changed)]:
+        assert candle.state is not None and candle.state.params == params_key(old)
+    fresh = CandleIndicators(new)
+    for candle in changed:
+        assert candle.state is not None and candle.state.params == params_key(new)
+        values = fresh.push(candle.high, candle.low, candle.close)
+        assert (candle.rsi, candle.bb_upper, candle.atr, candle.macd_hist) == (
+            values.rsi,
+            values.bb_upper,
+            values.atr,
+            values.macd_hist,
+        )
+    assert changed[-1].rsi is not None and changed[-1].bb_upper is not None
