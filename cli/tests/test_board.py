@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from nats.aio.msg import Msg
 from rich.console import Console
 
+from fairprice.cli.__main__ import _parser, main
 from fairprice.cli.board import Board
 from fairprice.common.bus import Bus
 from fairprice.common.messages import Book, Candle, FairPrice, IndicatorState, Signal, encode
@@ -146,3 +148,17 @@ def test_board_shows_the_chosen_indicator_of_the_indicator_interval() -> None:
     assert "rsi" in header
     assert "61.25 (1m)" in row
     assert "rsi" not in next(line for line in _render(Board()).splitlines() if "symbol" in line)
+
+
+def test_top_takes_an_indicator_column_as_the_readme_shows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``fairprice top --indicator rsi`` parses (the real entry point's parser); an unknown
+    indicator is refused with the choices listed."""
+    args = _parser().parse_args(["top", "--sort", "lag", "--indicator", "macd_hist"])
+    assert (args.command, args.sort, args.indicator) == ("top", "lag", "macd_hist")
+    assert _parser().parse_args(["top"]).indicator is None
+    with pytest.raises(SystemExit) as exited:
+        main(["top", "--indicator", "stochastic"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'stochastic'" in capsys.readouterr().err

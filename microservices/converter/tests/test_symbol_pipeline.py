@@ -14,6 +14,7 @@ from fairprice.common.messages import Book, Candle, FairPrice, decode
 from fairprice.common.subjects import Stream
 from fairprice.converter.fair_price import Skip
 from fairprice.converter.params import Params
+from fairprice.converter.symbol_candles import ResumeConflictError
 from fairprice.converter.symbol_pipeline import Output, SymbolPipeline
 
 PARAMS = Params(sma_fast_s=5.0, sma_slow_s=20.0, min_gap=0.0002)
@@ -179,3 +180,23 @@ def test_pipeline_resumed_with_only_the_last_minute_of_books_continues_identical
         replay = [b for b in books if b.event_time_ms >= start]
         resumed = _run(replay, _resumed(books, full, last, params))
         assert resumed == [o for uid, o in full if uid > last.update_id], cut
+
+
+def test_pipeline_refuses_to_resume_from_a_candle_newer_than_the_last_price(
+    make_long_books: Callable[..., list[Book]],
+) -> None:
+    """A previous owner still publishing: the newest indicator candle closed after the newest
+    price read; resuming from it would count that candle twice, so the takeover fails (and is
+    retried) instead."""
+    books = make_long_books("HHHUSDT", 300, seed=4)
+    full = _run_by_book(books, SymbolPipeline("sim", "HHHUSDT", EVERYTHING))
+    candles = [(uid, decode(o[2], Candle)) for uid, o in full if o[0] is Stream.CANDLES]
+    uid, newest = next((u, c) for u, c in reversed(candles) if c.interval == "1m")
+    older = next(
+        decode(o[2], FairPrice) for u, o in reversed(full) if o[0] is Stream.PRICES and u < uid
+    )
+    pipeline = SymbolPipeline("sim", "HHHUSDT", EVERYTHING)
+    with pytest.raises(ResumeConflictError, match="newer than the last price"):
+        pipeline.resume(older, [], newest)
+    closing = next(o[2] for u, o in full if u == uid and o[0] is Stream.PRICES)
+    pipeline.resume(decode(closing, FairPrice), [], newest)  # its own price: consistent
