@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fairprice.common.errors import SettingsError
-from fairprice.common.feeds import Indicators
+from fairprice.common.feeds import Feed, Indicators
 from fairprice.common.intervals import DEFAULT_INTERVALS
 from fairprice.common.settings import load_settings
 from fairprice.converter.params import params_for
@@ -52,3 +52,9 @@ def test_bad_candle_and_indicator_settings_stop_start_up(
     empty.write_text("")
     with pytest.raises(SettingsError, match=message):
         load_settings(ConverterSettings, empty)
+
+
+def test_a_feed_without_1m_or_its_indicator_interval_still_gets_them() -> None:
+    """The operator refuses such a feed; one written to KV by hand must not break a symbol."""
+    feed = Feed(symbols=["BTCUSDT"], candle_intervals=["4h"], indicators=Indicators(interval="5m"))
+    assert params_for(ConverterSection(), feed).intervals == ("1m", "4h", "5m")

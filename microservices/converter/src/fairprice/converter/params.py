@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from fairprice.common.feeds import FairPriceMethod, Feed, Indicators, Strategy
-from fairprice.common.intervals import DEFAULT_INTERVALS, CandleInterval
+from fairprice.common.intervals import BASE_INTERVAL, DEFAULT_INTERVALS, CandleInterval
 from fairprice.converter.settings import ConverterSection
 
 __all__ = ["Params", "params_by_symbol", "params_for"]
@@ -54,9 +54,13 @@ class _Choices(Protocol):
 def params_for(settings: ConverterSection, feed: _Choices | None = None) -> Params:
     """The parameters of a symbol of ``feed`` (``None``: of a symbol no feed names)."""
     chosen: _Choices = settings if feed is None else feed
+    indicators = feed.indicators if isinstance(feed, Feed) else settings.indicators.value()
     return Params(
-        intervals=tuple(dict.fromkeys(chosen.candle_intervals)),
-        indicators=feed.indicators if isinstance(feed, Feed) else settings.indicators.value(),
+        # 1m and the indicator interval always (validated so; a hand-written feed may not be)
+        intervals=tuple(
+            dict.fromkeys((BASE_INTERVAL, *chosen.candle_intervals, indicators.interval))
+        ),
+        indicators=indicators,
         strategies=frozenset(chosen.strategies),
         method=chosen.method,
         notional=chosen.notional,
