@@ -125,3 +125,15 @@ def test_subjects_and_ids() -> None:
     assert signal_msg_id(book_id, "sma_cross", "SELL") == "binance:BTCUSDT:42:sma_cross:SELL"
     assert candle_msg_id("binance", "BTCUSDT", "1m", 60_000) == "binance:BTCUSDT:candle_1m:60000"
     assert candle_msg_id("binance", "BTCUSDT", "1d", 0) == "binance:BTCUSDT:candle_1d:0"
+
+
+def test_a_candle_from_before_intervals_is_a_1m_candle() -> None:
+    """CANDLES may still hold candles written before the ``interval`` field: they decode as
+    1-minute candles; an interval outside the set is refused."""
+    old = (
+        b'{"exchange":"sim","symbol":"AAA","start_ms":0,'
+        b'"open":1,"high":2,"low":1,"close":2,"count":3}'
+    )
+    assert decode(old, Candle).interval == "1m"
+    with pytest.raises(InvalidMessageError, match=r"\$.interval"):
+        decode(old.replace(b'"start_ms"', b'"interval":"2m","start_ms"'), Candle)
