@@ -261,6 +261,12 @@ async def test_converter_metrics_and_readiness(
         assert value("prices_total") == sum(
             1 for kind, _, _ in _expected(books) if kind == Stream.PRICES.value
         )
+        for action in ("BUY", "SELL"):  # a book may signal for several strategies at once
+            assert value("signals_total", action=action) == sum(
+                1
+                for kind, msg_id, _ in _expected(books)
+                if kind == Stream.SIGNALS.value and msg_id.endswith(f":{action}")
+            )
 
 
 async def test_converter_scaling_one_three_one_changes_no_output(
