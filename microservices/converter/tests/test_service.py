@@ -557,3 +557,52 @@ async def test_converter_indicator_parameters_change_live_from_the_next_candle(
             values.macd_hist,
         )
     assert changed[-1].rsi is not None and changed[-1].bb_upper is not None
+
+
+async def test_converter_resumes_day_candles_and_indicators_when_books_hold_only_a_minute(
+    streams: Bus, nats_settings: NatsSettings, make_books: Callable[..., list[Book]]
+) -> None:
+    """A session from 22:00 to past midnight; the converter stops at about 23:30, BOOKS is then
+    purged down to the last price's minute (as retention does to older books), and a fresh one
+    takes over. The day, 4-hour and hour candles it closes at midnight (open since 22:00) and
+    every indicator after the stop are exactly those of a converter that never stopped: they
+    come from CANDLES, not from BOOKS."""
+    midnight = 1_700_006_400_000
+    series = make_books(
+        "AAAUSDT", 600, seed=3, start_ms=midnight - 7_200_000, gaps_ms=(20, 120_000)
+    )
+    assert series[-1].event_time_ms > midnight
+    cut = len(series) * 2 // 3
+    assert series[cut].event_time_ms < midnight
+    before = _expected({"AAAUSDT": series[:cut]})
+    async with _replica(nats_settings):
+        await _publish(streams, series[:cut])
+        await _wait_for_outputs(streams, before)
+    last = max(
+        (decode(data, FairPrice) for kind, _, data in before if kind == Stream.PRICES.value),
+        key=lambda price: price.update_id,
+    )
+    replay_from = min(
+        last.event_time_ms - round(PARAMS.sma_slow_s * 1000),
+        last.event_time_ms - last.event_time_ms % 60_000,
+    )
+    keep = sum(1 for book in series[:cut] if book.event_time_ms >= replay_from)
+    assert keep < cut // 10  # BOOKS keeps a sliver of the history
+    await streams.jsm.purge_stream(
+        Stream.BOOKS.value, subject=books_subject("sim", "AAAUSDT"), keep=keep
+    )
+    expected = _expected({"AAAUSDT": series})
+    async with _replica(nats_settings):
+        await _publish(streams, series[cut:])
+        await _wait_for_outputs(streams, expected)
+    found, count = await _collect(streams)
+    assert found == expected
+    assert count == len(expected)
+    after = [
+        decode(data, Candle) for kind, _, data in expected - before if kind == Stream.CANDLES.value
+    ]
+    assert {c.interval for c in after if c.start_ms < last.event_time_ms - 3_600_000} >= {
+        "4h",
+        "1d",
+    }  # open long before what BOOKS kept
+    assert any(c.rsi is not None and c.macd_hist is not None for c in after)
