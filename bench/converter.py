@@ -10,7 +10,14 @@ its output is counted in PRICES. Two paths:
   can; the converter reads them through its one tail of ``books.>``.
 
 "books/s" is wall-clock; "books/cpu-s" divides by the CPU time this process (the converter,
-nothing else: the publisher is another process) used, i.e. books per second per core.
+nothing else: the publisher is another process) used, i.e. books per second per core;
+"us/book" is CPU microseconds per book.
+
+Each path runs twice on the same books: ``1m`` (1-minute candles only and the SMA crossover:
+today's outputs, with the indicators on the 1-minute candles) and ``all`` (candles of all seven
+intervals, every indicator, every strategy). The books of a symbol are a second apart in event
+time, so candles close every minute and the indicators warm up within the run: the candle
+work is a larger share here than at Binance's pace.
 Run: ``uv run python bench/converter.py [--books N] [--symbols S]``.
 """
 
@@ -22,17 +29,20 @@ import random
 import subprocess
 import sys
 import time
+from typing import Any
 
 from _report import report
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
+from fairprice.common.feeds import STRATEGIES
+from fairprice.common.intervals import INTERVALS
 from fairprice.common.messages import Book, decode, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
 from fairprice.common.testing import eventually, run_nats
-from fairprice.converter.params import Params
+from fairprice.converter.params import params_for
 from fairprice.converter.service import run
 from fairprice.converter.settings import ConverterSection, ConverterSettings
 from fairprice.converter.symbol_pipeline import SymbolPipeline
@@ -43,14 +53,15 @@ def _books(count: int, symbols: int, offset: int) -> list[Book]:
     mids = [20_000.0 + 1000 * s for s in range(symbols)]
     books = []
     t = 1_700_000_000_000
+    step = max(1000 // symbols, 1)  # a book of each symbol per second of event time
     for i in range(count):
         s = i % symbols
         mids[s] += rng.gauss(0, 2.0)
-        t += 1
+        t += step
         bid, ask = round(mids[s] - 0.01, 2), round(mids[s] + 0.01, 2)
         books.append(
             Book(
-                exchange="bench",
+                exchange=f"bench{offset // 10**9}",  # each run its own symbols
                 symbol=f"SYM{s:03d}USDT",
                 update_id=offset + i,
                 first_update_id=offset + i,
@@ -93,15 +104,35 @@ async def _at_least(bus: Bus, count: int) -> bool:
     return await _prices(bus) >= count
 
 
+CONFIGS: dict[str, dict[str, Any]] = {  # measured in this order
+    "1m": {"candle_intervals": ["1m"], "strategies": ["sma_cross"]},
+    "all": {"candle_intervals": list(INTERVALS), "strategies": list(STRATEGIES)},
+}
+Row = tuple[str, str, int, float, float, float, float]
+
+
+def _row(name: str, config: str, books: int, wall: float, cpu: float) -> Row:
+    return (name, config, books, wall, books / wall, books / cpu, cpu / books * 1e6)
+
+
 async def _measure(
-    name: str, bus: Bus, nats: NatsSettings, books: int, symbols: int, preload: bool, offset: int
-) -> tuple[str, int, float, float, float]:
+    name: str,
+    config: str,
+    bus: Bus,
+    nats: NatsSettings,
+    books: int,
+    symbols: int,
+    preload: bool,
+    offset: int,
+) -> Row:
+    for stream in Stream:  # a clean slate: a converter takes over every symbol BOOKS holds
+        await bus.jsm.purge_stream(stream.value)
     base = await _prices(bus)
     if preload:
         await asyncio.to_thread(_publisher_process(nats.servers[0], books, symbols, offset).wait)
     settings = ConverterSettings(
         nats=nats,
-        converter=ConverterSection(http=HttpSettings(host="127.0.0.1", port=0)),
+        converter=ConverterSection(http=HttpSettings(host="127.0.0.1", port=0), **CONFIGS[config]),
     )
     stop, ready = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(run(settings, stop=stop, ready=ready, registry=CollectorRegistry()))
@@ -123,22 +154,23 @@ async def _measure(
     finally:
         stop.set()
         await task
-    return (name, books, wall, books / wall, books / cpu)
+    return _row(name, config, books, wall, cpu)
 
 
-def _compute_only(books: int, symbols: int) -> tuple[str, int, float, float, float]:
+def _compute_only(books: int, symbols: int, config: str) -> Row:
     """Decode + pipeline + encode, no NATS: the converter's own share of a book's cost."""
     payloads = [encode(book) for book in _books(books, symbols, 1)]
+    params = params_for(ConverterSection(**CONFIGS[config]))
     pipelines: dict[str, SymbolPipeline] = {}
     wall, cpu = time.perf_counter(), time.process_time()
     for data in payloads:
         book = decode(data, Book)
         pipeline = pipelines.get(book.symbol)
         if pipeline is None:
-            pipeline = pipelines[book.symbol] = SymbolPipeline("bench", book.symbol, Params())
+            pipeline = pipelines[book.symbol] = SymbolPipeline("bench", book.symbol, params)
         pipeline.process(book)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return ("compute only (no NATS)", books, wall, books / wall, books / cpu)
+    return _row("compute only (no NATS)", config, books, wall, cpu)
 
 
 async def _main(books: int, symbols: int) -> None:
@@ -146,14 +178,18 @@ async def _main(books: int, symbols: int) -> None:
         nats = NatsSettings(servers=[server.url])
         async with connect_bus(nats, name="bench") as bus:
             await ensure_streams(bus.jsm, StreamsSettings())
-            rows = [
-                _compute_only(books, symbols),
-                await _measure("catch-up (replay)", bus, nats, books, symbols, True, 1),
-                await _measure("live (tail of books.>)", bus, nats, books, symbols, False, 10**9),
-            ]
+            rows = [_compute_only(books, symbols, config) for config in CONFIGS]
+            offset = 1
+            for name, preload in (("catch-up (replay)", True), ("live (tail of books.>)", False)):
+                for config in (*CONFIGS, *reversed(CONFIGS)):  # ABBA: order effects cancel
+                    # Each run its own exchange name (so symbols) and update ids too.
+                    rows.append(
+                        await _measure(name, config, bus, nats, books, symbols, preload, offset)
+                    )
+                    offset += 10**9
     report(
         "converter",
-        ["path", "books", "seconds", "books/s", "books/cpu-s"],
+        ["path", "config", "books", "seconds", "books/s", "books/cpu-s", "us/book"],
         rows,
         symbols=symbols,
         levels_per_side=20,

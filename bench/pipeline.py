@@ -1,7 +1,7 @@
 """Whole-pipeline capacity and latency: simulator -> crawler -> converter -> storer -> influxd.
 
     uv run python bench/pipeline.py [--quick] [--seconds 60] [--steps 250 500 1000 1500 2000]
-                                    [--modes interval full] [--profile]
+                                    [--modes interval full] [--profile] [--converter all]
 
 Every part runs as a real process (``fairprice.cli.pipeline.Pipeline``: nats-server, influxd,
 simulator, storer, converter, crawler on free loopback ports, ``FAIRPRICE_*`` env only). For each
@@ -28,6 +28,10 @@ protocol posted straight to a bare influxd) and prints each stage's throughput a
 its ceiling. ``--profile`` samples each Python stage with py-spy for ``--profile-seconds`` after
 every measured window and prints the functions it spent its CPU in.
 
+``--converter``: ``default`` (the converter's settings' defaults), ``1m`` (1-minute candles and
+the SMA crossover only) or ``all`` (candles of every interval, every indicator, every strategy);
+run ``1m`` and ``all`` back to back to see what the candle analytics cost the whole pipeline.
+
 Prints tables and writes bench/results/pipeline.json (py-spy stacks: bench/results/profiles/).
 """
 
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -56,6 +61,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from storer import book_bodies, ceiling, make_books
 
 from fairprice.cli.pipeline import SERVICES, Pipeline
+from fairprice.common.feeds import STRATEGIES
+from fairprice.common.intervals import INTERVALS
 from fairprice.common.messages import encode
 
 EVENTS_PER_SYMBOL_S = 10
@@ -218,9 +225,24 @@ def _backlogs(sample: Sample) -> dict[str, float]:
     return backlog
 
 
-def _env(mode: str, symbols: int) -> dict[str, dict[str, str]]:
-    """Snapshots paced by a budget large enough to sync every symbol in seconds, not minutes."""
+CONVERTER_ENV = {
+    "default": {},
+    "1m": {
+        "FAIRPRICE_CONVERTER__CANDLE_INTERVALS": '["1m"]',
+        "FAIRPRICE_CONVERTER__STRATEGIES": '["sma_cross"]',
+    },
+    "all": {
+        "FAIRPRICE_CONVERTER__CANDLE_INTERVALS": json.dumps(INTERVALS),
+        "FAIRPRICE_CONVERTER__STRATEGIES": json.dumps(STRATEGIES),
+    },
+}
+
+
+def _env(mode: str, symbols: int, converter: str) -> dict[str, dict[str, str]]:
+    """Snapshots paced by a budget large enough to sync every symbol in seconds, not minutes;
+    the converter's candles, indicators and strategies by ``converter`` (``CONVERTER_ENV``)."""
     return {
+        "converter": CONVERTER_ENV[converter],
         "simulator": {"FAIRPRICE_SIMULATOR__WEIGHT_LIMIT": str(10**9)},
         "crawler": {
             "FAIRPRICE_CRAWLER__SNAPSHOT_LIMIT": str(SNAPSHOT_LIMIT),
@@ -283,11 +305,12 @@ async def run_step(
     profile_s: float,
     sync_s: float,
     workdir: Path,
+    converter: str = "default",
 ) -> Step:
     names = [f"SIM{n:04d}USDT" for n in range(symbols)]
     asked = symbols * EVENTS_PER_SYMBOL_S
     print(f"-- {mode}: {symbols} symbols ({asked:,} events/s asked) ...", flush=True)
-    async with Pipeline(workdir, symbols=names, env=_env(mode, symbols)) as pipeline:
+    async with Pipeline(workdir, symbols=names, env=_env(mode, symbols, converter)) as pipeline:
         started = time.monotonic()
         synced = await _sync(pipeline, symbols, within=sync_s)
         print(
@@ -482,6 +505,7 @@ async def capacity(
             args.profile_seconds if args.profile else 0,
             args.sync_seconds,
             Path(tempfile.mkdtemp(prefix=f"{mode}-{symbols}-", dir=workdir)),
+            args.converter,
         )
         verdict = "keeps up" if step.keeps_up else "; ".join(step.limits)
         print(f"   {step.events_s:,.0f} events/s, p99 {_p99(step)}: {verdict}", flush=True)
@@ -636,6 +660,7 @@ async def main() -> None:
     parser.add_argument("--sync-seconds", type=float, default=90.0, help="then measure anyway")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
+    parser.add_argument("--converter", choices=sorted(CONVERTER_ENV), default="default")
     args = parser.parse_args()
     quick_steps = {"interval": [500], "full": [250]}
     if args.quick:
@@ -701,6 +726,7 @@ async def main() -> None:
         ],
         rows,
         quick=args.quick,
+        converter=args.converter,
         definition={
             "events_per_symbol_s": EVENTS_PER_SYMBOL_S,
             "keeps_up": (

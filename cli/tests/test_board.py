@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from nats.aio.msg import Msg
 from rich.console import Console
 
+from fairprice.cli.__main__ import _parser, main
 from fairprice.cli.board import Board
 from fairprice.common.bus import Bus
-from fairprice.common.messages import Book, FairPrice, Signal, encode
-from fairprice.common.subjects import books_subject, prices_subject, signals_subject
+from fairprice.common.messages import Book, Candle, FairPrice, IndicatorState, Signal, encode
+from fairprice.common.subjects import (
+    books_subject,
+    candles_subject,
+    prices_subject,
+    signals_subject,
+)
 from fairprice.common.testing import eventually
 
 NOW_MS = 1_700_000_000_000
@@ -94,3 +101,64 @@ def test_board_sorts_by_lag() -> None:
     text = _render(board, sort="lag")
     order = [s for line in text.splitlines() for s in ("AAA", "BBB", "CCC") if s in line]
     assert order == ["BBB", "CCC", "AAA"]
+
+
+def _candle(interval: str, rsi: float | None, with_state: bool) -> Candle:
+    return Candle(
+        exchange="sim",
+        symbol="BTCUSDT",
+        interval=interval,  # type: ignore[arg-type]
+        start_ms=NOW_MS - 60_000,
+        open=1.0,
+        high=2.0,
+        low=0.5,
+        close=1.5,
+        count=3,
+        rsi=rsi,
+        state=STATE if with_state else None,
+    )
+
+
+STATE = IndicatorState(
+    params="p",
+    count=20,
+    prev_close=1.5,
+    rsi_gain=0.1,
+    rsi_loss=0.1,
+    atr=0.3,
+    warmup=[],
+    ema_fast=None,
+    ema_slow=None,
+    macd_count=0,
+    macd_signal=0.0,
+    window=[],
+)
+
+
+def test_board_shows_the_chosen_indicator_of_the_indicator_interval() -> None:
+    """``--indicator rsi``: the column holds the RSI of the last candle that carries the
+    indicators (not that of a longer candle without them), with its interval."""
+    board = Board("rsi")
+    board.apply(candles_subject("sim", "BTCUSDT", "1m"), encode(_candle("1m", 61.25, True)))
+    board.apply(candles_subject("sim", "BTCUSDT", "5m"), encode(_candle("5m", None, False)))
+    header, row = (
+        next(line for line in _render(board).splitlines() if word in line)
+        for word in ("exchange", "BTCUSDT")
+    )
+    assert "rsi" in header
+    assert "61.25 (1m)" in row
+    assert "rsi" not in next(line for line in _render(Board()).splitlines() if "symbol" in line)
+
+
+def test_top_takes_an_indicator_column_as_the_readme_shows(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``fairprice top --indicator rsi`` parses (the real entry point's parser); an unknown
+    indicator is refused with the choices listed."""
+    args = _parser().parse_args(["top", "--sort", "lag", "--indicator", "macd_hist"])
+    assert (args.command, args.sort, args.indicator) == ("top", "lag", "macd_hist")
+    assert _parser().parse_args(["top"]).indicator is None
+    with pytest.raises(SystemExit) as exited:
+        main(["top", "--indicator", "stochastic"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'stochastic'" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from fairprice.common.subjects import (
     books_subject,
     books_symbol_filter,
     candle_msg_id,
+    candles_subject,
     parse_subject,
     price_msg_id,
     signal_msg_id,
@@ -119,7 +120,8 @@ def test_subjects_and_ids() -> None:
     assert books_subject("binance", "BTCUSDT") == "books.binance.BTCUSDT"
     assert Stream.SIGNALS.subject("sim", "ETHBTC") == "signals.sim.ETHBTC"
     assert Stream.PRICES.wildcard == "prices.>"
-    assert parse_subject("candles.sim.ETHBTC") == (Stream.CANDLES, "sim", "ETHBTC")
+    assert parse_subject("candles.sim.ETHBTC.4h") == (Stream.CANDLES, "sim", "ETHBTC")
+    assert candles_subject("sim", "ETHBTC", "4h") == "candles.sim.ETHBTC.4h"
     assert parse_subject("books.7.sim.ETHBTC") == (Stream.BOOKS, "sim", "ETHBTC")  # as stored
     assert books_partition("books.7.sim.ETHBTC") == 7
     assert books_partition_filter(7) == "books.7.>"
@@ -128,4 +130,17 @@ def test_subjects_and_ids() -> None:
     assert book_id == "binance:BTCUSDT:42"
     assert price_msg_id(book_id) == "binance:BTCUSDT:42:price"
     assert signal_msg_id(book_id, "sma_cross", "SELL") == "binance:BTCUSDT:42:sma_cross:SELL"
-    assert candle_msg_id("binance", "BTCUSDT", 60_000) == "binance:BTCUSDT:candle_1m:60000"
+    assert candle_msg_id("binance", "BTCUSDT", "1m", 60_000) == "binance:BTCUSDT:candle_1m:60000"
+    assert candle_msg_id("binance", "BTCUSDT", "1d", 0) == "binance:BTCUSDT:candle_1d:0"
+
+
+def test_a_candle_from_before_intervals_is_a_1m_candle() -> None:
+    """CANDLES may still hold candles written before the ``interval`` field: they decode as
+    1-minute candles; an interval outside the set is refused."""
+    old = (
+        b'{"exchange":"sim","symbol":"AAA","start_ms":0,'
+        b'"open":1,"high":2,"low":1,"close":2,"count":3}'
+    )
+    assert decode(old, Candle).interval == "1m"
+    with pytest.raises(InvalidMessageError, match=r"\$.interval"):
+        decode(old.replace(b'"start_ms"', b'"interval":"2m","start_ms"'), Candle)

@@ -12,9 +12,11 @@ InfluxDB measurements, and counts:
 - prices: exactly one per book (by symbol and update id), none for a book that is not there;
 - signals: exactly those that the prices' ``trend`` implies (a BUY where the trend of a symbol
   turns from -1 to +1 between two consecutive prices, a SELL the other way), each once;
-- candles: exactly the closed minutes of the prices, with the OHLC and count of those prices;
-- InfluxDB: ``orderbook``, ``fair_price``, ``indicator``, ``signal`` and ``candle_1m`` hold one
-  point per message, keyed and valued as the message says, and nothing else.
+- candles: the 1-minute ones exactly the closed minutes of the prices, with the OHLC and count
+  of those prices (the longer intervals are checked against the prices in the converter's
+  tests);
+- InfluxDB: ``orderbook``, ``fair_price``, ``indicator``, ``signal`` and ``candle`` (interval
+  ``1m``) hold one point per message, keyed and valued as the message says, and nothing else.
 """
 
 from __future__ import annotations
@@ -322,18 +324,20 @@ async def audit(lake: Lake, bus: Bus, influx_url: str, window: Window) -> Audit:
         return window.start_ms <= start_ms and start_ms + MINUTE_MS <= window.end_ms
 
     derived = expected_candles(lake.prices.messages)
+    minutes = [c for c in lake.candles.messages if c.interval == "1m"]
     result.compare(
         "candles in CANDLES",
         Counter(candle_key(c) for k, c in derived.items() if inside(k[1])),
-        Counter(candle_key(c) for c in lake.candles.messages if inside(c.start_ms)),
+        Counter(candle_key(c) for c in minutes if inside(c.start_ms)),
     )
     stored_candles = await influx_rows(
         influx_url,
-        f"SELECT open, high, low, close, count FROM candle_1m WHERE {where} GROUP BY symbol",
+        "SELECT open, high, low, close, count FROM candle "
+        f"WHERE interval = '1m' AND {where} GROUP BY symbol",
     )
     result.compare(
-        "candle_1m points",
-        Counter(candle_key(c) for c in lake.candles.messages if inside(c.start_ms)),
+        "candle points (1m)",
+        Counter(candle_key(c) for c in minutes if inside(c.start_ms)),
         Counter((s, *row) for s, row in stored_candles if inside(row[0])),
     )
     return result

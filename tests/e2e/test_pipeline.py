@@ -139,24 +139,26 @@ async def test_candles_of_every_closed_minute_are_stored(
     running: tuple[Pipeline, Bus, Lake],
 ) -> None:
     """The first candles need a minute boundary of event time (wall clock): up to a minute.
-    Each one is the OHLC and count of its minute's prices, in CANDLES once and in candle_1m."""
+    Each one is the OHLC and count of its minute's prices, in CANDLES once and in the candle
+    measurement (interval 1m)."""
     pipeline, bus, lake = running
 
     async def stored() -> bool:
-        return await measurement_has_points(pipeline.influxd.url, "candle_1m", "count")
+        return await measurement_has_points(pipeline.influxd.url, "candle", "count")
 
-    await eventually(stored, within=75, interval=0.5, what="points in candle_1m")
+    await eventually(stored, within=75, interval=0.5, what="points in candle")
 
     async def agree() -> bool:
         await lake.read(bus)
         derived = Counter(candle_key(c) for c in expected_candles(lake.prices.messages).values())
-        published = Counter(candle_key(c) for c in lake.candles.messages)
+        published = Counter(candle_key(c) for c in lake.candles.messages if c.interval == "1m")
         rows = await influx_rows(
             pipeline.influxd.url,
-            "SELECT open, high, low, close, count FROM candle_1m GROUP BY symbol",
+            "SELECT open, high, low, close, count FROM candle WHERE interval = '1m' "
+            "GROUP BY symbol",
         )
         points = Counter((s, *row) for s, row in rows)
         return bool(published) and derived == published == points
 
     await eventually(agree, within=20, interval=0.5, what="candles agree")
-    print(f"\ncandles: {len(lake.candles.messages)} in CANDLES = candle_1m points = derived")
+    print(f"\ncandles: {len(lake.candles.messages)} in CANDLES; 1m = candle points = derived")

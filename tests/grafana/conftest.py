@@ -15,7 +15,15 @@ import httpx
 import pytest
 import yaml
 
+from fairprice.common.feeds import STRATEGIES, Indicators
+from fairprice.common.intervals import INTERVALS
+from fairprice.common.messages import Book, Candle, Signal, decode
+from fairprice.common.subjects import Stream
 from fairprice.common.testing.servers import InfluxServer
+from fairprice.converter.fair_price import Skip
+from fairprice.converter.params import Params
+from fairprice.converter.symbol_pipeline import SymbolPipeline
+from fairprice.storer.line_protocol import LineEncoder
 
 GRAFANA = Path(__file__).resolve().parents[2] / "grafana"
 DATABASE = "fair_price"
@@ -53,8 +61,10 @@ def market_points(
     *, exchange: str, symbols: tuple[str, ...], start_ms: int, seconds: int, seed: int = 7
 ) -> Iterator[str]:
     """Line protocol for ``seconds`` of one book per symbol per 500 ms, as the storer writes it:
-    orderbook, fair_price (one point per method), indicator, signal on SMA crossovers and
-    candle_1m. Deterministic for a seed; prices follow a random walk so SMAs cross."""
+    orderbook, fair_price (one point per method), indicator, signal on SMA crossovers, and
+    from the converter's own pipeline (``pipeline_points``) the candles of every interval
+    with their indicators and the candle strategies' signals. Deterministic for a seed;
+    prices follow a random walk so SMAs cross."""
     rng = random.Random(seed)
     for s_index, symbol in enumerate(symbols):
         price = 50_000.0 / (s_index * 15 + 1)
@@ -62,7 +72,7 @@ def market_points(
         fast: list[float] = []
         slow: list[float] = []
         previous_side = 0
-        candle: dict[str, float] = {}
+        books: list[Book] = []
         tags = f"exchange={exchange},symbol={symbol}"
         for step in range(seconds * 2):
             ts = start_ms + step * 500
@@ -103,15 +113,64 @@ def market_points(
                     f"sma_fast={sma_fast!r},sma_slow={sma_slow!r} {ts}"
                 )
             previous_side = side or previous_side
-            minute = ts - ts % 60_000
-            if candle.get("minute") != minute:
-                candle = {"minute": minute, "open": micro, "high": micro, "low": micro, "count": 0}
-            candle.update(high=max(candle["high"], micro), low=min(candle["low"], micro))
-            candle["count"] += 1
-            yield (
-                f"candle_1m,{tags} open={candle['open']!r},high={candle['high']!r},"
-                f"low={candle['low']!r},close={micro!r},count={int(candle['count'])}i {minute}"
-            )
+            books.append(_book(exchange, symbol, 1000 + step, ts, bids, asks))
+        # Then a book every five minutes for a day: candles of every interval close.
+        for step in range(seconds * 2, seconds * 2 + 300):
+            ts = start_ms + seconds * 1000 + (step - seconds * 2 + 1) * 300_000
+            price *= math.exp(rng.gauss(0, 4e-3))
+            bids = [(price - tick * (i + 0.5), 1.0) for i in range(LEVELS)]
+            asks = [(price + tick * (i + 0.5), 1.0) for i in range(LEVELS)]
+            books.append(_book(exchange, symbol, 1000 + step, ts, bids, asks))
+        yield from pipeline_points(books)
+
+
+PIPELINE = Params(
+    intervals=INTERVALS,
+    indicators=Indicators(
+        rsi_period=3, macd_fast=2, macd_slow=4, macd_signal=2, bollinger_period=3, atr_period=3
+    ),
+    strategies=frozenset(STRATEGIES),
+)
+"""Every interval and strategy; short indicator periods, so ten minutes of 1-minute candles
+show every indicator."""
+
+
+def pipeline_points(books: list[Book]) -> Iterator[str]:
+    """The candle points and candle-strategy signal points the converter's pipeline makes of
+    ``books`` (one symbol's), in the storer's line protocol."""
+    pipeline = SymbolPipeline(books[0].exchange, books[0].symbol, PIPELINE)
+    encoder = LineEncoder()
+    for book in books:
+        result = pipeline.process(book)
+        if isinstance(result, Skip):
+            continue
+        for stream, _, payload, _ in result:
+            if stream is Stream.CANDLES:
+                yield encoder.candle(decode(payload, Candle))
+            elif stream is Stream.SIGNALS:
+                signal = decode(payload, Signal)
+                if signal.strategy != "sma_cross":  # the SMA ones come from the model above
+                    yield encoder.signal(signal)
+
+
+def _book(
+    exchange: str,
+    symbol: str,
+    update_id: int,
+    ts: int,
+    bids: list[tuple[float, float]],
+    asks: list[tuple[float, float]],
+) -> Book:
+    return Book(
+        exchange=exchange,
+        symbol=symbol,
+        update_id=update_id,
+        first_update_id=update_id,
+        event_time_ms=ts,
+        receive_time_ms=ts,
+        bids=[(f"{p:.8f}", f"{q:.8f}") for p, q in bids],
+        asks=[(f"{p:.8f}", f"{q:.8f}") for p, q in asks],
+    )
 
 
 @pytest.fixture

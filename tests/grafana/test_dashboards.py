@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from fairprice.common.intervals import INTERVALS
+
 from .conftest import GRAFANA, dashboards, provisioned_datasources
 
 PANEL_TYPES = {"stat", "timeseries", "candlestick", "table", "bargauge", "row", "text"}
@@ -36,7 +38,8 @@ def prometheus_metric_names(dashboard: dict[str, Any]) -> set[str]:
 
 def _datasource_refs(dashboard: dict[str, Any]) -> list[dict[str, str]]:
     refs = [a["datasource"] for a in dashboard["annotations"]["list"]]
-    refs += [v["datasource"] for v in dashboard["templating"]["list"]]
+    # (a custom variable, like the candle interval, has no datasource)
+    refs += [v["datasource"] for v in dashboard["templating"]["list"] if "datasource" in v]
     for panel in dashboard["panels"]:
         refs.append(panel["datasource"])
         refs += [t["datasource"] for t in panel.get("targets", [])]
@@ -98,3 +101,13 @@ def test_dashboard_provider_loads_the_dashboards_folder() -> None:
 def test_pipeline_dashboard_reads_the_expected_metrics() -> None:
     """The names the services must export; tests/test_pipeline_metrics (lead) scrapes them."""
     assert prometheus_metric_names(dashboards()["pipeline"]) == PIPELINE_METRICS
+
+
+def test_market_candle_interval_variable_offers_every_interval() -> None:
+    """The candle panel follows ``$interval``, whose options are the converter's intervals."""
+    market = dashboards()["market"]
+    (variable,) = [v for v in market["templating"]["list"] if v["name"] == "interval"]
+    assert [o["value"] for o in variable["options"]] == list(INTERVALS)
+    assert variable["query"].split(",") == list(INTERVALS)
+    (candles,) = [p for p in market["panels"] if p["type"] == "candlestick"]
+    assert "\"interval\" = '$interval'" in candles["targets"][0]["query"]

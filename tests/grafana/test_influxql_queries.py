@@ -4,6 +4,7 @@ does, and returns non-empty series with the columns the panel uses."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fairprice.common.intervals import INTERVALS
 from fairprice.common.testing.servers import InfluxServer
 
 from .conftest import DATABASE, EXCHANGE, SYMBOLS, Window, dashboards
@@ -138,8 +140,8 @@ async def test_every_influxql_query_returns_the_panel_columns(
     assert len(queries) >= 12, "the dashboards lost their InfluxQL queries"
     failures = []
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
-        for symbol in SYMBOLS:
-            variables = {"exchange": EXCHANGE, "symbol": symbol}
+        for symbol, interval in itertools.product(SYMBOLS, INTERVALS):
+            variables = {"exchange": EXCHANGE, "symbol": symbol, "interval": interval}
             for dashboard, where, raw, panel in queries:
                 step = interval_ms(window, max_data_points, panel.get("interval"))
                 query = substitute(raw, window, variables, step)
@@ -156,7 +158,8 @@ async def test_queries_are_filtered_by_the_selected_symbol(
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         for _, where, raw, panel in influx_queries():
             step = interval_ms(window, 1000, panel.get("interval"))
-            query = substitute(raw, window, {"exchange": EXCHANGE, "symbol": "NOPEUSDT"}, step)
+            unknown = {"exchange": EXCHANGE, "symbol": "NOPEUSDT", "interval": "1m"}
+            query = substitute(raw, window, unknown, step)
             assert await _run(client, query) == [], where
 
 

@@ -12,7 +12,9 @@ import msgspec
 import pytest
 import yaml
 
-from fairprice.common.feeds import FairPriceMethod, Feed, decode_feed
+from fairprice.common.feeds import STRATEGIES, FairPriceMethod, Feed, decode_feed
+from fairprice.common.intervals import INTERVALS
+from fairprice.operator.feed_spec import feed_from_spec
 
 from .conftest import K8S, chart_crds, validate_strictly
 
@@ -20,7 +22,19 @@ CRD_FILE = K8S / "base/crd/marketfeeds.fairprice.io.yaml"
 EXAMPLES = sorted((K8S / "examples").glob("*.yaml"))
 # The CEL rules of the schema, each with its Python equivalent (applied after defaulting).
 CEL_RULES = {
-    "self.smaFastSeconds < self.smaSlowSeconds": lambda s: s["smaFastSeconds"] < s["smaSlowSeconds"]
+    "self.smaFastSeconds < self.smaSlowSeconds": lambda s: (
+        s["smaFastSeconds"] < s["smaSlowSeconds"]
+    ),
+    "'1m' in self.candleIntervals": lambda s: "1m" in s["candleIntervals"],
+    "self.indicators.interval in self.candleIntervals": lambda s: (
+        s["indicators"]["interval"] in s["candleIntervals"]
+    ),
+    "self.indicators.macdFast < self.indicators.macdSlow": lambda s: (
+        s["indicators"]["macdFast"] < s["indicators"]["macdSlow"]
+    ),
+    "self.indicators.rsiOversold < self.indicators.rsiOverbought": lambda s: (
+        s["indicators"]["rsiOversold"] < s["indicators"]["rsiOverbought"]
+    ),
 }
 
 
@@ -121,6 +135,14 @@ GOOD = {
         {"symbols": ["BTCUSDT"], "notional": 0},
         {"symbols": ["BTCUSDT"], "smaFastSeconds": 60, "smaSlowSeconds": 20},
         {"symbols": ["BTCUSDT"], "smaFastSeconds": 90},
+        {"symbols": ["BTCUSDT"], "candleIntervals": ["5m"]},
+        {"symbols": ["BTCUSDT"], "candleIntervals": ["1m", "2m"]},
+        {"symbols": ["BTCUSDT"], "indicators": {"interval": "4h"}, "candleIntervals": ["1m"]},
+        {"symbols": ["BTCUSDT"], "indicators": {"macdFast": 30}},
+        {"symbols": ["BTCUSDT"], "indicators": {"rsiPeriod": 1}},
+        {"symbols": ["BTCUSDT"], "indicators": {"rsiOversold": 80}},
+        {"symbols": ["BTCUSDT"], "indicators": {"rsi": 14}},
+        {"symbols": ["BTCUSDT"], "strategies": ["golden_cross"]},
         {"symbols": ["BTCUSDT"], "symbol": "ETHUSDT"},
         {"symbols": ["BTCUSDT"], "enabled": "yes"},
         {"exchange": "Binance!", "symbols": ["BTCUSDT"]},
@@ -142,6 +164,9 @@ SPEC_TO_FEED = {
     "notional": "notional",
     "smaFastSeconds": "sma_fast_s",
     "smaSlowSeconds": "sma_slow_s",
+    "candleIntervals": "candle_intervals",
+    "indicators": "indicators",
+    "strategies": "strategies",
     "enabled": "enabled",
 }
 
@@ -152,10 +177,27 @@ def test_crd_spec_matches_the_feed_contract_and_its_defaults() -> None:
     fields = {f.name: f for f in msgspec.structs.fields(Feed)}
     assert set(SPEC_TO_FEED.values()) == set(fields)
     for crd_name, feed_name in SPEC_TO_FEED.items():
-        default = fields[feed_name].default
+        field = fields[feed_name]
+        default = field.default
+        if default is msgspec.NODEFAULT and field.default_factory is not msgspec.NODEFAULT:
+            default = msgspec.to_builtins(field.default_factory())
         if default is not msgspec.NODEFAULT:
-            assert spec[crd_name]["default"] == default, crd_name
+            assert _defaulted(spec[crd_name], spec[crd_name]["default"]) == (
+                msgspec.to_builtins(default)
+                if feed_name != "indicators"
+                else _camel_indicators(msgspec.to_builtins(default))
+            ), crd_name
     assert spec["method"]["enum"] == list(get_args(FairPriceMethod))
+    assert spec["candleIntervals"]["items"]["enum"] == list(INTERVALS)
+    assert spec["strategies"]["items"]["enum"] == list(STRATEGIES)
+
+
+def _camel_indicators(indicators: dict[str, Any]) -> dict[str, Any]:
+    names = {"bollinger_sd": "bollingerStdDevs"}
+    return {
+        names.get(k, "".join(w.capitalize() if i else w for i, w in enumerate(k.split("_")))): v
+        for k, v in indicators.items()
+    }
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -164,5 +206,6 @@ def test_example_feeds_decode_as_feed_entries(path: Path) -> None:
     spec = _defaulted(
         _version_schema()["properties"]["spec"], yaml.safe_load(path.read_text())["spec"]
     )
-    entry = {SPEC_TO_FEED[k]: v for k, v in spec.items()}
-    assert decode_feed(msgspec.json.encode(entry)).symbols == spec["symbols"]
+    feed = feed_from_spec(spec)
+    assert decode_feed(msgspec.json.encode(feed)) == feed
+    assert feed.symbols == spec["symbols"]

@@ -10,6 +10,7 @@ this is the smallest faithful one, so the converter's tests do not wait for it.
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections.abc import Callable
 from decimal import Decimal
@@ -86,11 +87,18 @@ def nknusdt_books() -> list[Book]:
 
 
 def _synthetic_books(
-    symbol: str, count: int, *, seed: int = 1, start_ms: int = 1_700_000_000_000
+    symbol: str,
+    count: int,
+    *,
+    seed: int = 1,
+    start_ms: int = 1_700_000_000_000,
+    gaps_ms: tuple[int, int] | None = None,
 ) -> list[Book]:
     """A deterministic random walk of ``count`` top-5 books, 20-800 ms apart with a few
     pauses of 30-90 s, trends that make the SMAs cross, and now and then a crossed or
-    one-sided book: everything the pipeline must handle."""
+    one-sided book: everything the pipeline must handle. ``gaps_ms=(low, high)``: gaps
+    log-uniform in that range instead (dense stretches and long silences: candles of many
+    minutes from few books)."""
     rng = random.Random(f"{symbol}:{seed}")
     books: list[Book] = []
     mid = 100.0 + rng.random() * 10
@@ -100,7 +108,10 @@ def _synthetic_books(
         if rng.random() < 0.01:
             drift = rng.choice((-1, 1)) * rng.uniform(0.002, 0.02)
         mid = max(1.0, mid + drift + rng.gauss(0, 0.03))
-        t += rng.randint(20, 800) if rng.random() > 0.004 else rng.randint(30_000, 90_000)
+        if gaps_ms is not None:
+            t += round(math.exp(rng.uniform(math.log(gaps_ms[0]), math.log(gaps_ms[1]))))
+        else:
+            t += rng.randint(20, 800) if rng.random() > 0.004 else rng.randint(30_000, 90_000)
         tick = 0.01
         bid = round(mid - tick * rng.randint(1, 3), 2)
         ask = round(mid + tick * rng.randint(1, 3), 2)
@@ -128,5 +139,22 @@ def _synthetic_books(
 
 @pytest.fixture(scope="session")
 def make_books() -> Callable[..., list[Book]]:
-    """``make_books(symbol, count, seed=, start_ms=)``: synthetic books (see above)."""
+    """``make_books(symbol, count, seed=, start_ms=, gaps_ms=)``: synthetic books (above)."""
     return _synthetic_books
+
+
+LONG_START_MS = 1_700_005_000_000
+"""23:36:40 UTC: a series from here crosses midnight, closing candles of every interval."""
+
+
+@pytest.fixture(scope="session")
+def make_long_books() -> Callable[..., list[Book]]:
+    """``make_long_books(symbol, count, seed=)``: books 20 ms to 2 min apart from
+    ``LONG_START_MS`` (600 of them span over an hour and close a candle of every interval)."""
+
+    def make(symbol: str, count: int, *, seed: int = 1) -> list[Book]:
+        return _synthetic_books(
+            symbol, count, seed=seed, start_ms=LONG_START_MS, gaps_ms=(20, 120_000)
+        )
+
+    return make

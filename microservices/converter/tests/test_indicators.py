@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from fairprice.converter.indicators import CandleBuilder, Crossover, SmaWindow
+from fairprice.converter.indicators import Crossover, SmaWindow
 
 
 def test_sma_window_is_a_time_window_hand_computed() -> None:
@@ -94,32 +94,3 @@ def test_crossover_without_gap_would_flap() -> None:
 def test_crossover_resumed_trend_continues_the_same_way() -> None:
     cross = Crossover(min_gap=0.0, trend=1)
     assert cross.update(9.0, 10.0) == "SELL"
-
-
-def test_candles_close_by_event_time_minute() -> None:
-    candles = CandleBuilder()
-    base = 1_700_000_040_000  # a minute boundary
-    assert base % 60_000 == 0
-    assert candles.push(base + 1_000, 10.0) is None
-    assert candles.push(base + 20_000, 12.0) is None
-    assert candles.push(base + 40_000, 9.0) is None
-    assert candles.push(base + 59_999, 11.0) is None
-    closed = candles.push(base + 60_000, 13.0)
-    assert closed is not None
-    assert (closed.start_ms, closed.open, closed.high, closed.low, closed.close, closed.count) == (
-        base,
-        10.0,
-        12.0,
-        9.0,
-        11.0,
-        4,
-    )
-    # a gap of several minutes closes the open minute, and no empty candles are made up
-    closed = candles.push(base + 5 * 60_000 + 5, 14.0)
-    assert closed is not None
-    assert (closed.start_ms, closed.open, closed.close, closed.count) == (
-        base + 60_000,
-        13.0,
-        13.0,
-        1,
-    )

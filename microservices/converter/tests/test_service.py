@@ -13,25 +13,47 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
-from fairprice.common.feeds import Feed, encode_feed
+from fairprice.common.feeds import STRATEGIES, Feed, Indicators, encode_feed
+from fairprice.common.intervals import INTERVALS
 from fairprice.common.kv import Bucket, open_bucket, snapshot
-from fairprice.common.messages import Book, FairPrice, Latest, decode, encode
+from fairprice.common.messages import Book, Candle, FairPrice, Latest, decode, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
 from fairprice.common.tail import StreamTail
 from fairprice.common.testing import NatsServer, eventually, run_nats
+from fairprice.converter.candle_indicators import CandleIndicators, params_key
 from fairprice.converter.fair_price import Skip
 from fairprice.converter.params import Params
 from fairprice.converter.service import run
 from fairprice.converter.settings import ConverterSection, ConverterSettings
 from fairprice.converter.symbol_pipeline import SymbolPipeline
 
-PARAMS = Params(sma_fast_s=5.0, sma_slow_s=20.0, min_gap=0.0002)
+INDICATORS = Indicators(
+    rsi_period=5,
+    macd_fast=3,
+    macd_slow=6,
+    macd_signal=3,
+    bollinger_period=5,
+    atr_period=5,
+    rsi_overbought=60.0,
+    rsi_oversold=40.0,
+)
+"""Short periods: indicators warm up and candle strategies signal within the test series."""
+PARAMS = Params(
+    sma_fast_s=5.0,
+    sma_slow_s=20.0,
+    min_gap=0.0002,
+    intervals=INTERVALS,
+    indicators=INDICATORS,
+    strategies=frozenset(STRATEGIES),
+)
+"""Every candle interval, every indicator and every strategy on."""
 SYMBOLS = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT", "FFFUSDT")
 OUTPUT_STREAMS = (Stream.PRICES, Stream.SIGNALS, Stream.CANDLES)
 STREAMS = StreamsSettings(partitions=64)
@@ -47,6 +69,9 @@ def _converter_section(**overrides: object) -> ConverterSection:
         "sma_fast_s": PARAMS.sma_fast_s,
         "sma_slow_s": PARAMS.sma_slow_s,
         "min_gap": PARAMS.min_gap,
+        "candle_intervals": list(INTERVALS),
+        "indicators": msgspec.structs.asdict(INDICATORS),
+        "strategies": list(STRATEGIES),
         "heartbeat_s": 0.2,
         "member_ttl_s": 1.0,
         "latest_interval_s": 0.2,
@@ -126,8 +151,21 @@ def _interleave(books: dict[str, list[Book]]) -> list[Book]:
 
 
 @pytest.fixture
-def books(make_books: Callable[..., list[Book]]) -> dict[str, list[Book]]:
-    return {symbol: make_books(symbol, 600, seed=3) for symbol in SYMBOLS}
+def books(make_long_books: Callable[..., list[Book]]) -> dict[str, list[Book]]:
+    """Six symbols over two hours across a UTC midnight: candles of every interval close,
+    indicators warm up, every strategy signals."""
+    return {symbol: make_long_books(symbol, 600, seed=3) for symbol in SYMBOLS}
+
+
+def test_the_test_series_exercises_every_output(books: dict[str, list[Book]]) -> None:
+    """What the service tests compare includes candles of every interval with indicators
+    and signals of every strategy (so a converter dropping any of them fails them)."""
+    outputs = _expected(books)
+    candles = [decode(data, Candle) for kind, _, data in outputs if kind == "CANDLES"]
+    assert {c.interval for c in candles} == set(INTERVALS)
+    assert any(c.macd_hist is not None and c.atr is not None for c in candles)
+    strategies = {msg_id.split(":")[3] for kind, msg_id, _ in outputs if kind == "SIGNALS"}
+    assert strategies == set(STRATEGIES)
 
 
 @pytest.fixture
@@ -225,6 +263,12 @@ async def test_converter_metrics_and_readiness(
         assert value("prices_total") == sum(
             1 for kind, _, _ in _expected(books) if kind == Stream.PRICES.value
         )
+        for action in ("BUY", "SELL"):  # a book may signal for several strategies at once
+            assert value("signals_total", action=action) == sum(
+                1
+                for kind, msg_id, _ in _expected(books)
+                if kind == Stream.SIGNALS.value and msg_id.endswith(f":{action}")
+            )
 
 
 async def test_converter_scaling_one_three_one_changes_no_output(
@@ -324,6 +368,10 @@ def _spawn(nats: NatsServer, workdir: Path, log_name: str | None = None) -> subp
     env["FAIRPRICE_NATS__STREAMS__PARTITIONS"] = str(STREAMS.partitions)
     for key in ("sma_fast_s", "sma_slow_s", "min_gap", "heartbeat_s"):
         env[f"FAIRPRICE_CONVERTER__{key.upper()}"] = str(getattr(section, key))
+    env["FAIRPRICE_CONVERTER__CANDLE_INTERVALS"] = json.dumps(section.candle_intervals)
+    env["FAIRPRICE_CONVERTER__STRATEGIES"] = json.dumps(section.strategies)
+    for key, value in section.indicators.model_dump().items():
+        env[f"FAIRPRICE_CONVERTER__INDICATORS__{key.upper()}"] = str(value)
     env["FAIRPRICE_CONVERTER__MEMBER_TTL_S"] = "1.0"
     env["FAIRPRICE_CONVERTER__HTTP__PORT"] = "0"
     env["FAIRPRICE_CONVERTER__HTTP__HOST"] = "127.0.0.1"
@@ -473,3 +521,121 @@ async def test_converter_process_serves_probes_and_stops_on_sigterm(
 
 async def _is(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
+
+
+async def test_converter_indicator_parameters_change_live_from_the_next_candle(
+    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+) -> None:
+    """A feed's new indicator parameters (written to KV ``feeds``, as the operator does for a
+    changed MarketFeed) reach a running converter: the candles before the change carry the
+    old indicators, every candle after it the new ones, computed afresh from the next candle
+    on; the prices do not change."""
+    feeds_kv = await open_bucket(streams.js, Bucket.FEEDS)
+    old, new = INDICATORS, Indicators(rsi_period=3, bollinger_period=3, atr_period=3)
+
+    def feed(indicators: Indicators) -> bytes:
+        return encode_feed(
+            Feed(
+                exchange="sim",
+                symbols=["AAAUSDT"],
+                sma_fast_s=PARAMS.sma_fast_s,
+                sma_slow_s=PARAMS.sma_slow_s,
+                candle_intervals=list(INTERVALS),
+                indicators=indicators,
+                strategies=list(STRATEGIES),
+            )
+        )
+
+    await feeds_kv.put("default.aaa", feed(old))
+    series = books["AAAUSDT"]
+    half = len(series) // 2
+    before = _expected({"AAAUSDT": series[:half]})
+    async with _replica(nats_settings, feeds_refresh_s=0.2) as registry:
+        await _publish(streams, series[:half])
+        await _wait_for_outputs(streams, before)
+        await feeds_kv.put("default.aaa", feed(new))
+
+        def rebuilds() -> float:
+            return registry.get_sample_value("fairprice_converter_rebuilds_total") or 0.0
+
+        await eventually(lambda: rebuilds() == 2, what="the symbol rebuilt with new parameters")
+        await _publish(streams, series[half:])
+        prices = {o for o in _expected({"AAAUSDT": series}) if o[0] == Stream.PRICES.value}
+        # Candles of a book are published before its price: all prices stored, all stored.
+        await eventually(lambda: _prices_at_least(streams, len(prices)), what="all prices")
+    found, _ = await _collect(streams)
+    assert {o for o in found if o[0] == Stream.PRICES.value} == prices
+    assert {o for o in before if o[0] == Stream.CANDLES.value} <= found
+    earlier = {decode(data, Candle).start_ms for kind, _, data in before if kind == "CANDLES"}
+    minutes = sorted(
+        (
+            candle
+            for kind, _, data in found
+            if kind == Stream.CANDLES.value and (candle := decode(data, Candle)).interval == "1m"
+        ),
+        key=lambda candle: candle.start_ms,
+    )
+    changed = [candle for candle in minutes if candle.start_ms not in earlier]
+    assert len(changed) > 10
+    for candle in minutes[: len(minutes) - len(changed)]:
+        assert candle.state is not None and candle.state.params == params_key(old)
+    fresh = CandleIndicators(new)
+    for candle in changed:
+        assert candle.state is not None and candle.state.params == params_key(new)
+        values = fresh.push(candle.high, candle.low, candle.close)
+        assert (candle.rsi, candle.bb_upper, candle.atr, candle.macd_hist) == (
+            values.rsi,
+            values.bb_upper,
+            values.atr,
+            values.macd_hist,
+        )
+    assert changed[-1].rsi is not None and changed[-1].bb_upper is not None
+
+
+async def test_converter_resumes_day_candles_and_indicators_when_books_hold_only_a_minute(
+    streams: Bus, nats_settings: NatsSettings, make_books: Callable[..., list[Book]]
+) -> None:
+    """A session from 22:00 to past midnight; the converter stops at about 23:30, BOOKS is then
+    purged down to the last price's minute (as retention does to older books), and a fresh one
+    takes over. The day, 4-hour and hour candles it closes at midnight (open since 22:00) and
+    every indicator after the stop are exactly those of a converter that never stopped: they
+    come from CANDLES, not from BOOKS."""
+    midnight = 1_700_006_400_000
+    series = make_books(
+        "AAAUSDT", 600, seed=3, start_ms=midnight - 7_200_000, gaps_ms=(20, 120_000)
+    )
+    assert series[-1].event_time_ms > midnight
+    cut = len(series) * 2 // 3
+    assert series[cut].event_time_ms < midnight
+    before = _expected({"AAAUSDT": series[:cut]})
+    async with _replica(nats_settings):
+        await _publish(streams, series[:cut])
+        await _wait_for_outputs(streams, before)
+    last = max(
+        (decode(data, FairPrice) for kind, _, data in before if kind == Stream.PRICES.value),
+        key=lambda price: price.update_id,
+    )
+    replay_from = min(
+        last.event_time_ms - round(PARAMS.sma_slow_s * 1000),
+        last.event_time_ms - last.event_time_ms % 60_000,
+    )
+    keep = sum(1 for book in series[:cut] if book.event_time_ms >= replay_from)
+    assert keep < cut // 10  # BOOKS keeps a sliver of the history
+    await streams.jsm.purge_stream(
+        Stream.BOOKS.value, subject=books_subject("sim", "AAAUSDT"), keep=keep
+    )
+    expected = _expected({"AAAUSDT": series})
+    async with _replica(nats_settings):
+        await _publish(streams, series[cut:])
+        await _wait_for_outputs(streams, expected)
+    found, count = await _collect(streams)
+    assert found == expected
+    assert count == len(expected)
+    after = [
+        decode(data, Candle) for kind, _, data in expected - before if kind == Stream.CANDLES.value
+    ]
+    assert {c.interval for c in after if c.start_ms < last.event_time_ms - 3_600_000} >= {
+        "4h",
+        "1d",
+    }  # open long before what BOOKS kept
+    assert any(c.rsi is not None and c.macd_hist is not None for c in after)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
+import msgspec
 import pytest
 
-from fairprice.common.messages import Book, FairPrice, decode
+from fairprice.common.feeds import STRATEGIES, Indicators
+from fairprice.common.intervals import INTERVALS
+from fairprice.common.messages import Book, Candle, FairPrice, decode
 from fairprice.common.subjects import Stream
 from fairprice.converter.fair_price import Skip
 from fairprice.converter.params import Params
+from fairprice.converter.symbol_candles import ResumeConflictError
 from fairprice.converter.symbol_pipeline import Output, SymbolPipeline
 
 PARAMS = Params(sma_fast_s=5.0, sma_slow_s=20.0, min_gap=0.0002)
@@ -23,6 +28,27 @@ def _run_by_book(books: list[Book], pipeline: SymbolPipeline) -> list[tuple[int,
         if not isinstance(result, Skip):
             outputs.extend((book.update_id, output) for output in result)
     return outputs
+
+
+def _history(
+    full: list[tuple[int, Output]], last: FairPrice, params: Params
+) -> tuple[list[Candle], Candle | None]:
+    """What CANDLES holds when ``last`` is the newest price: the 1-minute candles and the
+    newest candle of the indicator interval published at or before it."""
+    candles = [
+        decode(o[2], Candle) for uid, o in full if o[0] is Stream.CANDLES and uid <= last.update_id
+    ]
+    minutes = [c for c in candles if c.interval == "1m"]
+    chosen = [c for c in candles if c.interval == params.indicators.interval]
+    return minutes, chosen[-1] if chosen else None
+
+
+def _resumed(
+    books: list[Book], full: list[tuple[int, Output]], last: FairPrice, params: Params
+) -> SymbolPipeline:
+    pipeline = SymbolPipeline("sim", books[0].symbol, params)
+    pipeline.resume(last, *_history(full, last, params))
+    return pipeline
 
 
 def _run(books: list[Book], pipeline: SymbolPipeline) -> list[Output]:
@@ -90,9 +116,7 @@ def test_pipeline_resumed_from_last_price_continues_identically(
     start = min(last.event_time_ms - 20_000, last.event_time_ms - last.event_time_ms % 60_000)
     replay = [b for b in books if b.event_time_ms >= start]
     assert len(replay) < len(books) - cut + 200  # a bounded replay, not the whole history
-    pipeline = SymbolPipeline("sim", "EEEUSDT", PARAMS)
-    pipeline.resume(last)
-    resumed = _run(replay, pipeline)
+    resumed = _run(replay, _resumed(books, full, last, PARAMS))
     expected = [o for uid, o in full if uid > last.update_id]
     assert resumed == expected
 
@@ -109,6 +133,70 @@ def test_pipeline_resumed_just_before_each_signal_still_signals(
     for uid in signal_books:
         last = decode(prices[max(u for u in prices if u < uid)], FairPrice)
         replay = [b for b in books if b.event_time_ms >= last.event_time_ms - 60_000]
-        pipeline = SymbolPipeline("sim", "FFFUSDT", PARAMS)
-        pipeline.resume(last)
+        pipeline = _resumed(books, full, last, PARAMS)
         assert _run(replay, pipeline) == [o for u, o in full if u > last.update_id]
+
+
+EVERYTHING = Params(
+    sma_fast_s=5.0,
+    sma_slow_s=20.0,
+    min_gap=0.0002,
+    intervals=INTERVALS,
+    indicators=Indicators(
+        rsi_period=5,
+        macd_fast=3,
+        macd_slow=6,
+        macd_signal=3,
+        bollinger_period=5,
+        atr_period=5,
+        rsi_overbought=60,
+        rsi_oversold=40,
+    ),
+    strategies=frozenset(STRATEGIES),
+)
+
+
+@pytest.mark.parametrize("interval", ["1m", "5m"])
+def test_pipeline_resumed_with_only_the_last_minute_of_books_continues_identically(
+    make_long_books: Callable[..., list[Book]], interval: str
+) -> None:
+    """Takeovers after every 37th book of a session that crosses midnight, replaying BOOKS only
+    from the start of the last price's minute (BOOKS no longer holds the day): candles of every
+    interval, every indicator and every strategy signal after it are the lone replica's bytes,
+    with the open day, 4-hour ... candles and the indicators read back from CANDLES."""
+    params = dataclasses.replace(
+        EVERYTHING, indicators=msgspec.structs.replace(EVERYTHING.indicators, interval=interval)
+    )
+    books = make_long_books("GGGUSDT", 600, seed=2)
+    full = _run_by_book(books, SymbolPipeline("sim", "GGGUSDT", params))
+    kinds = {decode(o[2], Candle).interval for _, o in full if o[0] is Stream.CANDLES}
+    assert kinds == set(INTERVALS)
+    strategies = {o[3].split(":")[3] for _, o in full if o[0] is Stream.SIGNALS}
+    assert strategies == set(STRATEGIES)
+    prices = [(uid, decode(o[2], FairPrice)) for uid, o in full if o[0] is Stream.PRICES]
+    for cut in range(5, len(prices) - 1, 37):
+        last = prices[cut][1]
+        start = min(last.event_time_ms - 20_000, last.event_time_ms - last.event_time_ms % 60_000)
+        replay = [b for b in books if b.event_time_ms >= start]
+        resumed = _run(replay, _resumed(books, full, last, params))
+        assert resumed == [o for uid, o in full if uid > last.update_id], cut
+
+
+def test_pipeline_refuses_to_resume_from_a_candle_newer_than_the_last_price(
+    make_long_books: Callable[..., list[Book]],
+) -> None:
+    """A previous owner still publishing: the newest indicator candle closed after the newest
+    price read; resuming from it would count that candle twice, so the takeover fails (and is
+    retried) instead."""
+    books = make_long_books("HHHUSDT", 300, seed=4)
+    full = _run_by_book(books, SymbolPipeline("sim", "HHHUSDT", EVERYTHING))
+    candles = [(uid, decode(o[2], Candle)) for uid, o in full if o[0] is Stream.CANDLES]
+    uid, newest = next((u, c) for u, c in reversed(candles) if c.interval == "1m")
+    older = next(
+        decode(o[2], FairPrice) for u, o in reversed(full) if o[0] is Stream.PRICES and u < uid
+    )
+    pipeline = SymbolPipeline("sim", "HHHUSDT", EVERYTHING)
+    with pytest.raises(ResumeConflictError, match="newer than the last price"):
+        pipeline.resume(older, [], newest)
+    closing = next(o[2] for u, o in full if u == uid and o[0] is Stream.PRICES)
+    pipeline.resume(decode(closing, FairPrice), [], newest)  # its own price: consistent

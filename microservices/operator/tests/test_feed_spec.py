@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fairprice.common.feeds import Feed, decode_feed, encode_feed
+from fairprice.common.feeds import Feed, Indicators, decode_feed, encode_feed
 from fairprice.operator.feed_spec import InvalidSpecError, feed_from_spec, feed_key
 
 
@@ -17,6 +17,20 @@ def test_feed_from_spec_maps_every_field() -> None:
         "notional": 50000,
         "smaFastSeconds": 30,
         "smaSlowSeconds": 120,
+        "candleIntervals": ["1m", "30m", "1d"],
+        "indicators": {
+            "interval": "30m",
+            "rsiPeriod": 7,
+            "macdFast": 5,
+            "macdSlow": 35,
+            "macdSignal": 5,
+            "bollingerPeriod": 10,
+            "bollingerStdDevs": 2.5,
+            "atrPeriod": 21,
+            "rsiOverbought": 80,
+            "rsiOversold": 20,
+        },
+        "strategies": ["rsi_reversal", "macd_cross"],
         "enabled": False,
     }
     assert feed_from_spec(spec) == Feed(
@@ -27,6 +41,20 @@ def test_feed_from_spec_maps_every_field() -> None:
         notional=50000.0,
         sma_fast_s=30.0,
         sma_slow_s=120.0,
+        candle_intervals=["1m", "30m", "1d"],
+        indicators=Indicators(
+            interval="30m",
+            rsi_period=7,
+            macd_fast=5,
+            macd_slow=35,
+            macd_signal=5,
+            bollinger_period=10,
+            bollinger_sd=2.5,
+            atr_period=21,
+            rsi_overbought=80.0,
+            rsi_oversold=20.0,
+        ),
+        strategies=["rsi_reversal", "macd_cross"],
         enabled=False,
     )
 
@@ -53,6 +81,16 @@ def test_feed_round_trips_through_the_bucket_encoding() -> None:
         ({"symbols": ["BTCUSDT"], "method": "vwap"}, "method"),
         ({"symbols": ["BTCUSDT"], "smaFastSeconds": 60, "smaSlowSeconds": 60}, "shorter"),
         ({"symbols": ["BTCUSDT"], "window": 5}, "window"),
+        ({"symbols": ["BTCUSDT"], "candleIntervals": ["5m"]}, "include 1m"),
+        ({"symbols": ["BTCUSDT"], "candleIntervals": ["1m", "2m"]}, "candle_intervals"),
+        (
+            {"symbols": ["BTCUSDT"], "candleIntervals": ["1m"], "indicators": {"interval": "1h"}},
+            "not a candle interval",
+        ),
+        ({"symbols": ["BTCUSDT"], "indicators": {"macdFast": 26}}, "macd_fast must be shorter"),
+        ({"symbols": ["BTCUSDT"], "indicators": {"rsiPeriod": 1}}, "rsi_period"),
+        ({"symbols": ["BTCUSDT"], "indicators": {"rsiOversold": 75}}, "rsi_oversold"),
+        ({"symbols": ["BTCUSDT"], "strategies": ["hodl"]}, "strategies"),
         ({}, "symbols"),
     ],
 )

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import Bus
 from fairprice.common.errors import TransientError
-from fairprice.common.feeds import Feed, decode_feed, encode_feed
+from fairprice.common.feeds import Feed, Indicators, decode_feed, encode_feed
 from fairprice.common.kv import Bucket, open_bucket
 from fairprice.common.messages import Latest, encode
 from fairprice.common.settings import NatsSettings
@@ -142,6 +142,19 @@ async def test_operator_feed_lifecycle_and_live_status(
     await eventually(lambda: status_is("status.summary.synced", "1/2"), within=15)
     symbols = [entry["symbol"] for entry in await status("status.symbols")]
     assert symbols == ["BTCUSDT", "SOLUSDT"]
+
+    # Edit the indicators: the bucket follows (the converters apply it from the next candle).
+    patch = {"spec": {"indicators": {"interval": "5m", "rsiPeriod": 7, "bollingerStdDevs": 2.5}}}
+    async with k8s.patch(feeds_path(name="majors"), json=patch, headers=MERGE_PATCH) as response:
+        assert response.status == 200, await response.text()
+
+    async def indicators_edited() -> bool:
+        feed = await stored_feed(feeds, "markets.majors")
+        return feed is not None and feed.indicators == Indicators(
+            interval="5m", rsi_period=7, bollinger_sd=2.5
+        )
+
+    await eventually(indicators_edited, within=15, what="edited indicators in the bucket")
 
     # Delete: the key goes, then kopf removes its finalizer and the object is gone.
     async with k8s.delete(feeds_path(name="majors")) as response:

@@ -118,8 +118,10 @@ async def publish(bus: Bus, messages: list[Message], *, subject_symbol: str | No
                 subject = signals_subject("sim", symbol)
                 msg_id = signal_msg_id(book_id(message), message.strategy, message.action)
             else:
-                subject = candles_subject("sim", symbol)
-                msg_id = candle_msg_id(message.exchange, message.symbol, message.start_ms)
+                subject = candles_subject("sim", symbol, message.interval)
+                msg_id = candle_msg_id(
+                    message.exchange, message.symbol, message.interval, message.start_ms
+                )
             await publisher.publish(subject, encode(message), msg_id)
 
 

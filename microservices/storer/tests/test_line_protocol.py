@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fairprice.common.errors import InvalidMessageError
-from fairprice.common.messages import Book, Candle, FairPrice, Signal
+from fairprice.common.messages import Book, Candle, FairPrice, IndicatorState, Signal
 from fairprice.storer.line_protocol import (
     LineEncoder,
     escape_measurement,
@@ -135,8 +135,63 @@ def test_signal_and_candle_lines() -> None:
         count=42,
     )
     assert encoder.candle(candle) == (
-        "candle_1m,exchange=binance,symbol=BTCUSDT "
+        "candle,exchange=binance,symbol=BTCUSDT,interval=1m "
         "open=1.0,high=3.0,low=0.5,close=2.0,count=42i 60000"
+    )
+
+
+def test_candle_of_the_indicator_interval_and_candle_signal_lines() -> None:
+    """Indicators known on a candle are fields of its point (unknown ones left out, the
+    state never stored); a signal has the values of its strategy only."""
+    encoder = LineEncoder()
+    candle = Candle(
+        exchange="binance",
+        symbol="BTCUSDT",
+        interval="4h",
+        start_ms=14_400_000,
+        open=1.0,
+        high=3.0,
+        low=0.5,
+        close=2.0,
+        count=42,
+        rsi=55.5,
+        bb_upper=2.5,
+        bb_middle=2.0,
+        bb_lower=1.5,
+        state=IndicatorState(
+            params="p",
+            count=20,
+            prev_close=2.0,
+            rsi_gain=0.1,
+            rsi_loss=0.1,
+            atr=0.3,
+            warmup=[1.0, 2.0],
+            ema_fast=None,
+            ema_slow=None,
+            macd_count=0,
+            macd_signal=0.0,
+            window=[2.0] * 20,
+        ),
+    )
+    assert encoder.candle(candle) == (
+        "candle,exchange=binance,symbol=BTCUSDT,interval=4h "
+        "open=1.0,high=3.0,low=0.5,close=2.0,count=42i,"
+        "rsi=55.5,bb_upper=2.5,bb_middle=2.0,bb_lower=1.5 14400000"
+    )
+    signal = Signal(
+        exchange="binance",
+        symbol="BTCUSDT",
+        update_id=7,
+        event_time_ms=5,
+        strategy="macd_cross",
+        action="BUY",
+        price=1.5,
+        macd=0.25,
+        macd_signal=0.125,
+    )
+    assert encoder.signal(signal) == (
+        "signal,exchange=binance,symbol=BTCUSDT,strategy=macd_cross "
+        'action="BUY",price=1.5,macd=0.25,macd_signal=0.125 5'
     )
 
 

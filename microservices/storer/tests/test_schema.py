@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fairprice.common.messages import Candle, FairPrice, Signal
+from fairprice.common.messages import Candle, FairPrice, IndicatorState, Signal
 
 if TYPE_CHECKING:
     from conftest import Harness
@@ -77,7 +77,7 @@ async def test_every_measurement_read_back_exactly(h: Harness) -> None:
         await h.publish(
             [book, later, price, price_without_sma, signal, candle], subject_symbol="WEIRD"
         )
-        await h.wait_count("candle_1m", "count", 1)
+        await h.wait_count("candle", "count", 1)
         await h.wait_count("signal", "price", 1)
         await h.wait_count("fair_price", "price", 2)
         await h.wait_count("orderbook", "update_id", 2)
@@ -163,10 +163,11 @@ async def test_every_measurement_read_back_exactly(h: Harness) -> None:
             "sma_slow": 99.9,
         }
     ]
-    assert await h.rows("SELECT * FROM candle_1m") == [
+    assert await h.rows("SELECT * FROM candle") == [
         {
             "time": candle.start_ms,
             **tags,
+            "interval": "1m",
             "open": 100,
             "high": 102.5,
             "low": 99.25,
@@ -181,6 +182,18 @@ async def test_every_measurement_read_back_exactly(h: Harness) -> None:
     assert [row["update_id"] for row in selected] == [1000, 1001]
 
 
+INDICATOR_FIELDS = (
+    "rsi",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_upper",
+    "bb_middle",
+    "bb_lower",
+    "atr",
+)
+
+
 async def test_field_types_are_fixed(h: Harness) -> None:
     """Bare integer strings are floats; update_id and count integers; action a string."""
     t = h.book(0).event_time_ms
@@ -188,6 +201,32 @@ async def test_field_types_are_fixed(h: Harness) -> None:
         h.book(0, bids=[("5", "7")], asks=[("6", "1")]),
         h.book(1, bids=[("5.5", "7.25")], asks=[("6.5", "1.5")]),
         Candle(exchange="sim", symbol="AAA", start_ms=t, open=1, high=2, low=1, close=2, count=3),
+        Candle(
+            exchange="sim",
+            symbol="AAA",
+            interval="5m",
+            start_ms=t,
+            open=1,
+            high=2,
+            low=1,
+            close=2,
+            count=3,
+            **dict.fromkeys(INDICATOR_FIELDS, 1.0),
+            state=IndicatorState(
+                params="p",
+                count=30,
+                prev_close=2.0,
+                rsi_gain=0.1,
+                rsi_loss=0.1,
+                atr=1.0,
+                warmup=[],
+                ema_fast=1.0,
+                ema_slow=1.0,
+                macd_count=5,
+                macd_signal=1.0,
+                window=[2.0] * 20,
+            ),
+        ),
         Signal(
             exchange="sim",
             symbol="AAA",
@@ -203,7 +242,7 @@ async def test_field_types_are_fixed(h: Harness) -> None:
     async with h.storer(h.settings):
         await h.publish(messages)
         await h.wait_count("orderbook", "update_id", 2)
-        await h.wait_count("candle_1m", "count", 1)
+        await h.wait_count("candle", "count", 2)
         await h.wait_count("signal", "price", 1)
     types: dict[str, str] = {}
     for series in await h.query("SHOW FIELD KEYS"):
@@ -217,11 +256,12 @@ async def test_field_types_are_fixed(h: Harness) -> None:
         "orderbook.mid": "float",
         "orderbook.spread": "float",
         "orderbook.update_id": "integer",
-        "candle_1m.open": "float",
-        "candle_1m.high": "float",
-        "candle_1m.low": "float",
-        "candle_1m.close": "float",
-        "candle_1m.count": "integer",
+        "candle.open": "float",
+        "candle.high": "float",
+        "candle.low": "float",
+        "candle.close": "float",
+        "candle.count": "integer",
+        **{f"candle.{name}": "float" for name in INDICATOR_FIELDS},
         "signal.action": "string",
         "signal.price": "float",
         "signal.sma_fast": "float",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import get_args
 
 from fairprice.cli import local
-from fairprice.cli.board import SortKey, run_top
+from fairprice.cli.board import IndicatorColumn, SortKey, run_top
 from fairprice.cli.status import run_status
 from fairprice.common.errors import FairpriceError, SettingsError
 from fairprice.common.lifecycle import install_signal_handlers
@@ -66,6 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     top = sub.add_parser("top", help="a live board of every symbol (over NATS)")
     top.add_argument("--sort", choices=get_args(SortKey), default="symbol")
     top.add_argument("--limit", type=int, default=40, help="rows shown (default 40)")
+    top.add_argument(
+        "--indicator",
+        choices=get_args(IndicatorColumn),
+        default=None,
+        help="add a column with this indicator of each symbol's latest candle",
+    )
     status = sub.add_parser("status", help="readiness, streams and consumer lag")
     status.add_argument(
         "--service",
@@ -114,7 +120,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return asyncio.run(run_status(settings, services))
 
     async def top() -> None:
-        await run_top(settings, args.sort, args.limit, install_signal_handlers())
+        await run_top(settings, args.sort, args.limit, install_signal_handlers(), args.indicator)
 
     asyncio.run(top())
     return 0

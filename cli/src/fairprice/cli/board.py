@@ -2,7 +2,9 @@
 
 It subscribes (core NATS, no consumer state) to ``books.>``, ``prices.>`` and ``signals.>`` and
 keeps one row per symbol: best bid/ask, fair price, both SMAs, the last signal and its age,
-updates per second and lag (now minus the exchange event time of the last book).
+updates per second and lag (now minus the exchange event time of the last book). With an
+``indicator`` (``--indicator rsi``, ...) it also follows ``candles.>`` and shows that indicator
+of the symbol's last candle that carries it (the feed's indicator interval, named in the cell).
 """
 
 from __future__ import annotations
@@ -21,13 +23,16 @@ from rich.table import Table
 from fairprice.common.bus import connect_bus
 from fairprice.common.errors import InvalidMessageError
 from fairprice.common.lifecycle import wait_or_stop
-from fairprice.common.messages import Book, FairPrice, Signal, decode
+from fairprice.common.messages import Book, Candle, FairPrice, Signal, decode
 from fairprice.common.settings import ServiceSettings
 from fairprice.common.subjects import Stream, parse_subject
 
-__all__ = ["Board", "SortKey", "run_top"]
+__all__ = ["Board", "IndicatorColumn", "SortKey", "run_top"]
 
 SortKey = Literal["symbol", "rate", "lag", "spread", "signal"]
+IndicatorColumn = Literal[
+    "rsi", "macd", "macd_signal", "macd_hist", "bb_upper", "bb_middle", "bb_lower", "atr"
+]
 _RATE_WINDOW_S = 5.0
 
 
@@ -45,6 +50,8 @@ class Row:
     signal: str = ""
     signal_at: float | None = None
     lag_ms: float | None = None
+    indicator: str = ""
+    """The chosen indicator of the last candle carrying it, with its interval."""
     arrivals: deque[float] = field(default_factory=deque)
 
     def rate(self, now: float) -> float:
@@ -56,9 +63,10 @@ class Row:
 class Board:
     """The board's state; ``apply`` takes a NATS message, ``table`` renders it."""
 
-    def __init__(self) -> None:
+    def __init__(self, indicator: IndicatorColumn | None = None) -> None:
         self.rows: dict[tuple[str, str], Row] = {}
         self.invalid = 0
+        self.indicator = indicator
 
     def _row(self, exchange: str, symbol: str) -> Row:
         key = (exchange, symbol)
@@ -84,6 +92,11 @@ class Board:
             elif stream is Stream.SIGNALS:
                 signal = decode(data, Signal)
                 row.signal, row.signal_at = signal.action, signal.event_time_ms / 1000
+            elif stream is Stream.CANDLES and self.indicator is not None:
+                candle = decode(data, Candle)
+                value = getattr(candle, self.indicator)
+                if candle.state is not None and value is not None:
+                    row.indicator = f"{value:.6g} ({candle.interval})"
         except (InvalidMessageError, ValueError):
             self.invalid += 1
 
@@ -99,36 +112,26 @@ class Board:
         }
         rows.sort(key=keys[sort])
         table = Table(title=f"fairprice top: {len(self.rows)} symbols, sorted by {sort}")
-        for name in (
-            "exchange",
-            "symbol",
-            "bid",
-            "ask",
-            "fair",
-            "sma fast",
-            "sma slow",
-            "signal",
-            "age",
-            "upd/s",
-            "lag ms",
-        ):
+        names = ["exchange", "symbol", "bid", "ask", "fair", "sma fast", "sma slow"]
+        if self.indicator is not None:
+            names.append(self.indicator.replace("_", " "))
+        names += ["signal", "age", "upd/s", "lag ms"]
+        for name in names:
             table.add_column(name, justify="left" if name in ("exchange", "symbol") else "right")
         for r in rows[:limit]:
             age = f"{now - r.signal_at:.0f}s" if r.signal_at else ""
             colour = {"BUY": "green", "SELL": "red"}.get(r.signal, "")
-            table.add_row(
-                r.exchange,
-                r.symbol,
-                r.bid,
-                r.ask,
-                _num(r.fair),
-                _num(r.sma_fast),
-                _num(r.sma_slow),
+            cells = [r.exchange, r.symbol, r.bid, r.ask]
+            cells += [_num(r.fair), _num(r.sma_fast), _num(r.sma_slow)]
+            if self.indicator is not None:
+                cells.append(r.indicator)
+            cells += [
                 f"[{colour}]{r.signal}[/]" if colour else "",
                 age,
                 f"{r.rate(now):.1f}",
                 f"{r.lag_ms:.0f}" if r.lag_ms is not None else "",
-            )
+            ]
+            table.add_row(*cells)
         return table
 
 
@@ -137,9 +140,13 @@ def _num(value: float | None) -> str:
 
 
 async def run_top(
-    settings: ServiceSettings, sort: SortKey, limit: int, stop: asyncio.Event
+    settings: ServiceSettings,
+    sort: SortKey,
+    limit: int,
+    stop: asyncio.Event,
+    indicator: IndicatorColumn | None = None,
 ) -> None:
-    board = Board()
+    board = Board(indicator)
 
     async def on_msg(msg: Msg) -> None:
         board.apply(msg.subject, msg.data)
@@ -149,7 +156,10 @@ async def run_top(
         name="fairprice-top",
         stop=stop,
     ) as bus:
-        for stream in (Stream.BOOKS, Stream.PRICES, Stream.SIGNALS):
+        streams = [Stream.BOOKS, Stream.PRICES, Stream.SIGNALS]
+        if indicator is not None:
+            streams.append(Stream.CANDLES)
+        for stream in streams:
             await bus.nc.subscribe(stream.wildcard, cb=on_msg)
         with Live(board.table(sort, limit), console=Console(), refresh_per_second=4) as live:
             while not await wait_or_stop(stop, 0.5):

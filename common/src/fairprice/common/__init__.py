@@ -6,6 +6,8 @@ Modules, each small and named for what it holds:
 - ``settings``: pydantic-settings loading from TOML + ``FAIRPRICE_*`` environment.
 - ``messages``: the wire schemas (msgspec) of books, fair prices, signals and candles.
 - ``subjects``: stream names, subjects and message ids (the one place they are spelled).
+- ``intervals``: candle interval names and lengths.
+- ``feeds``: a feed's parameters (symbols, pricing, candles, indicators, strategies).
 - ``bus``: NATS connection, JetStream streams, consumers and the batched publisher.
 - ``health``: the ``/healthz`` ``/readyz`` ``/metrics`` HTTP server.
 - ``logs``: structured logging.

@@ -7,20 +7,73 @@ to apply changes live. A service's own settings give the feeds it runs with no o
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable
+from typing import Annotated, Literal
 
 import msgspec
 from nats.js.kv import KeyValue
 
 from fairprice.common.errors import InvalidMessageError
+from fairprice.common.intervals import DEFAULT_INTERVALS, CandleInterval
 from fairprice.common.kv import snapshot
 from fairprice.common.logs import get_logger
 
-__all__ = ["Feed", "FairPriceMethod", "decode_feed", "encode_feed", "read_feeds"]
+__all__ = [
+    "STRATEGIES",
+    "FairPriceMethod",
+    "Feed",
+    "Indicators",
+    "Strategy",
+    "decode_feed",
+    "encode_feed",
+    "candle_problems",
+    "read_feeds",
+]
 
 log = get_logger(__name__)
 
 FairPriceMethod = Literal["mid", "microprice", "impact"]
+Strategy = Literal["sma_cross", "rsi_reversal", "macd_cross"]
+"""``sma_cross``: the fast SMA crossing the slow one (on every price); ``rsi_reversal``: RSI
+leaving overbought (SELL) or oversold (BUY); ``macd_cross``: MACD crossing its signal line
+(BUY above, SELL below); the last two on closed candles of the indicator interval."""
+STRATEGIES: tuple[Strategy, ...] = ("sma_cross", "rsi_reversal", "macd_cross")
+
+_Period = Annotated[int, msgspec.Meta(ge=2, le=1000)]
+_Level = Annotated[float, msgspec.Meta(gt=0, lt=100)]
+
+
+class Indicators(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The indicators on closed candles of ``interval`` and the thresholds of the RSI
+    strategy (the CRD schema and the converter's settings check the same bounds and that
+    ``macd_fast < macd_slow``, ``rsi_oversold < rsi_overbought``)."""
+
+    interval: CandleInterval = "1m"
+    rsi_period: _Period = 14
+    macd_fast: _Period = 12
+    macd_slow: _Period = 26
+    macd_signal: _Period = 9
+    bollinger_period: _Period = 20
+    bollinger_sd: Annotated[float, msgspec.Meta(gt=0, le=10)] = 2.0
+    atr_period: _Period = 14
+    rsi_overbought: _Level = 70.0
+    rsi_oversold: _Level = 30.0
+
+
+def candle_problems(intervals: Iterable[str], indicators: Indicators) -> list[str]:
+    """What is wrong with a choice of candle intervals and indicators beyond single values
+    (the operator, the converter's settings and the CRD schema check the same)."""
+    chosen = set(intervals)
+    problems = []
+    if "1m" not in chosen:
+        problems.append("candle intervals must include 1m (longer candles are made from it)")
+    if indicators.interval not in chosen:
+        problems.append(f"the indicator interval {indicators.interval} is not a candle interval")
+    if indicators.macd_fast >= indicators.macd_slow:
+        problems.append("macd_fast must be shorter than macd_slow")
+    if indicators.rsi_oversold >= indicators.rsi_overbought:
+        problems.append("rsi_oversold must be below rsi_overbought")
+    return problems
 
 
 class Feed(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -33,6 +86,12 @@ class Feed(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     """Quote-currency notional of the impact price."""
     sma_fast_s: float = 20.0
     sma_slow_s: float = 60.0
+    candle_intervals: list[CandleInterval] = msgspec.field(
+        default_factory=lambda: list(DEFAULT_INTERVALS)
+    )
+    """Always holds ``1m`` (longer candles are made from it) and the indicators' interval."""
+    indicators: Indicators = msgspec.field(default_factory=Indicators)
+    strategies: list[Strategy] = msgspec.field(default_factory=lambda: ["sma_cross"])
     enabled: bool = True
 
 

@@ -14,12 +14,14 @@ from typing import Literal, TypeVar
 import msgspec
 
 from fairprice.common.errors import InvalidMessageError
+from fairprice.common.intervals import CandleInterval
 
 __all__ = [
     "Action",
     "Book",
     "Candle",
     "FairPrice",
+    "IndicatorState",
     "Latest",
     "Level",
     "Message",
@@ -92,24 +94,77 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
     update_id: int
     event_time_ms: int
     strategy: str
+    """``sma_cross``, ``rsi_reversal`` or ``macd_cross``."""
     action: Action
     price: float
-    sma_fast: float
-    sma_slow: float
+    """The fair price of the triggering book."""
+    sma_fast: float | None = None
+    """The SMA values at the signal (``sma_cross``)."""
+    sma_slow: float | None = None
+    rsi: float | None = None
+    """The RSI of the closed candle that triggered an ``rsi_reversal``."""
+    macd: float | None = None
+    """MACD and its signal line of the closed candle that triggered a ``macd_cross``."""
+    macd_signal: float | None = None
+
+
+class IndicatorState(msgspec.Struct, frozen=True, kw_only=True):
+    """What the indicators need to go on after the candle carrying it, exactly as the
+    converter that computed it had it: a replica taking the symbol over resumes from the last
+    candle of the indicator interval rather than from history no stream keeps.
+
+    RSI and ATR use Wilder's smoothing and MACD exponential averages: each value depends on
+    every candle before it, so the state rides on the candle like the SMA ``trend`` on a price.
+    """
+
+    params: str
+    """The indicator parameters this state was computed with; other parameters start over."""
+    count: int
+    """Candles fed so far."""
+    prev_close: float | None
+    rsi_gain: float
+    """Sum of the first ``rsi_period`` gains, then Wilder's average gain."""
+    rsi_loss: float
+    atr: float
+    """Sum of the first ``atr_period`` true ranges, then the ATR."""
+    warmup: list[float]
+    """The first closes, until both MACD averages are seeded (then empty)."""
+    ema_fast: float | None
+    ema_slow: float | None
+    macd_count: int
+    """MACD values so far."""
+    macd_signal: float
+    """Sum of the first ``macd_signal`` MACD values, then the signal line."""
+    window: list[float]
+    """The last ``bollinger_period`` closes, oldest first."""
 
 
 class Candle(msgspec.Struct, frozen=True, kw_only=True):
-    """A closed 1-minute OHLC candle of the fair price (``candles.<ex>.<SYM>``)."""
+    """A closed OHLC candle of the fair price (``candles.<ex>.<SYM>.<interval>``); a candle of
+    the feed's indicator interval carries the indicators after it (``None`` until enough
+    candles) and their state."""
 
     exchange: str
     symbol: str
+    interval: CandleInterval = "1m"
+    """``1m``, ``5m``, ``15m``, ``30m``, ``1h``, ``4h`` or ``1d``."""
     start_ms: int
-    """Start of the minute, milliseconds since the Unix epoch (event time)."""
+    """Start of the period, milliseconds since the Unix epoch (event time)."""
     open: float
     high: float
     low: float
     close: float
     count: int
+    """Prices in the period."""
+    rsi: float | None = None
+    macd: float | None = None
+    macd_signal: float | None = None
+    macd_hist: float | None = None
+    bb_upper: float | None = None
+    bb_middle: float | None = None
+    bb_lower: float | None = None
+    atr: float | None = None
+    state: IndicatorState | None = None
 
 
 class Latest(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,12 +1,14 @@
 """Stream names, subjects and message ids: the one module that spells them.
 
-| stream  | subjects                       | message id (JetStream dedup)                    |
-|---------|--------------------------------|-------------------------------------------------|
-| BOOKS   | ``books.<exchange>.<SYMBOL>``  | ``<exchange>:<SYMBOL>:<final update id>``       |
-|         | stored: ``books.<partition>.<exchange>.<SYMBOL>``                                |
-| PRICES  | ``prices.<exchange>.<SYMBOL>`` | ``<book id>:price``                             |
-| SIGNALS | ``signals.<exchange>.<SYMBOL>``| ``<book id>:<strategy>:<action>``               |
-| CANDLES | ``candles.<exchange>.<SYMBOL>``| ``<exchange>:<SYMBOL>:candle_1m:<start ms>``    |
+| stream  | subjects                                | message id (JetStream dedup)                 |
+|---------|-----------------------------------------|----------------------------------------------|
+| BOOKS   | ``books.<exchange>.<SYMBOL>``           | ``<exchange>:<SYMBOL>:<final update id>``    |
+|         | stored: ``books.<partition>.<exchange>.<SYMBOL>``                                     |
+| PRICES  | ``prices.<exchange>.<SYMBOL>``          | ``<book id>:price``                          |
+| SIGNALS | ``signals.<exchange>.<SYMBOL>``         | ``<book id>:<strategy>:<action>``            |
+| CANDLES | ``candles.<exchange>.<SYMBOL>.<iv>``    | ``<exchange>:<SYMBOL>:candle_<iv>:<start>``  |
+
+(``<iv>``: the candle interval, ``1m`` ... ``1d``; ``<start>``: its start, ms.)
 
 Crawlers publish books to ``books.<exchange>.<SYMBOL>``; the BOOKS stream's subject transform
 (``books_partition_transform``) stores each under ``books.<partition>.<exchange>.<SYMBOL>``, the
@@ -100,8 +102,10 @@ def signals_subject(exchange: str, symbol: str) -> str:
     return Stream.SIGNALS.subject(exchange, symbol)
 
 
-def candles_subject(exchange: str, symbol: str) -> str:
-    return Stream.CANDLES.subject(exchange, symbol)
+def candles_subject(exchange: str, symbol: str, interval: str) -> str:
+    """``candles.<exchange>.<SYMBOL>.<interval>``: one subject per interval, so the newest
+    candle of an interval (or its history) is read by subject."""
+    return f"{Stream.CANDLES.subject(exchange, symbol)}.{interval}"
 
 
 DEADLETTER_STREAM = "DEADLETTER"
@@ -115,13 +119,15 @@ def deadletter_subject(service: str, stream: Stream) -> str:
 
 
 def parse_subject(subject: str) -> tuple[Stream, str, str]:
-    """Split ``books.binance.BTCUSDT`` (or the stored ``books.7.binance.BTCUSDT``) into
-    ``(Stream.BOOKS, "binance", "BTCUSDT")``."""
+    """Split a subject into ``(stream, exchange, symbol)``: ``books.binance.BTCUSDT``, a stored
+    book's ``books.7.binance.BTCUSDT`` (its partition left out) and a candle's
+    ``candles.binance.BTCUSDT.4h`` (its interval left out) all give ``"binance", "BTCUSDT"``."""
     tokens = subject.split(".")
-    if len(tokens) == 4:  # a stored book: books.<partition>.<exchange>.<SYMBOL>
+    stream = Stream(tokens[0].upper())
+    if stream is Stream.BOOKS and len(tokens) == 4:  # books.<partition>.<exchange>.<SYMBOL>
         del tokens[1]
-    prefix, exchange, symbol = tokens
-    return Stream(prefix.upper()), exchange, symbol
+    exchange, symbol = tokens[1], tokens[2]
+    return stream, exchange, symbol
 
 
 def books_partition(stored_subject: str) -> int:
@@ -141,8 +147,8 @@ def signal_msg_id(book_id: str, strategy: str, action: str) -> str:
     return f"{book_id}:{strategy}:{action}"
 
 
-def candle_msg_id(exchange: str, symbol: str, start_ms: int) -> str:
-    return f"{exchange}:{symbol}:candle_1m:{start_ms}"
+def candle_msg_id(exchange: str, symbol: str, interval: str, start_ms: int) -> str:
+    return f"{exchange}:{symbol}:candle_{interval}:{start_ms}"
 
 
 def deadletter_msg_id(service: str, stream: Stream, stream_seq: int) -> str:

@@ -1,4 +1,4 @@
-"""Time-window SMAs, the crossover rule, and 1-minute candles: pure, exact, replayable.
+"""Time-window SMAs and the crossover rule: pure, exact, replayable.
 
 **Windows.** The SMA over ``span_ms`` at a price of event time ``t`` is the mean of the prices
 with event time in ``(t - span_ms, t]``: a time window, not a count, so a gap in the data
@@ -17,22 +17,17 @@ cost of a few hundred nanoseconds per price.
 slow), -1 once it is below by more than that, and otherwise keeps its last value: a band that
 stops flapping. BUY on a change from -1 to +1, SELL on +1 to -1; the first decision after
 start (from 0) is not a crossing and signals nothing.
-
-**Candles.** OHLC of the fair price per event-time minute, closed and returned when the first
-price of a later minute arrives.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 from fairprice.common.messages import Action
 
-__all__ = ["CandleBuilder", "Crossover", "OpenCandle", "SmaWindow"]
+__all__ = ["Crossover", "SmaWindow"]
 
 _SHIFT = 1074  # 2**-1074 is the smallest positive double (subnormal)
-_MINUTE_MS = 60_000
 
 
 def _exact(value: float) -> int:
@@ -89,38 +84,3 @@ class Crossover:
         if previous == -new:
             return "BUY" if new == 1 else "SELL"
         return None
-
-
-@dataclass(slots=True)
-class OpenCandle:
-    start_ms: int
-    open: float
-    high: float
-    low: float
-    close: float
-    count: int
-
-
-class CandleBuilder:
-    """1-minute OHLC by event time; ``push`` returns the candle a new minute closed."""
-
-    __slots__ = ("current",)
-
-    def __init__(self) -> None:
-        self.current: OpenCandle | None = None
-
-    def push(self, time_ms: int, price: float) -> OpenCandle | None:
-        start = time_ms - time_ms % _MINUTE_MS
-        candle = self.current
-        if candle is not None and candle.start_ms == start:
-            if price > candle.high:
-                candle.high = price
-            elif price < candle.low:
-                candle.low = price
-            candle.close = price
-            candle.count += 1
-            return None
-        self.current = OpenCandle(start, price, price, price, price, 1)
-        # A price from an earlier minute than the open candle cannot happen: event times of
-        # one symbol are non-decreasing, and the pipeline drops out-of-order books first.
-        return candle

@@ -1,6 +1,7 @@
 """A symbol's parameters: ``Params``, built by ``params_for`` from its feed or the settings.
 
-A feed chooses the fair-price method, the impact notional and the SMA windows of its symbols;
+A feed chooses the fair-price method, the impact notional, the SMA windows, the candle
+intervals, the indicators and the signal strategies of its symbols;
 the impact depth and the crossover band are the converter's own. A symbol no feed names (a
 converter run without the operator) takes all of them from the ``[converter]`` settings.
 """
@@ -8,10 +9,11 @@ converter run without the operator) takes all of them from the ``[converter]`` s
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from fairprice.common.feeds import FairPriceMethod, Feed
+from fairprice.common.feeds import FairPriceMethod, Feed, Indicators, Strategy
+from fairprice.common.intervals import BASE_INTERVAL, DEFAULT_INTERVALS, CandleInterval
 from fairprice.converter.settings import ConverterSection
 
 __all__ = ["Params", "params_by_symbol", "params_for"]
@@ -27,6 +29,9 @@ class Params:
     sma_fast_s: float = 20.0
     sma_slow_s: float = 60.0
     min_gap: float = 0.0001
+    intervals: tuple[CandleInterval, ...] = DEFAULT_INTERVALS
+    indicators: Indicators = field(default_factory=Indicators)
+    strategies: frozenset[Strategy] = frozenset({"sma_cross"})
 
 
 class _Choices(Protocol):
@@ -40,12 +45,23 @@ class _Choices(Protocol):
     def sma_fast_s(self) -> float: ...
     @property
     def sma_slow_s(self) -> float: ...
+    @property
+    def candle_intervals(self) -> list[CandleInterval]: ...
+    @property
+    def strategies(self) -> list[Strategy]: ...
 
 
 def params_for(settings: ConverterSection, feed: _Choices | None = None) -> Params:
     """The parameters of a symbol of ``feed`` (``None``: of a symbol no feed names)."""
     chosen: _Choices = settings if feed is None else feed
+    indicators = feed.indicators if isinstance(feed, Feed) else settings.indicators.value()
     return Params(
+        # 1m and the indicator interval always (validated so; a hand-written feed may not be)
+        intervals=tuple(
+            dict.fromkeys((BASE_INTERVAL, *chosen.candle_intervals, indicators.interval))
+        ),
+        indicators=indicators,
+        strategies=frozenset(chosen.strategies),
         method=chosen.method,
         notional=chosen.notional,
         depth=settings.impact_depth,

@@ -54,8 +54,8 @@ class BookProcessor:
         publish = self._publisher.publish
         for stream, subject, payload, msg_id in result:
             await publish(subject, payload, msg_id)
-            if stream is Stream.SIGNALS and pipeline.last_signal is not None:
-                self._signals[pipeline.last_signal.action].inc()
+            if stream is Stream.SIGNALS:  # a book may give several: the id ends in the action
+                self._signals[msg_id.rsplit(":", 1)[1]].inc()
             elif stream is Stream.CANDLES:
                 self._metrics.candles.inc()
         self._metrics.prices.inc()

@@ -4,10 +4,32 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from fairprice.common.feeds import FairPriceMethod
+from fairprice.common.feeds import FairPriceMethod, Indicators, Strategy, candle_problems
+from fairprice.common.intervals import DEFAULT_INTERVALS, CandleInterval
 from fairprice.common.settings import HttpSettings, Section, ServiceSettings
 
-__all__ = ["ConverterSection", "ConverterSettings"]
+__all__ = ["ConverterSection", "ConverterSettings", "IndicatorsSection"]
+
+
+class IndicatorsSection(Section):
+    """``[converter.indicators]``: the indicators of symbols no feed names (the bounds are
+    those of ``fairprice.common.feeds.Indicators``)."""
+
+    interval: CandleInterval = "1m"
+    """The candles the indicators and candle strategies run on."""
+    rsi_period: int = Field(default=14, ge=2, le=1000)
+    macd_fast: int = Field(default=12, ge=2, le=1000)
+    macd_slow: int = Field(default=26, ge=2, le=1000)
+    macd_signal: int = Field(default=9, ge=2, le=1000)
+    bollinger_period: int = Field(default=20, ge=2, le=1000)
+    bollinger_sd: float = Field(default=2.0, gt=0, le=10)
+    """Band width in population standard deviations."""
+    atr_period: int = Field(default=14, ge=2, le=1000)
+    rsi_overbought: float = Field(default=70.0, gt=0, lt=100)
+    rsi_oversold: float = Field(default=30.0, gt=0, lt=100)
+
+    def value(self) -> Indicators:
+        return Indicators(**self.model_dump())
 
 
 class ConverterSection(Section):
@@ -19,6 +41,11 @@ class ConverterSection(Section):
     """Levels per side the impact price may walk."""
     sma_fast_s: float = Field(default=20.0, gt=0)
     sma_slow_s: float = Field(default=60.0, gt=0)
+    candle_intervals: list[CandleInterval] = list(DEFAULT_INTERVALS)
+    """Candles of symbols no feed names; must hold 1m and the indicator interval."""
+    indicators: IndicatorsSection = IndicatorsSection()
+    strategies: list[Strategy] = ["sma_cross"]
+    """Signal strategies of symbols no feed names: sma_cross, rsi_reversal, macd_cross."""
     min_gap: float = Field(default=0.0001, ge=0)
     """Crossover band as a fraction of the slow SMA (0.0001 = 1 basis point): fast must pass
     slow by more than this for the trend to turn, which stops BUY/SELL flapping."""
@@ -44,6 +71,9 @@ class ConverterSection(Section):
     def _windows_in_order(self) -> ConverterSection:
         if self.sma_fast_s > self.sma_slow_s:
             raise ValueError("sma_fast_s must not be longer than sma_slow_s")
+        problems = candle_problems(self.candle_intervals, self.indicators.value())
+        if problems:
+            raise ValueError("; ".join(problems))
         if self.member_ttl_s <= self.heartbeat_s:
             raise ValueError("member_ttl_s must be longer than heartbeat_s")
         return self

@@ -1,12 +1,13 @@
-"""One symbol's state machine: book in, fair price, SMA signal and closed candle out.
+"""One symbol's state machine: book in, fair price, signals and closed candles out.
 
 ``SymbolPipeline.process(book)`` is a pure function of the sequence of books it has been fed:
 the same books give the same outputs, byte for byte, whichever replica runs it and whether it
 lived through them or replayed them after a takeover. Its whole state is the two SMA windows
-(which depend only on the books of the last ``sma_slow``), the open candle (the books of the
-current minute), the last update id and event time, and the crossover ``trend``, which depends
+(which depend only on the books of the last ``sma_slow``), the open minute (the books of the
+current minute), the last update id and event time, the crossover ``trend``, which depends
 on the whole past and therefore rides on every price message so that a takeover can resume it
-(see ``resume``).
+(see ``resume``), and the candles of longer intervals and the candle indicators, which a
+takeover reads back from CANDLES (``SymbolCandles``).
 
 Outputs for books at or before ``emit_after`` are computed but not returned: that is how a
 replica that replays history to rebuild its windows stays silent about what is already in
@@ -14,6 +15,8 @@ PRICES.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from fairprice.common.messages import Book, Candle, FairPrice, Signal, encode
 from fairprice.common.subjects import (
@@ -27,8 +30,9 @@ from fairprice.common.subjects import (
     signals_subject,
 )
 from fairprice.converter.fair_price import Skip, price_book
-from fairprice.converter.indicators import CandleBuilder, Crossover, SmaWindow
+from fairprice.converter.indicators import Crossover, SmaWindow
 from fairprice.converter.params import Params
+from fairprice.converter.symbol_candles import SymbolCandles
 
 __all__ = ["STRATEGY", "Output", "SymbolPipeline"]
 
@@ -53,20 +57,28 @@ class SymbolPipeline:
         self.fast = SmaWindow(round(params.sma_fast_s * 1000))
         self.slow = SmaWindow(round(params.sma_slow_s * 1000))
         self.crossover = Crossover(params.min_gap)
-        self.candles = CandleBuilder()
+        self.candles = SymbolCandles(exchange, symbol, params)
+        self._sma_signals = "sma_cross" in params.strategies
         self.last_price: FairPrice | None = None
         self.last_signal: Signal | None = None
         self._resume_trend: int | None = None
         self._prices_subject = prices_subject(exchange, symbol)
         self._signals_subject = signals_subject(exchange, symbol)
-        self._candles_subject = candles_subject(exchange, symbol)
+        self._candles_subjects = {i: candles_subject(exchange, symbol, i) for i in params.intervals}
 
-    def resume(self, last: FairPrice) -> None:
+    def resume(
+        self,
+        last: FairPrice,
+        minutes: Iterable[Candle] = (),
+        indicator_candle: Candle | None = None,
+    ) -> None:
         """Continue after ``last``, the newest price already in PRICES (with the crossover
-        trend it carries): its outputs and those before it are not emitted again."""
+        trend it carries): its outputs and those before it are not emitted again. ``minutes``
+        and ``indicator_candle`` are what CANDLES holds (see ``SymbolCandles.resume``)."""
         self.emit_after = last.update_id
         self._resume_trend = last.trend
         self.last_price = last
+        self.candles.resume(last.event_time_ms, minutes, indicator_candle)
 
     def process(self, book: Book) -> list[Output] | Skip:
         """The outputs of ``book`` (empty while replaying), or why it was skipped."""
@@ -104,32 +116,44 @@ class SymbolPipeline:
             self._resume_trend = None
             if emit:
                 action = self.crossover.update(sma_fast, sma_slow)
-        closed = self.candles.push(time_ms, price)
+        closed, decisions = self.candles.push(time_ms, price, emit)
         if not emit:
             return []
         outputs: list[Output] = []
         exchange, symbol = self.exchange, self.symbol
         book_id = book_msg_id(exchange, symbol, book.update_id)
-        if closed is not None:
-            candle = Candle(
-                exchange=exchange,
-                symbol=symbol,
-                start_ms=closed.start_ms,
-                open=closed.open,
-                high=closed.high,
-                low=closed.low,
-                close=closed.close,
-                count=closed.count,
-            )
+        for candle in closed:
             outputs.append(
                 (
                     Stream.CANDLES,
-                    self._candles_subject,
+                    self._candles_subjects[candle.interval],
                     encode(candle),
-                    candle_msg_id(exchange, symbol, closed.start_ms),
+                    candle_msg_id(exchange, symbol, candle.interval, candle.start_ms),
                 )
             )
-        if action is not None:
+        for strategy, decided, by in decisions:
+            signal = Signal(
+                exchange=exchange,
+                symbol=symbol,
+                update_id=book.update_id,
+                event_time_ms=book.event_time_ms,
+                strategy=strategy,
+                action=decided,
+                price=price,
+                rsi=by.rsi if strategy == "rsi_reversal" else None,
+                macd=by.macd if strategy == "macd_cross" else None,
+                macd_signal=by.macd_signal if strategy == "macd_cross" else None,
+            )
+            self.last_signal = signal
+            outputs.append(
+                (
+                    Stream.SIGNALS,
+                    self._signals_subject,
+                    encode(signal),
+                    signal_msg_id(book_id, strategy, decided),
+                )
+            )
+        if action is not None and self._sma_signals:
             signal = Signal(
                 exchange=exchange,
                 symbol=symbol,

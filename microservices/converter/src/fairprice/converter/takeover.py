@@ -6,7 +6,8 @@ after a kill -9 of the previous owner, on a scale up or down) means:
 
 1. start buffering the symbol's live books (the live tail was created before, so it delivers
    everything stored from now on; the converter does this before calling ``rebuild``);
-2. read the newest price (and signal) of the symbol; it carries the crossover trend;
+2. read the newest price (and signal) of the symbol; it carries the crossover trend; and
+   what CANDLES holds for the longer candles and the indicators (``read_candle_history``);
 3. replay the symbol's BOOKS from (that price's event time - slow window, or the start of its
    minute if earlier, - ``replay_margin_s``) through a per-subject tail, feeding the pipeline
    but publishing only what comes after that price (the windows and candle before it are what
@@ -36,6 +37,7 @@ from fairprice.common.logs import get_logger
 from fairprice.common.messages import FairPrice, Signal, decode
 from fairprice.common.subjects import Stream, prices_subject, signals_subject
 from fairprice.common.tail import StreamTail
+from fairprice.converter.candle_history import read_candle_history
 from fairprice.converter.metrics import ConverterMetrics
 from fairprice.converter.params import Params
 from fairprice.converter.processing import BookProcessor
@@ -78,7 +80,14 @@ class Takeover:
             pipeline.last_signal = signal
             start_time = None
             if last is not None:
-                pipeline.resume(last)
+                minutes, indicator_candle = await read_candle_history(
+                    self._bus,
+                    params,
+                    last,
+                    margin_s=self._settings.replay_margin_s,
+                    batch=self._settings.batch,
+                )
+                pipeline.resume(last, minutes, indicator_candle)
                 start_ms = min(
                     last.event_time_ms - round(params.sma_slow_s * 1000),
                     last.event_time_ms - last.event_time_ms % _MINUTE_MS,

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from fairprice.common.feeds import Feed
+from fairprice.common.feeds import Feed, candle_problems
 
 __all__ = ["InvalidSpecError", "feed_from_spec", "feed_key"]
 
@@ -22,7 +22,22 @@ class InvalidSpecError(ValueError):
 
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
-_CAMEL_TO_FEED = {"smaFastSeconds": "sma_fast_s", "smaSlowSeconds": "sma_slow_s"}
+_CAMEL_TO_FEED = {
+    "smaFastSeconds": "sma_fast_s",
+    "smaSlowSeconds": "sma_slow_s",
+    "candleIntervals": "candle_intervals",
+}
+_CAMEL_TO_INDICATORS = {
+    "rsiPeriod": "rsi_period",
+    "macdFast": "macd_fast",
+    "macdSlow": "macd_slow",
+    "macdSignal": "macd_signal",
+    "bollingerPeriod": "bollinger_period",
+    "bollingerStdDevs": "bollinger_sd",
+    "atrPeriod": "atr_period",
+    "rsiOverbought": "rsi_overbought",
+    "rsiOversold": "rsi_oversold",
+}
 
 
 def feed_key(namespace: str, name: str) -> str:
@@ -35,6 +50,10 @@ def feed_from_spec(spec: Mapping[str, Any]) -> Feed:
     Symbols are de-duplicated in their given order (the first one is the printer columns').
     """
     fields = {_CAMEL_TO_FEED.get(key, key): value for key, value in spec.items()}
+    if isinstance(fields.get("indicators"), Mapping):
+        fields["indicators"] = {
+            _CAMEL_TO_INDICATORS.get(key, key): value for key, value in fields["indicators"].items()
+        }
     if isinstance(fields.get("symbols"), list):
         fields["symbols"] = list(dict.fromkeys(fields["symbols"]))
     try:
@@ -50,4 +69,7 @@ def feed_from_spec(spec: Mapping[str, Any]) -> Feed:
         raise InvalidSpecError(
             "invalid MarketFeed spec: smaFastSeconds must be shorter than smaSlowSeconds"
         )
+    problems = candle_problems(feed.candle_intervals, feed.indicators)
+    if problems:
+        raise InvalidSpecError(f"invalid MarketFeed spec: {'; '.join(problems)}")
     return feed

@@ -1,4 +1,4 @@
-"""InfluxDB line protocol for the five measurements of DESIGN.md, built for speed.
+"""InfluxDB line protocol for the five measurements of docs/architecture.md, built for speed.
 
     <measurement>,<tag>=<value>,... <field>=<value>,... <timestamp ms>
 
@@ -47,7 +47,18 @@ ORDERBOOK = "orderbook"
 FAIR_PRICE = "fair_price"
 INDICATOR = "indicator"
 SIGNAL = "signal"
-CANDLE = "candle_1m"
+CANDLE = "candle"
+_CANDLE_VALUES = (
+    "rsi",
+    "macd",
+    "macd_signal",
+    "macd_hist",
+    "bb_upper",
+    "bb_middle",
+    "bb_lower",
+    "atr",
+)
+_SIGNAL_VALUES = ("sma_fast", "sma_slow", "rsi", "macd", "macd_signal")
 
 _MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ "})
 _TAG = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
@@ -60,7 +71,7 @@ _NUMBER_CHARS = str.maketrans("", "", "0123456789.-")
 # names must not grow them without bound.
 _MAX_CACHED = 10_000
 # The third tag of a series, after exchange and symbol.
-_EXTRA_TAG = {FAIR_PRICE: "method", SIGNAL: "strategy"}
+_EXTRA_TAG = {FAIR_PRICE: "method", SIGNAL: "strategy", CANDLE: "interval"}
 
 
 def escape_measurement(name: str) -> str:
@@ -113,7 +124,7 @@ class LineEncoder:
 
     def _prefix(self, measurement: str, exchange: str, symbol: str, extra: str = "") -> str:
         """``measurement,exchange=..,symbol=..[,<extra tag>=..] `` (``extra``: the method of a
-        fair price, the strategy of a signal)."""
+        fair price, the strategy of a signal, the interval of a candle)."""
         key = (measurement, exchange, symbol, extra)
         prefix = self._prefixes.get(key)
         if prefix is None:
@@ -202,15 +213,26 @@ class LineEncoder:
         return line
 
     def signal(self, signal: Signal) -> str:
+        """The ``signal`` line, with the values its strategy decided on (SMAs, RSI, MACD)."""
         prefix = self._prefix(SIGNAL, signal.exchange, signal.symbol, signal.strategy)
-        return (
-            f"{prefix}action={escape_string(signal.action)},price={signal.price!r},"
-            f"sma_fast={signal.sma_fast!r},sma_slow={signal.sma_slow!r} {signal.event_time_ms}"
-        )
+        line = f"{prefix}action={escape_string(signal.action)},price={signal.price!r}"
+        for name in _SIGNAL_VALUES:
+            value = getattr(signal, name)
+            if value is not None:
+                line += f",{name}={value!r}"
+        return f"{line} {signal.event_time_ms}"
 
     def candle(self, candle: Candle) -> str:
-        prefix = self._prefix(CANDLE, candle.exchange, candle.symbol)
-        return (
+        """The ``candle`` line of any interval (tag ``interval``), with the indicators a
+        candle of the indicator interval carries (their state is not stored)."""
+        prefix = self._prefix(CANDLE, candle.exchange, candle.symbol, candle.interval)
+        line = (
             f"{prefix}open={candle.open!r},high={candle.high!r},low={candle.low!r},"
-            f"close={candle.close!r},count={candle.count}i {candle.start_ms}"
+            f"close={candle.close!r},count={candle.count}i"
         )
+        if candle.state is not None:
+            for name in _CANDLE_VALUES:
+                value = getattr(candle, name)
+                if value is not None:
+                    line += f",{name}={value!r}"
+        return f"{line} {candle.start_ms}"

@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 from fairprice.common.consumer import PullConsumer
 from fairprice.common.errors import InvalidMessageError
 from fairprice.common.health import Readiness
+from fairprice.common.intervals import INTERVAL_MS
 from fairprice.common.lifecycle import wait_or_stop
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import Book, Candle, FairPrice, Signal, decode
@@ -50,7 +51,6 @@ __all__ = ["StreamWorker"]
 
 log = get_logger(__name__)
 
-_CANDLE_MS = 60_000
 _ENCODE_SLICE = 200
 
 Encoded = tuple[str | None, int, tuple[str, ...]]
@@ -108,8 +108,8 @@ def codec(stream: Stream, encoder: LineEncoder) -> Callable[[bytes], Encoded]:
 
     def candles(data: bytes) -> Encoded:
         candle = decode(data, Candle)
-        # A candle exists once its minute is over: its latency counts from the close.
-        return encoder.candle(candle), candle.start_ms + _CANDLE_MS, (CANDLE,)
+        # A candle exists once its period is over: its latency counts from the close.
+        return encoder.candle(candle), candle.start_ms + INTERVAL_MS[candle.interval], (CANDLE,)
 
     return candles
 
