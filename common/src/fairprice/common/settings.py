@@ -57,6 +57,7 @@ KNOWN_SECTIONS = frozenset(
         "converter",
         "storer",
         "operator",
+        "api",
         "simulator",
         "kubernetes",
     }

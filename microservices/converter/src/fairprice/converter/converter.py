@@ -361,6 +361,8 @@ class Converter:
                 sma_slow=price.sma_slow,
                 signal=signal.action if signal is not None else None,
                 signal_time_ms=signal.event_time_ms if signal is not None else None,
+                mid=price.mid,
+                spread=price.spread,
             )
             puts.append(kv.put(f"{price.exchange}.{price.symbol}", encode(latest)))
         results = await asyncio.gather(*puts, return_exceptions=True)

@@ -1,0 +1,214 @@
+"""The live stream's shared window: every PRICES and SIGNALS message of the last while, once.
+
+One replica keeps one ``StreamTail`` per stream (the whole stream, in stream order, gap-free
+across broker restarts: the tail re-creates its consumer from the next stream sequence) and
+appends each message, already encoded as a Server-Sent Event, to one list shared by every
+client. A client is an index into that list and the set of symbols it asked for; serving it is
+walking the list, so a thousand clients cost one NATS delivery per message, not a thousand.
+
+The event id is the window's position after the message, ``<PRICES seq>.<SIGNALS seq>``:
+everything of both streams up to there has been offered to the client. Stream sequences are
+the stream's own (the same on every replica, kept across broker restarts), so a client that
+reconnects with ``Last-Event-ID`` to any replica resumes exactly after the last event it saw.
+(An exchange event time would not do: the times of different symbols interleave, so one time
+cannot say what a client of several symbols has seen.)
+
+Memory is bounded by ``buffer`` messages, whatever the clients do. The window is filled at
+start-up from ``resume_window_s`` ago, so a client reconnecting to a fresh replica resumes
+too. A client whose index falls off the window's start is too slow: it is dropped with an
+``error`` event saying so; a cursor older than the window is refused (410) at connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import msgspec
+from sse_starlette import ServerSentEvent
+
+from fairprice.common.bus import Bus
+from fairprice.common.logs import get_logger
+from fairprice.common.subjects import Stream
+from fairprice.converter.tail import StreamTail, stream_seq
+
+__all__ = ["STREAMS", "Cursor", "CursorTooOldError", "Entry", "StreamWindow", "parse_cursor"]
+
+log = get_logger(__name__)
+
+STREAMS = (Stream.PRICES, Stream.SIGNALS)
+_EVENT = {Stream.PRICES: "price", Stream.SIGNALS: "signal"}
+_BATCH = 500
+_PER_YIELD = 1000
+"""Entries a client walks before its chunk goes out: one socket write per batch, not per event."""
+
+Cursor = dict[Stream, int]
+"""The last stream sequence a client has seen, per stream."""
+
+
+class CursorTooOldError(Exception):
+    """The window no longer holds every message after the cursor."""
+
+
+def parse_cursor(text: str) -> Cursor:
+    """``"<prices seq>.<signals seq>"`` -> a cursor; ``ValueError`` when it is not one."""
+    prices, _, signals = text.partition(".")
+    cursor = {Stream.PRICES: int(prices), Stream.SIGNALS: int(signals)}
+    if min(cursor.values()) < 0:
+        raise ValueError("negative sequence")
+    return cursor
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    stream: Stream
+    seq: int
+    key: str
+    """``<exchange>.<SYMBOL>``."""
+    chunk: bytes
+    """The whole SSE event: ``event``, ``id`` and the message's JSON as ``data``."""
+
+
+class StreamWindow:
+    """``window.run(stop)`` keeps the window; ``window.events(...)`` serves one client."""
+
+    def __init__(self, bus: Bus, *, buffer: int, resume_window_s: float) -> None:
+        self._bus = bus
+        self._buffer = buffer
+        self._resume_window_s = resume_window_s
+        self._entries: list[Entry] = []
+        self._offset = 0  # the global index of _entries[0]
+        self._position: Cursor = dict.fromkeys(STREAMS, 0)
+        self._floor: Cursor = dict.fromkeys(STREAMS, 0)
+        """Per stream, the last sequence *not* in the window (everything above it is)."""
+        self._grown = asyncio.Event()
+        self._closed = False
+        self.caught_up = asyncio.Event()
+        """Set once both streams were read up to what they held when the window started."""
+        self.dropped = 0
+
+    @property
+    def end(self) -> int:
+        return self._offset + len(self._entries)
+
+    @property
+    def size(self) -> int:
+        return len(self._entries)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tail both streams into the window until ``stop`` is set."""
+        start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._resume_window_s)
+        caught_up: set[Stream] = set()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for stream in STREAMS:
+                    tg.create_task(
+                        self._tail(stream, start, stop, caught_up), name=f"tail-{stream}"
+                    )
+        finally:
+            self._closed = True
+            self._wake()
+
+    async def _tail(
+        self, stream: Stream, start: dt.datetime, stop: asyncio.Event, caught_up: set[Stream]
+    ) -> None:
+        async with StreamTail(self._bus, stream, stream.wildcard, start_time=start) as tail:
+            # Everything after the stream's last sequence minus what the tail will deliver is
+            # in the window. A message published in between makes the floor higher than it
+            # really is: a resumable cursor may be refused, never one that would lose data.
+            info = await self._bus.jsm.stream_info(stream.value)
+            self._floor[stream] = max(0, info.state.last_seq - tail.pending)
+            self._position[stream] = self._floor[stream]
+            while not stop.is_set():
+                if tail.caught_up and stream not in caught_up:
+                    caught_up.add(stream)
+                    if len(caught_up) == len(STREAMS):
+                        self.caught_up.set()
+                msgs = await tail.next_batch(_BATCH, 0.5)
+                if msgs:
+                    self._append(stream, [(stream_seq(msg), msg.subject, msg.data) for msg in msgs])
+
+    def _append(self, stream: Stream, messages: list[tuple[int, str, bytes]]) -> None:
+        event = _EVENT[stream]
+        for seq, subject, data in messages:
+            if seq <= self._position[stream]:
+                continue  # already here (a tail that re-created its consumer)
+            self._position[stream] = seq
+            cursor = f"{self._position[Stream.PRICES]}.{self._position[Stream.SIGNALS]}"
+            key = subject.split(".", 1)[1]
+            chunk = ServerSentEvent(data=data.decode(), event=event, id=cursor, sep="\n").encode()
+            self._entries.append(Entry(stream, seq, key, chunk))
+        excess = len(self._entries) - self._buffer
+        if excess > self._buffer // 10:  # prune in steps: one list copy per tenth of the buffer
+            for entry in self._entries[:excess]:
+                self._floor[entry.stream] = max(self._floor[entry.stream], entry.seq)
+            del self._entries[:excess]
+            self._offset += excess
+        self._wake()
+
+    def _wake(self) -> None:
+        self._grown.set()
+        self._grown = asyncio.Event()
+
+    def start_index(self, cursor: Cursor | None) -> int:
+        """Where a client starts: the end (live only), or the first entry after ``cursor``."""
+        if cursor is None:
+            return self.end
+        for stream in STREAMS:
+            if cursor[stream] < self._floor[stream]:
+                raise CursorTooOldError(
+                    f"{stream.value} sequence {cursor[stream]} is older than this replica's "
+                    f"window (which starts after {self._floor[stream]})"
+                )
+        for index, entry in enumerate(self._entries):
+            if entry.seq > cursor[entry.stream]:
+                return self._offset + index
+        return self.end
+
+    async def events(
+        self,
+        keys: frozenset[str],
+        kinds: frozenset[Stream],
+        cursor: Cursor | None,
+    ) -> AsyncIterator[bytes]:
+        """One client's events from ``start_index(cursor)`` on, several per chunk.
+
+        Ends with an ``error`` event when the client fell off the window (too slow) and with
+        a ``close`` event when the replica shuts down.
+        """
+        index = self.start_index(cursor)
+        seen = dict(cursor) if cursor is not None else dict.fromkeys(STREAMS, 0)
+        while True:
+            if index < self._offset:
+                self.dropped += 1
+                yield _control(
+                    "error",
+                    {
+                        "error": "slow_client",
+                        "message": f"dropped: more than {self._buffer} messages behind the "
+                        "stream; reconnect (with Last-Event-ID) to resume",
+                    },
+                )
+                return
+            grown = self._grown
+            end = min(self.end, index + _PER_YIELD)
+            chunks: list[bytes] = []
+            entries, offset = self._entries, self._offset
+            for i in range(index - offset, end - offset):
+                entry = entries[i]
+                if entry.key in keys and entry.stream in kinds and entry.seq > seen[entry.stream]:
+                    chunks.append(entry.chunk)
+            index = end
+            if chunks:
+                yield b"".join(chunks)
+            elif index >= self.end:
+                if self._closed:
+                    yield _control("close", {"reason": "server shutting down; reconnect"})
+                    return
+                await grown.wait()
+
+
+def _control(event: str, body: dict[str, str]) -> bytes:
+    return ServerSentEvent(data=msgspec.json.encode(body).decode(), event=event, sep="\n").encode()
