@@ -32,7 +32,7 @@ from sse_starlette import ServerSentEvent
 from fairprice.common.bus import Bus
 from fairprice.common.logs import get_logger
 from fairprice.common.subjects import Stream
-from fairprice.converter.tail import StreamTail, stream_seq
+from fairprice.common.tail import StreamTail, stream_seq
 
 __all__ = ["STREAMS", "Cursor", "CursorTooOldError", "Entry", "StreamWindow", "parse_cursor"]
 

@@ -47,12 +47,12 @@ from fairprice.common.logs import get_logger
 from fairprice.common.messages import Book, FairPrice, Latest, Signal, decode, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.subjects import Stream, parse_subject, prices_subject, signals_subject
+from fairprice.common.tail import StreamTail, stream_seq
 from fairprice.converter.fair_price import Skip
 from fairprice.converter.metrics import ConverterMetrics
 from fairprice.converter.partitions import owned_partitions, partition_of
 from fairprice.converter.pipeline import Params, SymbolPipeline
 from fairprice.converter.settings import ConverterSection
-from fairprice.converter.tail import StreamTail, stream_seq
 
 __all__ = ["Converter", "params_by_symbol"]
 
