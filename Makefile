@@ -9,7 +9,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export PATH := $(PATH):/usr/sbin
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint fmt pytest run demo top status
+.PHONY: help setup test lint fmt pytest run demo top status openapi
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ top: ## the live board of every symbol, while `make run` or `make demo` runs (SO
 
 status: ## each service's readiness, the streams and every consumer's lag
 	$(UV) run --frozen fairprice status
+
+openapi: ## write the price API's OpenAPI document to docs/openapi.json (a test checks it is current)
+	$(UV) run --frozen python -m fairprice.api.openapi docs/openapi.json
 
 lint: ## ruff lint + format check, mypy --strict
 	$(UV) run --frozen ruff check .
