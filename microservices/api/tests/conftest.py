@@ -64,7 +64,8 @@ def api_settings(pipeline: Pipeline, **section: Any) -> ApiSettings:
 
 @contextlib.asynccontextmanager
 async def running_api(settings: ApiSettings) -> AsyncIterator[Api]:
-    stop, ready, ports = asyncio.Event(), asyncio.Event(), {}
+    stop, ready = asyncio.Event(), asyncio.Event()
+    ports: dict[str, int] = {}
     task = asyncio.create_task(run(settings, stop=stop, ready=ready, ports=ports))
     try:
         waiting = asyncio.ensure_future(ready.wait())

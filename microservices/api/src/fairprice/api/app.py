@@ -12,6 +12,7 @@ cursor older than the replica's window 410.
 
 import hmac
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -272,11 +273,11 @@ def create_app(section: ApiSection, metrics: ApiMetrics) -> FastAPI:
         wanted = _stream_kinds(kinds)
         start = _stream_cursor(last_event_id or cursor)
         try:
-            b.window.start_index(start)
+            events = b.window.events(keys, wanted, start)
         except CursorTooOldError as exc:
             raise _ApiError(410, "cursor_too_old", str(exc)) from exc
         return EventSourceResponse(
-            _counted(b.window, metrics, keys, wanted, start),
+            _counted(b.window, metrics, events),
             ping=section.stream.ping_s,
             send_timeout=section.stream.send_timeout_s,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
@@ -289,16 +290,12 @@ def create_app(section: ApiSection, metrics: ApiMetrics) -> FastAPI:
 
 
 async def _counted(
-    window: StreamWindow,
-    metrics: ApiMetrics,
-    keys: frozenset[str],
-    kinds: frozenset[Stream],
-    cursor: Cursor | None,
-) -> Any:
+    window: StreamWindow, metrics: ApiMetrics, events: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
     metrics.stream_clients.inc()
     dropped = window.dropped
     try:
-        async for chunk in window.events(keys, kinds, cursor):
+        async for chunk in events:
             yield chunk
     finally:
         metrics.stream_clients.dec()

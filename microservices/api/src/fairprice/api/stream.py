@@ -83,6 +83,7 @@ class StreamWindow:
         self._position: Cursor = dict.fromkeys(STREAMS, 0)
         self._floor: Cursor = dict.fromkeys(STREAMS, 0)
         """Per stream, the last sequence *not* in the window (everything above it is)."""
+        self._started: set[Stream] = set()  # streams whose first message arrived
         self._grown = asyncio.Event()
         self._closed = False
         self.caught_up = asyncio.Event()
@@ -114,13 +115,12 @@ class StreamWindow:
     async def _tail(
         self, stream: Stream, start: dt.datetime, stop: asyncio.Event, caught_up: set[Stream]
     ) -> None:
+        # Every message after the stream's last sequence now is stored after ``start``, so
+        # the tail delivers it: the window holds everything after that sequence, or after the
+        # one before the first message the tail delivers (``_append``), whichever is lower.
+        info = await self._bus.jsm.stream_info(stream.value)
+        self._floor[stream] = self._position[stream] = info.state.last_seq
         async with StreamTail(self._bus, stream, stream.wildcard, start_time=start) as tail:
-            # Everything after the stream's last sequence minus what the tail will deliver is
-            # in the window. A message published in between makes the floor higher than it
-            # really is: a resumable cursor may be refused, never one that would lose data.
-            info = await self._bus.jsm.stream_info(stream.value)
-            self._floor[stream] = max(0, info.state.last_seq - tail.pending)
-            self._position[stream] = self._floor[stream]
             while not stop.is_set():
                 if tail.caught_up and stream not in caught_up:
                     caught_up.add(stream)
@@ -133,7 +133,10 @@ class StreamWindow:
     def _append(self, stream: Stream, messages: list[tuple[int, str, bytes]]) -> None:
         event = _EVENT[stream]
         for seq, subject, data in messages:
-            if seq <= self._position[stream]:
+            if stream not in self._started:
+                self._started.add(stream)
+                self._floor[stream] = min(self._floor[stream], seq - 1)
+            elif seq <= self._position[stream]:
                 continue  # already here (a tail that re-created its consumer)
             self._position[stream] = seq
             cursor = f"{self._position[Stream.PRICES]}.{self._position[Stream.SIGNALS]}"
@@ -167,19 +170,25 @@ class StreamWindow:
                 return self._offset + index
         return self.end
 
-    async def events(
+    def events(
         self,
         keys: frozenset[str],
         kinds: frozenset[Stream],
         cursor: Cursor | None,
     ) -> AsyncIterator[bytes]:
-        """One client's events from ``start_index(cursor)`` on, several per chunk.
+        """One client's events from ``start_index(cursor)`` (taken now) on, several per chunk.
 
         Ends with an ``error`` event when the client fell off the window (too slow) and with
-        a ``close`` event when the replica shuts down.
+        a ``close`` event when the replica shuts down. ``CursorTooOldError`` at once when the
+        window does not hold everything after ``cursor``.
         """
         index = self.start_index(cursor)
         seen = dict(cursor) if cursor is not None else dict.fromkeys(STREAMS, 0)
+        return self._events(index, seen, keys, kinds)
+
+    async def _events(
+        self, index: int, seen: Cursor, keys: frozenset[str], kinds: frozenset[Stream]
+    ) -> AsyncIterator[bytes]:
         while True:
             if index < self._offset:
                 self.dropped += 1
