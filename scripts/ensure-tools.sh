@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what `make test` and `make run` need when it is missing: uv (from PyPI) and the
 # real servers the tests start, nats-server and influxd (Debian packages nats-server and
-# influxdb). Prints what it does; with no root and no sudo it names the packages instead.
+# influxdb), and Debian's chromium (headless, for the API's docs page). Prints what it does; with no root and no sudo it names the packages instead.
 set -euo pipefail
 
 say() { printf 'ensure-tools: %s\n' "$*"; }
@@ -18,6 +18,8 @@ fi
 missing=()
 have nats-server || missing+=(nats-server)
 have influxd || missing+=(influxdb)
+# The price API's docs page is checked in a real browser (tests/api docs test, scripts/api_docs_screenshot.py).
+have chromium || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt=(apt-get); elif command -v sudo >/dev/null 2>&1; then apt=(sudo apt-get); else
     say "missing ${missing[*]}: install the Debian package(s) ${missing[*]} (apt-get install ${missing[*]}) and run again" >&2

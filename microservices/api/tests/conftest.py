@@ -46,11 +46,11 @@ class Api:
     ports: dict[str, int] = field(default_factory=dict)
 
 
-def api_settings(pipeline: Pipeline, **section: Any) -> ApiSettings:
+def api_settings(nats_url: str, influx_url: str, **section: Any) -> ApiSettings:
     stream = section.pop("stream", {})
     return ApiSettings(
-        nats=NatsSettings(servers=[pipeline.nats.url], reconnect_wait_s=0.2),
-        influx=InfluxSettings(url=pipeline.influxd.url, timeout_s=2),
+        nats=NatsSettings(servers=[nats_url], reconnect_wait_s=0.2),
+        influx=InfluxSettings(url=influx_url, timeout_s=2),
         api=ApiSection(
             host="127.0.0.1",
             port=0,
@@ -100,7 +100,7 @@ async def rig(module_dir: Path) -> AsyncIterator[Rig]:
         nats = NatsSettings(servers=[pipeline.nats.url], reconnect_wait_s=0.2)
         async with (
             connect_bus(nats, name="api-test") as bus,
-            running_api(api_settings(pipeline)) as api,
+            running_api(api_settings(pipeline.nats.url, pipeline.influxd.url)) as api,
         ):
             yield Rig(pipeline, bus, api)
 
