@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -336,3 +340,35 @@ async def test_influxdb_down_is_503_with_retry_after(rig: Rig) -> None:
         await rig.pipeline.influxd.restart()
     response = await rig.api.client.get(f"/v1/candles/sim/{SYM}")
     assert response.status_code == 200
+
+
+async def _fairprice(rig: Rig, *args: str) -> tuple[int, str, str]:
+    command = Path(sys.executable).with_name("fairprice")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRPRICE_")}
+    env["FAIRPRICE_CONFIG"] = str(rig.pipeline.workdir / "empty.toml")
+    process = await asyncio.create_subprocess_exec(
+        str(command), *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_fairprice_price_command_calls_the_api(rig: Rig) -> None:
+    await _known(rig)
+    code, out, err = await _fairprice(rig, "price", SYM.lower(), "--url", rig.api.url)
+    assert code == 0, err
+    (line,) = out.splitlines()
+    assert line.startswith(f"sim {SYM} ") and " mid " in line and " spread " in line
+    code, out, err = await _fairprice(
+        rig, "price", SYM, "--exchange", "sim", "--json", "--url", rig.api.url
+    )
+    assert code == 0, err
+    body = json.loads(out)
+    assert body["symbol"] == SYM and body["exchange"] == "sim"
+    code, out, err = await _fairprice(
+        rig, "price", "NOSUCHUSDT", "--exchange", "sim", "--url", rig.api.url
+    )
+    assert code == 1
+    assert "answered 404: no fair price for sim NOSUCHUSDT" in err

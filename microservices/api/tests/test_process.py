@@ -32,7 +32,7 @@ def _free_port() -> int:
 
 def _env(**extra: str) -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("FAIRPRICE_")}
-    return clean | {"FAIRPRICE_CONFIG": os.devnull, "FAIRPRICE_LOG__FORMAT": "json"} | extra
+    return clean | {"FAIRPRICE_LOG__FORMAT": "json"} | extra
 
 
 def test_bad_setting_exits_2_naming_the_variable(tmp_path: Path) -> None:

@@ -1,0 +1,342 @@
+"""The price API on one replica: requests/s of ``GET /v1/prices/{ex}/{sym}``, and how many
+concurrent stream clients it serves at 100 symbols x 10 prices/s with p99 delivery <= 100 ms.
+
+    uv run python bench/api.py [--seconds 10] [--concurrency 32] [--symbols-per-client 100]
+
+Real nats-server and influxd on free ports; the API is the real ``fairprice-api`` process
+(its own core, as in a pod). This process is the load: an httpx client for the requests, and
+raw sockets for the streams, which read whole chunks and time the *first* (oldest) event of
+each chunk, so a chunk's latency bounds every event in it. Prices are published at 10 per
+second per symbol with ``event_time_ms`` = publish time, so delivery latency = receive time -
+event time: NATS, the stream window and the SSE write together.
+
+Stream clients double (1, 2, 4, ...) until the p99 exceeds the target, a client is dropped,
+or a client misses prices; the largest step that met the target is the answer. The load
+generator shares the machine (2 cores, with other work on it): it is the limit as often as
+the API is, so the figures are a floor. Prints tables and writes bench/results/api.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+from _report import report
+
+from fairprice.common.bus import Bus, connect_bus, ensure_streams
+from fairprice.common.kv import Bucket, open_bucket
+from fairprice.common.messages import FairPrice, Latest, encode
+from fairprice.common.settings import NatsSettings, StreamsSettings
+from fairprice.common.subjects import Stream
+from fairprice.common.testing import run_influxd, run_nats
+
+TARGET_P99_MS = 100.0
+SYMBOLS = [f"B{n:03d}USDT" for n in range(100)]
+RATE_PER_SYMBOL = 10
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _start_api(
+    nats_url: str, influx_url: str, workdir: Path
+) -> tuple[asyncio.subprocess.Process, int, int]:
+    port, health = _free_port(), _free_port()
+    config = workdir / "empty.toml"
+    config.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAIRPRICE_")} | {
+        "FAIRPRICE_CONFIG": str(config),
+        "FAIRPRICE_NATS__SERVERS": json.dumps([nats_url]),
+        "FAIRPRICE_INFLUX__URL": influx_url,
+        "FAIRPRICE_API__HOST": "127.0.0.1",
+        "FAIRPRICE_API__PORT": str(port),
+        "FAIRPRICE_API__HTTP__HOST": "127.0.0.1",
+        "FAIRPRICE_API__HTTP__PORT": str(health),
+        "FAIRPRICE_API__STREAM__RESUME_WINDOW_S": "0",
+        "FAIRPRICE_LOG__LEVEL": "WARNING",
+    }
+    command = Path(sys.executable).with_name("fairprice-api")
+    log = (workdir / "api.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        str(command), env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
+    )
+    async with httpx.AsyncClient() as client:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if (await client.get(f"http://127.0.0.1:{health}/readyz")).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.returncode is not None:
+                raise RuntimeError((workdir / "api.log").read_text()[-2000:])
+            await asyncio.sleep(0.2)
+    return process, port, health
+
+
+async def _seed_latest(bus: Bus) -> None:
+    kv = await open_bucket(bus.js, Bucket.LATEST)
+    now = int(time.time() * 1000)
+    for symbol in SYMBOLS:
+        latest = Latest(
+            exchange="bench", symbol=symbol, update_id=1, event_time_ms=now, method="mid",
+            price=100.0, sma_fast=100.0, sma_slow=99.0, mid=100.0, spread=0.01,
+        )  # fmt: skip
+        await kv.put(f"bench.{symbol}", encode(latest))
+
+
+async def bench_requests(url: str, seconds: float, concurrency: int) -> dict[str, float]:
+    latencies: list[float] = []
+    errors = 0
+    end = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
+
+        async def worker(n: int) -> None:
+            nonlocal errors
+            i = n
+            while time.monotonic() < end:
+                symbol = SYMBOLS[i % len(SYMBOLS)]
+                i += concurrency
+                started = time.perf_counter()
+                response = await client.get(f"/v1/prices/bench/{symbol}")
+                if response.status_code == 200:
+                    latencies.append(time.perf_counter() - started)
+                else:
+                    errors += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+        elapsed = time.monotonic() - started
+    latencies.sort()
+    return {
+        "requests_per_s": len(latencies) / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "errors": errors,
+    }
+
+
+async def publish_prices(bus: Bus, stop: asyncio.Event) -> int:
+    """100 symbols x 10 prices/s into PRICES (core publishes: the stream stores them)."""
+    sent = 0
+    tick = 1 / RATE_PER_SYMBOL / 10  # ten ticks per price period, 10 symbols per tick
+    update_id = 0
+    next_at = time.monotonic()
+    while not stop.is_set():
+        now_ms = int(time.time() * 1000)
+        update_id += 1
+        group = update_id % 10
+        for symbol in SYMBOLS[group::10]:
+            price = FairPrice(
+                exchange="bench", symbol=symbol, update_id=update_id, event_time_ms=now_ms,
+                method="mid", price=100.0, mid=100.0, microprice=100.0, impact=None,
+                spread=0.01, imbalance=0.0,
+            )  # fmt: skip
+            await bus.nc.publish(Stream.PRICES.subject("bench", symbol), encode(price))
+            sent += 1
+        next_at += tick
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+    return sent
+
+
+@dataclass
+class StreamClient:
+    latencies_ms: list[float] = field(default_factory=list)
+    events: int = 0
+    dropped: bool = False
+
+
+async def stream_client(
+    port: int, symbols: list[str], client: StreamClient, stop: asyncio.Event
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    query = ",".join(f"bench.{s}" for s in symbols)
+    writer.write(
+        f"GET /v1/stream?symbols={query}&kinds=price HTTP/1.1\r\nHost: x\r\n"
+        "Accept: text/event-stream\r\n\r\n".encode()
+    )
+    await writer.drain()
+    marker = b'"event_time_ms":'
+    try:
+        while not stop.is_set():
+            try:
+                chunk = await asyncio.wait_for(reader.read(1 << 16), 1.0)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            if b"slow_client" in chunk:
+                client.dropped = True
+                break
+            at = chunk.find(marker)
+            if at < 0:
+                continue
+            end = chunk.find(b",", at)
+            if end < 0:
+                continue
+            sent_ms = int(chunk[at + len(marker) : end])
+            client.latencies_ms.append(time.time() * 1000 - sent_ms)
+            client.events += chunk.count(b"event: price")
+    finally:
+        writer.close()
+
+
+async def bench_streams(
+    bus: Bus, port: int, clients: int, seconds: float, per_client: int, api_pid: int
+) -> dict[str, float]:
+    stop = asyncio.Event()
+    states = [StreamClient() for _ in range(clients)]
+    tasks = [
+        asyncio.create_task(
+            stream_client(
+                port,
+                SYMBOLS[(i * per_client) % 100 :][:per_client] or SYMBOLS[:per_client],
+                s,
+                stop,
+            )
+        )
+        for i, s in enumerate(states)
+    ]
+    await asyncio.sleep(1.0)  # connected and subscribed before timing
+    api = psutil.Process(api_pid)
+    api.cpu_percent()
+    for s in states:
+        s.latencies_ms.clear()
+        s.events = 0
+    publishing = asyncio.create_task(publish_prices(bus, stop))
+    await asyncio.sleep(seconds)
+    stop.set()
+    sent = await publishing
+    cpu = api.cpu_percent()
+    await asyncio.gather(*tasks)
+    latencies = sorted(x for s in states for x in s.latencies_ms)
+    expected = sent * per_client / len(SYMBOLS)
+    received = statistics.mean(s.events for s in states)
+    return {
+        "clients": clients,
+        "events_per_s_per_client": received / seconds,
+        "received_of_published": received / expected if expected else 0.0,
+        "p50_ms": latencies[len(latencies) // 2] if latencies else float("nan"),
+        "p99_ms": latencies[int(len(latencies) * 0.99)] if latencies else float("nan"),
+        "dropped": sum(s.dropped for s in states),
+        "api_cpu_percent": cpu,
+    }
+
+
+async def main(args: argparse.Namespace, workdir: Path) -> None:
+    load = os.getloadavg()
+    async with run_nats(workdir / "nats") as nats, run_influxd(workdir / "influxd") as influxd:
+        async with connect_bus(NatsSettings(servers=[nats.url]), name="bench-api") as bus:
+            await ensure_streams(bus.jsm, StreamsSettings(), (Stream.PRICES, Stream.SIGNALS))
+            await _seed_latest(bus)
+            process, port, _health = await _start_api(nats.url, influxd.url, workdir)
+            try:
+                requests = await bench_requests(
+                    f"http://127.0.0.1:{port}", args.seconds, args.concurrency
+                )
+                report(
+                    "api-requests",
+                    ["endpoint", "concurrency", "requests/s", "p50 ms", "p99 ms", "errors"],
+                    [
+                        [
+                            "GET /v1/prices/{ex}/{sym}",
+                            args.concurrency,
+                            requests["requests_per_s"],
+                            requests["p50_ms"],
+                            requests["p99_ms"],
+                            requests["errors"],
+                        ]
+                    ],  # fmt: skip
+                )
+                steps = []
+                clients = 1
+                best = 0
+                while clients <= args.max_clients:
+                    step = await bench_streams(
+                        bus, port, clients, args.seconds, args.symbols_per_client, process.pid
+                    )
+                    steps.append(step)
+                    ok = (
+                        step["p99_ms"] <= TARGET_P99_MS
+                        and not step["dropped"]
+                        and step["received_of_published"] >= 0.99
+                    )
+                    print(
+                        f"  {clients} clients: p99 {step['p99_ms']:.1f} ms, "
+                        f"{step['events_per_s_per_client']:.0f} events/s each, "
+                        f"dropped {step['dropped']}, API CPU {step['api_cpu_percent']:.0f}%"
+                        f" -> {'ok' if ok else 'over'}",
+                        flush=True,
+                    )
+                    if not ok:
+                        break
+                    best = clients
+                    clients *= 2
+            finally:
+                process.terminate()
+                await process.wait()
+    report(
+        "api",
+        [
+            "clients",
+            "events/s each",
+            "received/published",
+            "p50 ms",
+            "p99 ms",
+            "dropped",
+            "API CPU %",
+        ],
+        [
+            [
+                s["clients"],
+                s["events_per_s_per_client"],
+                s["received_of_published"],
+                s["p50_ms"],
+                s["p99_ms"],
+                s["dropped"],
+                s["api_cpu_percent"],
+            ]
+            for s in steps
+        ],  # fmt: skip
+        requests=requests,
+        stream_clients_within_target=best,
+        target_p99_ms=TARGET_P99_MS,
+        symbols=len(SYMBOLS),
+        prices_per_symbol_per_s=RATE_PER_SYMBOL,
+        symbols_per_client=args.symbols_per_client,
+        load_average_at_start=load,
+        note="2-core machine shared with other work; the load generator runs on it too",
+    )
+    print(
+        f"GET /v1/prices/{{ex}}/{{sym}}: {requests['requests_per_s']:,.0f} requests/s; "
+        f"stream clients within p99 <= {TARGET_P99_MS:.0f} ms at {len(SYMBOLS)} symbols x "
+        f"{RATE_PER_SYMBOL} prices/s ({args.symbols_per_client} symbols each): {best} "
+        f"(load average at start {load[0]:.1f})"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--symbols-per-client", type=int, default=100)
+    parser.add_argument("--max-clients", type=int, default=1024)
+    parser.add_argument("--workdir", default="/tmp/fairprice-bench-api")
+    parsed = parser.parse_args()
+    workdir = Path(parsed.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(main(parsed, workdir))
