@@ -29,7 +29,7 @@ from prometheus_client import CollectorRegistry
 from fairprice.api.app import create_app
 from fairprice.api.metrics import ApiMetrics
 from fairprice.api.openapi import document
-from fairprice.api.service import ApiServer
+from fairprice.api.service import ApiServer, listening_socket
 from fairprice.api.settings import ApiSection
 
 CHROMIUM = "chromium"
@@ -85,7 +85,7 @@ async def _serve_app() -> AsyncIterator[str]:
     app = create_app(ApiSection(), ApiMetrics(CollectorRegistry()))
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="off")
     server = ApiServer(config)
-    sock = config.bind_socket()
+    sock = listening_socket(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator
 
 import uvicorn
@@ -28,7 +29,7 @@ from fairprice.common.health import HealthServer, Readiness
 from fairprice.common.lifecycle import install_signal_handlers, wait_or_stop
 from fairprice.common.logs import get_logger
 
-__all__ = ["ApiServer", "run"]
+__all__ = ["ApiServer", "listening_socket", "run"]
 
 log = get_logger(__name__)
 
@@ -39,6 +40,19 @@ class ApiServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def listening_socket(config: uvicorn.Config) -> socket.socket:
+    """The API's socket, bound at once (so its port is known with port 0, before serving).
+
+    TCP_NODELAY on the listening socket, which the accepted ones inherit: asyncio sets it on
+    the connections of servers it creates itself, not on those of a socket handed to it, and
+    without it every small response waits for the peer's delayed ACK (measured: 22 requests/s
+    instead of ~6,000 on one keep-alive connection).
+    """
+    sock = config.bind_socket()
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 async def run(
@@ -81,7 +95,7 @@ async def run(
             timeout_graceful_shutdown=5,
         )
         server = ApiServer(config)
-        sock = config.bind_socket()  # bound now: the port is known before serving starts
+        sock = listening_socket(config)
         stack.callback(sock.close)
         port = int(sock.getsockname()[1])
         if ports is not None:
