@@ -4,9 +4,10 @@ concurrent stream clients it serves at 100 symbols x 10 prices/s with p99 delive
     uv run python bench/api.py [--seconds 10] [--concurrency 32] [--symbols-per-client 100]
 
 Real nats-server and influxd on free ports; the API is the real ``fairprice-api`` process
-(its own core, as in a pod). This process is the load: an httpx client for the requests, and
-raw sockets for the streams, which read whole chunks and time the *first* (oldest) event of
-each chunk, so a chunk's latency bounds every event in it. Prices are published at 10 per
+(its own core, as in a pod). This process is the load, on raw sockets: keep-alive requests
+(httpx here would be the limit long before the API), and stream clients that read whole
+chunks and time the *first* (oldest) event of each, so a chunk's latency bounds every event
+in it. Prices are published at 10 per
 second per symbol with ``event_time_ms`` = publish time, so delivery latency = receive time -
 event time: NATS, the stream window and the SSE write together.
 
@@ -98,35 +99,48 @@ async def _seed_latest(bus: Bus) -> None:
         await kv.put(f"bench.{symbol}", encode(latest))
 
 
-async def bench_requests(url: str, seconds: float, concurrency: int) -> dict[str, float]:
+async def bench_requests(
+    port: int, seconds: float, concurrency: int, api_pid: int
+) -> dict[str, float]:
+    """``concurrency`` keep-alive connections, one request in flight on each, on raw sockets
+    (httpx in this process would be the limit long before the API)."""
     latencies: list[float] = []
     errors = 0
     end = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
 
-        async def worker(n: int) -> None:
-            nonlocal errors
-            i = n
+    async def connection(n: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = n
+        try:
             while time.monotonic() < end:
                 symbol = SYMBOLS[i % len(SYMBOLS)]
                 i += concurrency
                 started = time.perf_counter()
-                response = await client.get(f"/v1/prices/bench/{symbol}")
-                if response.status_code == 200:
+                writer.write(f"GET /v1/prices/bench/{symbol} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                if head.startswith(b"HTTP/1.1 200"):
                     latencies.append(time.perf_counter() - started)
                 else:
                     errors += 1
+        finally:
+            writer.close()
 
-        started = time.monotonic()
-        await asyncio.gather(*(worker(n) for n in range(concurrency)))
-        elapsed = time.monotonic() - started
+    api = psutil.Process(api_pid)
+    api.cpu_percent()
+    started = time.monotonic()
+    await asyncio.gather(*(connection(n) for n in range(concurrency)))
+    elapsed = time.monotonic() - started
+    cpu = api.cpu_percent()
     latencies.sort()
     return {
         "requests_per_s": len(latencies) / elapsed,
         "p50_ms": latencies[len(latencies) // 2] * 1000,
         "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
         "errors": errors,
+        "api_cpu_percent": cpu,
     }
 
 
@@ -245,9 +259,7 @@ async def main(args: argparse.Namespace, workdir: Path) -> None:
             await _seed_latest(bus)
             process, port, _health = await _start_api(nats.url, influxd.url, workdir)
             try:
-                requests = await bench_requests(
-                    f"http://127.0.0.1:{port}", args.seconds, args.concurrency
-                )
+                requests = await bench_requests(port, args.seconds, args.concurrency, process.pid)
                 report(
                     "api-requests",
                     ["endpoint", "concurrency", "requests/s", "p50 ms", "p99 ms", "errors"],
