@@ -4,10 +4,10 @@ concurrent stream clients it serves at 100 symbols x 10 prices/s with p99 delive
     uv run python bench/api.py [--seconds 10] [--concurrency 32] [--symbols-per-client 100]
 
 Real nats-server and influxd on free ports; the API is the real ``fairprice-api`` process
-(its own core, as in a pod). This process is the load, on raw sockets: keep-alive requests
-(httpx here would be the limit long before the API), and stream clients that read whole
-chunks and time the *first* (oldest) event of each, so a chunk's latency bounds every event
-in it. Prices are published at 10 per
+(its own process, as in a pod). The load is on raw sockets: keep-alive requests from this
+process (httpx here would be the limit long before the API), and stream clients spread over
+``--client-procs`` load processes, which read whole chunks and time the *first* (oldest)
+event of each, so a chunk's latency bounds every event in it. Prices are published at 10 per
 second per symbol with ``event_time_ms`` = publish time, so delivery latency = receive time -
 event time: NATS, the stream window and the SSE write together.
 
@@ -22,11 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
+import re
 import socket
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,12 +39,14 @@ from _report import report
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
 from fairprice.common.kv import Bucket, open_bucket
+from fairprice.common.lifecycle import die_with_parent
 from fairprice.common.messages import FairPrice, Latest, encode
 from fairprice.common.settings import NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream
 from fairprice.common.testing import run_influxd, run_nats
 
 TARGET_P99_MS = 100.0
+_EVENT_TIME = re.compile(rb'"event_time_ms":(\d+)')
 SYMBOLS = [f"B{n:03d}USDT" for n in range(100)]
 RATE_PER_SYMBOL = 10
 
@@ -72,7 +77,11 @@ async def _start_api(
     command = Path(sys.executable).with_name("fairprice-api")
     log = (workdir / "api.log").open("wb")
     process = await asyncio.create_subprocess_exec(
-        str(command), env=env, stdout=log, stderr=asyncio.subprocess.STDOUT
+        str(command),
+        env=env,
+        stdout=log,
+        stderr=asyncio.subprocess.STDOUT,
+        preexec_fn=die_with_parent,  # a killed benchmark leaves no API behind
     )
     async with httpx.AsyncClient() as client:
         deadline = time.monotonic() + 60
@@ -144,8 +153,9 @@ async def bench_requests(
     }
 
 
-async def publish_prices(bus: Bus, stop: asyncio.Event) -> int:
-    """100 symbols x 10 prices/s into PRICES (core publishes: the stream stores them)."""
+async def publish_prices(bus: Bus, stop: asyncio.Event, window: tuple[float, float]) -> int:
+    """100 symbols x 10 prices/s into PRICES (core publishes: the stream stores them); how
+    many had an event time inside ``window`` (ms)."""
     sent = 0
     tick = 1 / RATE_PER_SYMBOL / 10  # ten ticks per price period, 10 symbols per tick
     update_id = 0
@@ -161,7 +171,7 @@ async def publish_prices(bus: Bus, stop: asyncio.Event) -> int:
                 spread=0.01, imbalance=0.0,
             )  # fmt: skip
             await bus.nc.publish(Stream.PRICES.subject("bench", symbol), encode(price))
-            sent += 1
+            sent += window[0] <= now_ms < window[1]
         next_at += tick
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
     return sent
@@ -175,8 +185,9 @@ class StreamClient:
 
 
 async def stream_client(
-    port: int, symbols: list[str], client: StreamClient, stop: asyncio.Event
+    port: int, symbols: list[str], client: StreamClient, start_at: float, end_at: float
 ) -> None:
+    """One SSE connection; counts and times what arrives between ``start_at`` and ``end_at``."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     query = ",".join(f"bench.{s}" for s in symbols)
     writer.write(
@@ -184,9 +195,11 @@ async def stream_client(
         "Accept: text/event-stream\r\n\r\n".encode()
     )
     await writer.drain()
-    marker = b'"event_time_ms":'
+    window = (start_at * 1000, end_at * 1000)
+    carry = b""  # a read ends anywhere: keep the unfinished event for the next one
     try:
-        while not stop.is_set():
+        # Read on for a second after the window: what was published inside it arrives.
+        while time.time() < end_at + 1.0:
             try:
                 chunk = await asyncio.wait_for(reader.read(1 << 16), 1.0)
             except TimeoutError:
@@ -196,57 +209,81 @@ async def stream_client(
             if b"slow_client" in chunk:
                 client.dropped = True
                 break
-            at = chunk.find(marker)
-            if at < 0:
+            cut = chunk.rfind(b"\n\n")
+            if cut < 0:
+                carry += chunk
                 continue
-            end = chunk.find(b",", at)
-            if end < 0:
-                continue
-            sent_ms = int(chunk[at + len(marker) : end])
-            client.latencies_ms.append(time.time() * 1000 - sent_ms)
-            client.events += chunk.count(b"event: price")
+            events, carry = carry + chunk[: cut + 2], chunk[cut + 2 :]
+            times = [int(t) for t in _EVENT_TIME.findall(events)]
+            client.events += sum(window[0] <= t < window[1] for t in times)
+            if times and window[0] <= times[0] < window[1]:
+                client.latencies_ms.append(time.time() * 1000 - times[0])
     finally:
         writer.close()
 
 
+async def _clients(
+    port: int, symbol_sets: list[list[str]], start_at: float, end_at: float
+) -> tuple[list[float], list[int], int]:
+    states = [StreamClient() for _ in symbol_sets]
+    await asyncio.gather(
+        *(stream_client(port, symbols, state, start_at, end_at)
+          for symbols, state in zip(symbol_sets, states, strict=True))
+    )  # fmt: skip
+    latencies = [x for state in states for x in state.latencies_ms]
+    return latencies, [state.events for state in states], sum(state.dropped for state in states)
+
+
+def client_process(
+    port: int, symbol_sets: list[list[str]], start_at: float, end_at: float
+) -> tuple[list[float], list[int], int]:
+    """A load process: its share of the stream clients (one event loop, raw sockets)."""
+    return asyncio.run(_clients(port, symbol_sets, start_at, end_at))
+
+
 async def bench_streams(
-    bus: Bus, port: int, clients: int, seconds: float, per_client: int, api_pid: int
+    bus: Bus,
+    port: int,
+    clients: int,
+    seconds: float,
+    per_client: int,
+    api_pid: int,
+    pool: ProcessPoolExecutor,
+    procs: int,
 ) -> dict[str, float]:
-    stop = asyncio.Event()
-    states = [StreamClient() for _ in range(clients)]
-    tasks = [
-        asyncio.create_task(
-            stream_client(
-                port,
-                SYMBOLS[(i * per_client) % 100 :][:per_client] or SYMBOLS[:per_client],
-                s,
-                stop,
-            )
-        )
-        for i, s in enumerate(states)
+    sets = [SYMBOLS[(i * per_client) % 100 :][:per_client] or SYMBOLS[:per_client]
+            for i in range(clients)]  # fmt: skip
+    start_at = time.time() + 3.0  # every client connected and subscribed before timing
+    end_at = start_at + seconds
+    loop = asyncio.get_running_loop()
+    shares = [sets[n::procs] for n in range(procs) if sets[n::procs]]
+    running = [
+        loop.run_in_executor(pool, client_process, port, share, start_at, end_at)
+        for share in shares
     ]
-    await asyncio.sleep(1.0)  # connected and subscribed before timing
+    stop = asyncio.Event()
+    await asyncio.sleep(max(0.0, start_at - 1.0 - time.time()))
+    publishing = asyncio.create_task(publish_prices(bus, stop, (start_at * 1000, end_at * 1000)))
+    await asyncio.sleep(max(0.0, start_at - time.time()))
     api = psutil.Process(api_pid)
     api.cpu_percent()
-    for s in states:
-        s.latencies_ms.clear()
-        s.events = 0
-    publishing = asyncio.create_task(publish_prices(bus, stop))
-    await asyncio.sleep(seconds)
+    await asyncio.sleep(max(0.0, end_at - time.time()))
+    cpu = api.cpu_percent()
+    await asyncio.sleep(0.2)
     stop.set()
     sent = await publishing
-    cpu = api.cpu_percent()
-    await asyncio.gather(*tasks)
-    latencies = sorted(x for s in states for x in s.latencies_ms)
+    results = await asyncio.gather(*running)
+    latencies = sorted(x for r in results for x in r[0])
+    events = [e for r in results for e in r[1]]
     expected = sent * per_client / len(SYMBOLS)
-    received = statistics.mean(s.events for s in states)
+    received = statistics.mean(events)
     return {
         "clients": clients,
         "events_per_s_per_client": received / seconds,
         "received_of_published": received / expected if expected else 0.0,
         "p50_ms": latencies[len(latencies) // 2] if latencies else float("nan"),
         "p99_ms": latencies[int(len(latencies) * 0.99)] if latencies else float("nan"),
-        "dropped": sum(s.dropped for s in states),
+        "dropped": sum(r[2] for r in results),
         "api_cpu_percent": cpu,
     }
 
@@ -258,6 +295,8 @@ async def main(args: argparse.Namespace, workdir: Path) -> None:
             await ensure_streams(bus.jsm, StreamsSettings(), (Stream.PRICES, Stream.SIGNALS))
             await _seed_latest(bus)
             process, port, _health = await _start_api(nats.url, influxd.url, workdir)
+            context = multiprocessing.get_context("spawn")
+            pool = ProcessPoolExecutor(args.client_procs, mp_context=context)
             try:
                 requests = await bench_requests(port, args.seconds, args.concurrency, process.pid)
                 report(
@@ -279,8 +318,9 @@ async def main(args: argparse.Namespace, workdir: Path) -> None:
                 best = 0
                 while clients <= args.max_clients:
                     step = await bench_streams(
-                        bus, port, clients, args.seconds, args.symbols_per_client, process.pid
-                    )
+                        bus, port, clients, args.seconds, args.symbols_per_client, process.pid,
+                        pool, args.client_procs,
+                    )  # fmt: skip
                     steps.append(step)
                     ok = (
                         step["p99_ms"] <= TARGET_P99_MS
@@ -299,6 +339,7 @@ async def main(args: argparse.Namespace, workdir: Path) -> None:
                     best = clients
                     clients *= 2
             finally:
+                pool.shutdown()
                 process.terminate()
                 await process.wait()
     report(
@@ -347,8 +388,10 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--symbols-per-client", type=int, default=100)
     parser.add_argument("--max-clients", type=int, default=1024)
+    parser.add_argument("--client-procs", type=int, default=2, help="load processes")
     parser.add_argument("--workdir", default="/tmp/fairprice-bench-api")
     parsed = parser.parse_args()
+    assert parsed.client_procs >= 1
     workdir = Path(parsed.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     asyncio.run(main(parsed, workdir))
