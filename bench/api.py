@@ -297,6 +297,11 @@ async def main(args: argparse.Namespace, workdir: Path) -> None:
             process, port, _health = await _start_api(nats.url, influxd.url, workdir)
             context = multiprocessing.get_context("spawn")
             pool = ProcessPoolExecutor(args.client_procs, mp_context=context)
+            # Start every load process (and its imports) now, not inside a timed step.
+            loop = asyncio.get_running_loop()
+            await asyncio.gather(
+                *(loop.run_in_executor(pool, time.sleep, 1.0) for _ in range(args.client_procs))
+            )
             try:
                 requests = await bench_requests(port, args.seconds, args.concurrency, process.pid)
                 report(

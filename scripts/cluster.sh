@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 STATE=.state
 CONFIG=clusters_dev.toml
 CHART=helm/fairprice
-SERVICES=(crawler converter storer operator)
+SERVICES=(crawler converter storer operator api)
 
 say() { printf '\033[1mmake: %s\033[0m\n' "$*"; }
 die() { printf 'make: %s\n' "$*" >&2; exit 1; }

@@ -372,3 +372,36 @@ async def test_fairprice_price_command_calls_the_api(rig: Rig) -> None:
     )
     assert code == 1
     assert "answered 404: no fair price for sim NOSUCHUSDT" in err
+
+
+def _readme_curls() -> list[str]:
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme.split("## The price API", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("curl ")]
+
+
+async def test_readme_curl_examples_work(rig: Rig) -> None:
+    """Each `curl` line of the README's price API section, run by the shell, against this
+    pipeline (its address and exchange `sim` in place of the local run's and `binance`)."""
+    await _known(rig)
+    curls = _readme_curls()
+    assert len(curls) == 5
+    for line in curls:
+        command = (
+            line.replace("http://127.0.0.1:8000", rig.api.url)
+            .replace("binance.BTCUSDT,binance.ETHUSDT", ",".join(f"sim.{s}" for s in SYMBOLS))
+            .replace("binance/BTCUSDT", f"sim/{SYM}")
+        )
+        streaming = "/v1/stream" in command
+        if streaming:
+            command = command.replace("curl -sN", "curl -sN --max-time 5")
+        process = await asyncio.create_subprocess_shell(
+            command + " -w '\\n%{http_code}'", stdout=asyncio.subprocess.PIPE
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 30)
+        body, _, status = out.decode().rpartition("\n")
+        assert status == "200", (line, status, body[:300])
+        if streaming:
+            assert "event: price" in body and f'"symbol":"{SYM}"' in body, line
+        else:
+            assert json.loads(body), line
