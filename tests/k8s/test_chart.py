@@ -274,3 +274,31 @@ def test_make_all_values_leave_out_loopback_addresses_of_local_runs() -> None:
     assert values["crawler"]["settings"] == {"symbols": ["BTCUSDT"]}
     assert values["settings"]["nats"] == {"streams": {"replicas": 1}}
     assert values["storer"]["settings"]["batch"] == 500
+
+
+def test_api_token_from_a_secret_and_hpa_option() -> None:
+    """The price API: its port, no token by default; a named Secret becomes
+    FAIRPRICE_API__TOKEN; autoscaling makes an HPA and leaves replicas to it."""
+    default = by_kind(render_chart({}), "Deployment")[f"{RELEASE}-api"]
+    env = _env(default)
+    assert env["FAIRPRICE_API__PORT"] == "8000"
+    assert "FAIRPRICE_API__TOKEN" not in env
+    values = {
+        "api": {
+            "auth": {"existingSecret": "api-token"},
+            "autoscaling": {"enabled": True, "maxReplicas": 5},
+        }
+    }
+    docs = render_chart(values)
+    api = by_kind(docs, "Deployment")[f"{RELEASE}-api"]
+    assert _env(api)["FAIRPRICE_API__TOKEN"] == {
+        "secretKeyRef": {"name": "api-token", "key": "token"}
+    }
+    assert "replicas" not in api["spec"]
+    hpa = by_kind(docs, "HorizontalPodAutoscaler")[f"{RELEASE}-api"]
+    assert hpa["spec"]["maxReplicas"] == 5
+    service = by_kind(docs, "Service")[f"{RELEASE}-api"]
+    assert {"name": "api", "port": 8000, "targetPort": "api"} in service["spec"]["ports"]
+    assert not any(d["metadata"]["name"].endswith("-api") for d in render_chart(
+        {"api": {"enabled": False}}
+    ) if d["kind"] in ("Deployment", "Service"))  # fmt: skip
