@@ -307,18 +307,15 @@ async def main(args: argparse.Namespace, workdir: Path) -> None:
                 requests = await bench_requests(port, args.seconds, args.concurrency, process.pid)
                 report(
                     "api-requests",
-                    ["endpoint", "concurrency", "requests/s", "p50 ms", "p99 ms", "errors"],
-                    [
-                        [
-                            "GET /v1/prices/{ex}/{sym}",
-                            args.concurrency,
-                            requests["requests_per_s"],
-                            requests["p50_ms"],
-                            requests["p99_ms"],
-                            requests["errors"],
-                        ]
-                    ],  # fmt: skip
-                )
+                    ["endpoint", "connections", "requests/s", "p50 ms", "p99 ms", "errors",
+                     "API CPU %"],
+                    [[
+                        "GET /v1/prices/{ex}/{sym}", args.concurrency, requests["requests_per_s"],
+                        requests["p50_ms"], requests["p99_ms"], requests["errors"],
+                        requests["api_cpu_percent"],
+                    ]],
+                    load_average_at_start=os.getloadavg(),
+                )  # fmt: skip
                 steps = []
                 clients = 1
                 best = 0
