@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from fairprice.api.stream import CursorTooOldError, StreamWindow, parse_cursor
+from fairprice.api.stream import STREAMS, CursorTooOldError, StreamWindow, parse_cursor
 from fairprice.common.bus import Bus, ensure_streams
 from fairprice.common.messages import FairPrice, encode
 from fairprice.common.settings import StreamsSettings
@@ -83,4 +83,21 @@ async def test_cursor_older_than_the_window_is_refused_and_a_recent_one_resumes(
         chunk = await anext(events)
         assert chunk.count(b"event: price") == 3  # exactly the three after the cursor
         assert re.findall(rb"^id: (.*)$", chunk, re.M)[-1] == f"{last}.0".encode()
+        await events.aclose()
+
+
+async def test_resumed_ids_never_go_below_the_cursor(bus: Bus) -> None:
+    """A client resuming here from another replica that had read further in SIGNALS: the ids
+    it gets keep its SIGNALS position, so its next resume repeats nothing."""
+    async with _window(bus) as window:
+        await _publish(bus, "IDSUSDT", 1, 3)
+        await eventually(lambda: window.end >= 3, within=10, what="3 prices in the window")
+        last = (await bus.jsm.stream_info("PRICES")).state.last_seq
+        cursor = parse_cursor(f"{last - 2}.999")
+        events = window.events(frozenset({"sim.IDSUSDT"}), frozenset(STREAMS), cursor)
+        chunk = await anext(events)
+        assert re.findall(rb"^id: (.*)$", chunk, re.M) == [
+            f"{last - 1}.999".encode(),
+            f"{last}.999".encode(),
+        ]
         await events.aclose()

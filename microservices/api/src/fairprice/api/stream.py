@@ -40,6 +40,7 @@ log = get_logger(__name__)
 
 STREAMS = (Stream.PRICES, Stream.SIGNALS)
 _EVENT = {Stream.PRICES: "price", Stream.SIGNALS: "signal"}
+_OTHER = {Stream.PRICES: Stream.SIGNALS, Stream.SIGNALS: Stream.PRICES}
 _BATCH = 500
 _PER_YIELD = 1000
 """Entries a client walks before its chunk goes out: one socket write per batch, not per event."""
@@ -67,8 +68,20 @@ class Entry:
     seq: int
     key: str
     """``<exchange>.<SYMBOL>``."""
+    other: int
+    """The window's position in the other stream when this entry was added (its ``id``)."""
     chunk: bytes
-    """The whole SSE event: ``event``, ``id`` and the message's JSON as ``data``."""
+    """The whole SSE event: ``id`` (first line), ``event`` and the message's JSON as ``data``."""
+
+    def chunk_after(self, seen: Cursor) -> bytes:
+        """The event for a client that resumed at ``seen``: its id never goes below the
+        cursor (this replica's other stream may lag behind where the client had been)."""
+        other = _OTHER[self.stream]
+        if self.other >= seen[other]:
+            return self.chunk
+        position = {self.stream: self.seq, other: seen[other]}
+        first_line = self.chunk.index(b"\n")
+        return _id(position) + self.chunk[first_line:]
 
 
 class StreamWindow:
@@ -139,10 +152,13 @@ class StreamWindow:
             elif seq <= self._position[stream]:
                 continue  # already here (a tail that re-created its consumer)
             self._position[stream] = seq
-            cursor = f"{self._position[Stream.PRICES]}.{self._position[Stream.SIGNALS]}"
             key = subject.split(".", 1)[1]
-            chunk = ServerSentEvent(data=data.decode(), event=event, id=cursor, sep="\n").encode()
-            self._entries.append(Entry(stream, seq, key, chunk))
+            chunk = (
+                _id(self._position)
+                + ServerSentEvent(data=data.decode(), event=event, sep="\n").encode()
+            )
+            other = self._position[_OTHER[stream]]
+            self._entries.append(Entry(stream, seq, key, other, chunk))
         excess = len(self._entries) - self._buffer
         if excess > self._buffer // 10:  # prune in steps: one list copy per tenth of the buffer
             for entry in self._entries[:excess]:
@@ -208,7 +224,7 @@ class StreamWindow:
             for i in range(index - offset, end - offset):
                 entry = entries[i]
                 if entry.key in keys and entry.stream in kinds and entry.seq > seen[entry.stream]:
-                    chunks.append(entry.chunk)
+                    chunks.append(entry.chunk_after(seen))
             index = end
             if chunks:
                 yield b"".join(chunks)
@@ -217,6 +233,11 @@ class StreamWindow:
                     yield _control("close", {"reason": "server shutting down; reconnect"})
                     return
                 await grown.wait()
+
+
+def _id(position: Cursor) -> bytes:
+    """The ``id`` line of an event at ``position``: ``<PRICES seq>.<SIGNALS seq>``."""
+    return f"id: {position[Stream.PRICES]}.{position[Stream.SIGNALS]}\n".encode()
 
 
 def _control(event: str, body: dict[str, str]) -> bytes:
