@@ -43,6 +43,7 @@ from fairprice.api.stream import (
     Cursor,
     CursorTooOldError,
     StreamWindow,
+    WindowNotReadyError,
     parse_cursor,
 )
 from fairprice.common.messages import Latest
@@ -110,7 +111,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (401, "missing or wrong bearer token (only when a token is configured)"),
         (404, "unknown symbol: no fair price for it yet"),
         (422, "a bad parameter, named in `parameter`"),
-        (503, "NATS or InfluxDB is down; retry after `Retry-After` seconds"),
+        (503, "NATS or InfluxDB is down (or the stream window is filling); see Retry-After"),
     )
 }
 
@@ -396,6 +397,11 @@ def _install_error_handlers(app: FastAPI, section: ApiSection, metrics: ApiMetri
     async def influx_down(_request: Request, exc: InfluxUnavailableError) -> JSONResponse:
         metrics.unavailable.labels("influxdb").inc()
         return _error(503, "unavailable", f"InfluxDB is unavailable: {exc}", headers=retry)
+
+    @app.exception_handler(WindowNotReadyError)
+    async def window_filling(_request: Request, exc: WindowNotReadyError) -> JSONResponse:
+        metrics.unavailable.labels("stream").inc()
+        return _error(503, "unavailable", f"{exc}; retry", headers=retry)
 
     @app.exception_handler(HTTPException)
     async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:

@@ -30,11 +30,20 @@ import msgspec
 from sse_starlette import ServerSentEvent
 
 from fairprice.common.bus import Bus
+from fairprice.common.errors import TransientError
 from fairprice.common.logs import get_logger
 from fairprice.common.subjects import Stream
 from fairprice.common.tail import StreamTail, stream_seq
 
-__all__ = ["STREAMS", "Cursor", "CursorTooOldError", "Entry", "StreamWindow", "parse_cursor"]
+__all__ = [
+    "STREAMS",
+    "Cursor",
+    "CursorTooOldError",
+    "Entry",
+    "StreamWindow",
+    "WindowNotReadyError",
+    "parse_cursor",
+]
 
 log = get_logger(__name__)
 
@@ -51,6 +60,10 @@ Cursor = dict[Stream, int]
 
 class CursorTooOldError(Exception):
     """The window no longer holds every message after the cursor."""
+
+
+class WindowNotReadyError(TransientError):
+    """The window is still filling at start-up: where a cursor stands is not known yet."""
 
 
 def parse_cursor(text: str) -> Cursor:
@@ -175,6 +188,8 @@ class StreamWindow:
         """Where a client starts: the end (live only), or the first entry after ``cursor``."""
         if cursor is None:
             return self.end
+        if not self.caught_up.is_set():
+            raise WindowNotReadyError("the stream window is still filling")
         for stream in STREAMS:
             if cursor[stream] < self._floor[stream]:
                 raise CursorTooOldError(
