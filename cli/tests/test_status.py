@@ -11,6 +11,13 @@ from fairprice.common.health import HealthServer, Readiness
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, ServiceSettings, StreamsSettings
 from fairprice.common.subjects import books_subject
+from fairprice.crawler.binance import Binance
+from fairprice.crawler.budget import WeightBudget
+from fairprice.crawler.exchange import DepthEvent, Snapshot
+from fairprice.crawler.metrics import CrawlerMetrics
+from fairprice.crawler.progress import SyncProgress
+from fairprice.crawler.streams import StreamPool
+from fairprice.crawler.sync import SyncEngine
 
 
 async def test_status_reports_readiness_streams_and_lag(
@@ -40,3 +47,39 @@ async def test_status_reports_readiness_streams_and_lag(
     assert stream_rows["BOOKS"] == "25"
     consumer_rows = list(zip(*(c.cells for c in consumers.columns), strict=True))
     assert consumer_rows == [("BOOKS", "storer-books", "25", "0", "0")]
+
+
+async def test_status_shows_a_crawlers_sync_progress(bus: Bus, nats_settings: NatsSettings) -> None:
+    # The crawler's own metrics, served by its own health server: 1 of 3 symbols synced.
+    engine = SyncEngine(Binance())
+    for symbol in ("AAA", "BBB", "CCC"):
+        engine.add(symbol)
+    engine.on_event(DepthEvent("AAA", 5, 5, 0, [], []), 0)
+    engine.on_snapshot("AAA", Snapshot(5, [], []))
+    progress = SyncProgress(clock=iter([0.0, 10.0]).__next__)
+    progress.sample(0, 3)
+    progress.sample(engine.synced_count, len(engine.symbols))  # 1 a 10 s: 20 s left
+    registry = CollectorRegistry()
+    pool = StreamPool(Binance(), "ws://127.0.0.1:9", _ignore, streams_per_connection=10)
+    CrawlerMetrics(registry).collect_from(engine, pool, WeightBudget(5400), progress)
+    async with (
+        HealthServer(
+            HttpSettings(host="127.0.0.1", port=0), registry, Readiness("synced")
+        ) as crawler,
+        HealthServer(
+            HttpSettings(host="127.0.0.1", port=0), CollectorRegistry(), Readiness()
+        ) as storer,
+    ):
+        services = {
+            "crawler": f"http://127.0.0.1:{crawler.port}",
+            "storer": f"http://127.0.0.1:{storer.port}",
+        }
+        health, _, _ = await collect_status(ServiceSettings(nats=nats_settings), services)
+    assert [(h.name, h.sync) for h in health] == [
+        ("crawler", "synced 1 of 3, ~20 s left"),
+        ("storer", ""),
+    ]
+
+
+async def _ignore(_event: DepthEvent, _receive_ms: int) -> None:
+    return None

@@ -7,7 +7,10 @@ from fairprice.common.messages import Book, Candle, FairPrice, Signal, decode, e
 from fairprice.common.subjects import (
     Stream,
     book_msg_id,
+    books_partition,
+    books_partition_filter,
     books_subject,
+    books_symbol_filter,
     candle_msg_id,
     parse_subject,
     price_msg_id,
@@ -117,6 +120,10 @@ def test_subjects_and_ids() -> None:
     assert Stream.SIGNALS.subject("sim", "ETHBTC") == "signals.sim.ETHBTC"
     assert Stream.PRICES.wildcard == "prices.>"
     assert parse_subject("candles.sim.ETHBTC") == (Stream.CANDLES, "sim", "ETHBTC")
+    assert parse_subject("books.7.sim.ETHBTC") == (Stream.BOOKS, "sim", "ETHBTC")  # as stored
+    assert books_partition("books.7.sim.ETHBTC") == 7
+    assert books_partition_filter(7) == "books.7.>"
+    assert books_symbol_filter("sim", "ETHBTC") == "books.*.sim.ETHBTC"
     book_id = book_msg_id("binance", "BTCUSDT", 42)
     assert book_id == "binance:BTCUSDT:42"
     assert price_msg_id(book_id) == "binance:BTCUSDT:42:price"

@@ -202,3 +202,16 @@ async def test_faults_control_rejects_unknown_keys(
 ) -> None:
     status, body = await _control(http, sim, "POST", "/control/faults", {"dorp_rate": 0.1})
     assert status == 400 and "dorp_rate" in body["error"]
+
+
+async def test_faults_trend_moves_the_price_of_one_symbol(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    btc, eth = sim.book("BTCUSDT"), sim.book("ETHUSDT")
+    status, _ = await _control(
+        http, sim, "POST", "/control/faults", {"symbol": "BTCUSDT", "trend_ticks": -30}
+    )
+    assert status == 200 and btc.trend == -30 and eth.trend == 0
+    assert sim.status()["books"]["BTCUSDT"]["trend"] == -30
+    await _control(http, sim, "DELETE", "/control/faults")
+    assert btc.trend == 0

@@ -105,3 +105,18 @@ def test_market_symbols_from_names_and_pattern() -> None:
     assert list(market.specs) == ["BTCUSDT", "X0BTC", "X1BTC", "X2BTC"]
     assert market.specs["X1BTC"].quote_asset == "BTC"
     assert market.specs["BTCUSDT"].base_asset == "BTC"
+
+
+def test_a_trend_walks_the_price_through_the_levels() -> None:
+    book = Market(MarketSettings(seed=7)).book("BTCUSDT")
+    start = book.center
+    book.trend = 250
+    for _ in range(250):
+        book.step()
+    assert book.center == start + 250 and book.trend == 0
+    # The asks it walked through are gone: every ask is above the path the price took.
+    assert Decimal(book.top(1).asks[0][0]) > Decimal(book.price(start + 249))
+    book.trend = -40
+    for _ in range(40):
+        book.step()
+    assert book.center == start + 210

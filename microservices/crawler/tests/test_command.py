@@ -56,7 +56,7 @@ async def test_record_then_replay_from_the_command_line(
         )
     try:
         await eventually(
-            lambda: len(published) >= 20 and "2 of 2 synced" in log.read_text(),
+            lambda: len(published) >= 20 and "synced 2 of 2" in log.read_text(),
             within=30,
             what="books published",
         )

@@ -78,7 +78,7 @@ def replicas(
 
 
 def _synced(log: Path) -> bool:
-    return f"{len(SYMBOLS)} of {len(SYMBOLS)} synced" in log.read_text(errors="replace")
+    return f"synced {len(SYMBOLS)} of {len(SYMBOLS)}" in log.read_text(errors="replace")
 
 
 async def test_killing_one_of_two_replicas_loses_and_duplicates_nothing(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -10,13 +11,15 @@ import httpx
 import pytest
 import respx
 
-from fairprice.common.errors import RateLimitedError, TransientError
+from fairprice.common.errors import InvalidMessageError, RateLimitedError, TransientError
 from fairprice.common.testing import eventually
 from fairprice.crawler.binance import Binance
-from fairprice.crawler.exchange import DepthEvent
-from fairprice.crawler.rest import SnapshotClient, WeightBudget
+from fairprice.crawler.budget import WeightBudget
+from fairprice.crawler.exchange import DepthEvent, Snapshot
+from fairprice.crawler.rest import SnapshotClient
 from fairprice.crawler.snapshots import SnapshotFetcher
 from fairprice.crawler.sync import SyncEngine
+from fairprice.crawler.window import WindowPolicy
 
 BASE = "https://api.binance.com"
 DEPTH = f"{BASE}/api/v3/depth"
@@ -144,3 +147,56 @@ async def test_budget_waits_for_the_next_minute_when_spent() -> None:
 
 async def _no_publish(_books: object) -> None:
     return None
+
+
+def test_the_request_weight_limit_is_read_among_binances_rate_limits() -> None:
+    binance = Binance()
+    limits = [
+        {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 50},
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+    ]
+    body = {"timezone": "UTC", "rateLimits": limits, "symbols": []}
+    assert binance.parse_weight_limit(json.dumps(body).encode()) == 6000
+    assert binance.parse_weight_limit(json.dumps({"rateLimits": limits[:2]}).encode()) is None
+    with pytest.raises(InvalidMessageError):
+        binance.parse_weight_limit(b"<html>")
+
+
+@respx.mock
+async def test_a_malformed_exchange_info_is_a_transient_error(http: httpx.AsyncClient) -> None:
+    respx.get(f"{BASE}/api/v3/exchangeInfo").respond(200, text="<html>")
+    client = _client(http)
+    with pytest.raises(TransientError, match="rate limits"):
+        await client.weight_limit("BTCUSDT")
+    assert client.budget.spent_total == 20
+
+
+@respx.mock
+async def test_fetcher_syncs_new_books_first_then_deepens_windows_then_refreshes(
+    http: httpx.AsyncClient,
+) -> None:
+    asked: list[tuple[str, str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append((request.url.params["symbol"], request.url.params["limit"]))
+        return httpx.Response(200, json={"lastUpdateId": 1, "bids": [], "asks": []})
+
+    respx.get(DEPTH).mock(side_effect=answer)
+    window = WindowPolicy.for_depth(20, Binance.snapshot_limits)
+    engine = SyncEngine(Binance(), window=window)
+    for symbol in ("REFRESHED", "DEEPENED", "NEW"):
+        engine.add(symbol)
+    bids = [(str(1000 - n), "1") for n in range(100)]  # a full 100-level window
+    for symbol in ("REFRESHED", "DEEPENED"):
+        engine.on_event(DepthEvent(symbol, 1, 1, 0, [], []), 0)
+        engine.on_snapshot(symbol, Snapshot(1, bids, [], limit=100))
+    fetcher = SnapshotFetcher(engine, _client(http), _no_publish, concurrency=1)
+    engine.request_snapshot = fetcher.request
+    engine.refresh("REFRESHED")  # asked first ...
+    # 80 of DEEPENED's 100 bids go: its window ran thin, it asks for 500 levels.
+    engine.on_event(DepthEvent("DEEPENED", 2, 2, 0, [(p, "0") for p, _ in bids[:80]], []), 0)
+    engine.on_event(DepthEvent("NEW", 1, 1, 0, [], []), 0)  # ... and the new symbol last
+    async with fetcher:
+        await eventually(lambda: len(asked) == 3, within=10)
+    assert asked == [("NEW", "100"), ("DEEPENED", "500"), ("REFRESHED", "100")]

@@ -332,7 +332,8 @@ async def test_many_symbols_share_few_connections_within_the_message_rate(
             assert _value(registry, "fairprice_crawler_symbols_synced") == 200
             assert _value(registry, "fairprice_crawler_connections") == 3  # 90 + 90 + 20
             assert _value(registry, "fairprice_crawler_reconnects_total") == 0
-            assert _value(registry, "fairprice_crawler_snapshot_weight_total") == 200 * 5
+            # exchangeInfo (the weight limit), then one 100-level snapshot per symbol.
+            assert _value(registry, "fairprice_crawler_snapshot_weight_total") == 20 + 200 * 5
         closed = sim.registry.get_sample_value(
             "fairprice_simulator_disconnects_total", {"reason": "message_rate"}
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fairprice.crawler.binance import Binance
 from fairprice.crawler.exchange import DepthEvent, Snapshot
 from fairprice.crawler.sync import State, SyncEngine
+from fairprice.crawler.window import WindowPolicy
 
 
 def _event(symbol: str, first: int, last: int, price: str = "1.0") -> DepthEvent:
@@ -147,45 +148,115 @@ def _synced_with(engine: SyncEngine, symbol: str, snapshot: Snapshot) -> None:
     assert engine.symbols[symbol].synced
 
 
-def test_refresh_repairs_a_level_the_book_never_learned_without_a_gap() -> None:
+def test_refresh_widens_a_book_that_lost_its_window_without_a_gap() -> None:
     engine, requested = _engine()
-    # The first snapshot was shallow: it lacks the bid at 0.5 that a deeper one has.
+    # The first snapshot was shallow: it ends at bid 1.0, and a deeper one also has 0.5.
     _synced_with(engine, "AAA", Snapshot(10, [("1.0", "1")], [("2.0", "1")]))
     requested.clear()
     assert engine.refresh("AAA") and not engine.refresh("AAA")
     assert requested == ["AAA"]
     # Events flow on and are published while the refresh snapshot is on the way.
     e11 = DepthEvent("AAA", 11, 11, 0, [("1.0", "0")], [])  # the best bid leaves
-    assert engine.on_event(e11, 0) is not None
-    assert engine.on_event(DepthEvent("AAA", 12, 12, 0, [], [("2.5", "3")]), 0) is not None
-    assert engine.symbols["AAA"].book.bids(5) == []  # the live book does not know 0.5
+    book = engine.on_event(e11, 0)
+    # The live book cannot vouch for any bid now: 0.5 lies beyond its window's edge (1.0).
+    assert book is not None and book.bids == [] and book.bids_known == 0
+    book = engine.on_event(DepthEvent("AAA", 12, 12, 0, [], [("2.5", "3")]), 0)
+    # 2.5 lies beyond the asks' edge (2.0): held, right, but not published.
+    assert book is not None and book.asks == [("2.0", "1")] and book.asks_known == 1
     # The refresh snapshot is as of 11 and has the deep level.
-    deep = Snapshot(11, [("0.5", "4")], [("2.0", "1")])
+    deep = Snapshot(11, [("0.5", "4")], [("2.0", "1"), ("2.5", "3"), ("3.0", "1")], limit=3)
     assert engine.on_snapshot("AAA", deep) == []
     sync = engine.symbols["AAA"]
     assert sync.synced and sync.book.update_id == 12
-    assert sync.book.bids(5) == [("0.5", "4")]
-    assert sync.book.asks(5) == [("2.0", "1"), ("2.5", "3")]
-    assert dict(engine.refreshes) == {"corrected": 1}
-    # The corrected top is published with the next event, whatever it touches.
+    assert sync.book.bids(5) == [("0.5", "4")]  # 1 level of 3 asked: the whole side
+    assert sync.book.asks(5) == [("2.0", "1"), ("2.5", "3"), ("3.0", "1")]
+    # Nothing the live book published was wrong: it showed less, not something false.
+    assert dict(engine.refreshes) == {"ok": 1}
+    # The wider top is published with the next event, whatever it touches.
     book = engine.on_event(DepthEvent("AAA", 13, 13, 0, [], [("9.0", "1")]), 0)
-    assert book is not None and book.bids == [("0.5", "4")]
+    assert book is not None and book.bids == [("0.5", "4")] and book.bids_known == 1
     assert dict(sync.resyncs) == {"initial": 1}  # never out of sync
+
+
+def test_refresh_that_contradicts_a_published_level_counts_a_correction() -> None:
+    engine, _ = _engine()
+    _synced_with(engine, "AAA", Snapshot(10, [("1.0", "1"), ("0.9", "1")], [], limit=5))
+    engine.refresh("AAA")
+    engine.on_snapshot("AAA", Snapshot(10, [("1.0", "2"), ("0.9", "1")], [], limit=5))
+    assert dict(engine.refreshes) == {"corrected": 1}
+    book = engine.on_event(DepthEvent("AAA", 11, 11, 0, [], [("5.0", "1")]), 0)
+    assert book is not None and book.bids == [("1.0", "2"), ("0.9", "1")]
+
+
+def test_refresh_snapshot_ahead_of_the_stream_waits_for_it() -> None:
+    engine, _ = _engine()
+    _synced_with(engine, "AAA", Snapshot(10, [("1.0", "1")], [], limit=5))
+    engine.refresh("AAA")
+    engine.on_event(_event("AAA", 11, 11), 0)
+    # As of 13 while the live book is at 11: held until the stream has caught up.
+    engine.on_snapshot("AAA", Snapshot(13, [("1.0", "13"), ("0.5", "7")], [], limit=5))
+    sync = engine.symbols["AAA"]
+    assert sync.refreshing and sync.book.update_id == 11 and not engine.refreshes
+    assert engine.on_event(_event("AAA", 12, 12), 0) is not None
+    assert sync.refreshing  # 12 < 13
+    engine.on_event(_event("AAA", 13, 13), 0)
+    assert not sync.refreshing and dict(engine.refreshes) == {"ok": 1}
+    assert sync.book.update_id == 13 and sync.book.bids(5) == [("1.0", "13"), ("0.5", "7")]
 
 
 def test_refresh_with_an_unusable_snapshot_keeps_the_live_book() -> None:
     engine, _ = _engine()
     _synced_with(engine, "AAA", Snapshot(10, [("1.0", "1")], []))
-    engine.refresh("AAA")
     engine.on_event(_event("AAA", 11, 11), 0)
-    engine.on_event(_event("AAA", 12, 12), 0)
-    engine.on_snapshot("AAA", Snapshot(13, [], []))  # ahead of the live book (12)
     engine.refresh("AAA")
+    engine.on_event(_event("AAA", 12, 12), 0)
     engine.on_event(_event("AAA", 13, 13), 0)
-    engine.on_snapshot("AAA", Snapshot(11, [], []))  # older than the events kept (13..)
+    engine.on_snapshot("AAA", Snapshot(10, [], []))  # older than the events kept (12..)
     engine.refresh("AAA")
     engine.snapshot_failed("AAA")  # the fetch gave up
-    assert dict(engine.refreshes) == {"skipped": 2, "failed": 1}
+    assert dict(engine.refreshes) == {"skipped": 1, "failed": 1}
     sync = engine.symbols["AAA"]
     assert sync.synced and sync.book.update_id == 13 and not sync.refreshing
     assert sync.book.bids(5) == [("1.0", "13")]
+
+
+def test_a_thin_window_is_deepened_in_the_background_without_a_gap() -> None:
+    requested: list[str] = []
+    window = WindowPolicy.for_depth(2, (4, 8, 16), max_limit=8)
+    assert (window.first_limit, window.low_water) == (4, 2)
+    engine = SyncEngine(Binance(), depth=2, request_snapshot=requested.append, window=window)
+    engine.add("AAA")
+    assert engine.snapshot_limit("AAA") == 4
+    bids = [("1.0", "1"), ("0.9", "1"), ("0.8", "1"), ("0.7", "1")]
+    _synced_with(engine, "AAA", Snapshot(10, bids, [], limit=4))
+    requested.clear()
+    # The price falls through the bids: 3 of the 4 are gone, 1 known level is below low water.
+    books = [engine.on_event(DepthEvent("AAA", 11, 11, 0, [(p, "0") for p, _ in bids[:3]], []), 0)]
+    assert books[0] is not None and books[0].bids == [("0.7", "1")] and books[0].bids_known == 1
+    assert requested == ["AAA"] and engine.snapshot_limit("AAA") == 8
+    assert dict(engine.rewindows) == {8: 1} and engine.books_short == 1
+    sync = engine.symbols["AAA"]
+    assert sync.refreshing and sync.rewindowing
+    # Events keep coming and publishing while the deeper snapshot is on the way.
+    books.append(engine.on_event(DepthEvent("AAA", 12, 12, 0, [("0.65", "2")], []), 0))
+    assert requested == ["AAA"]  # asked once
+    deeper = [("0.7", "1"), ("0.6", "3"), ("0.5", "1"), ("0.4", "1")]
+    assert engine.on_snapshot("AAA", Snapshot(11, deeper, [], limit=8)) == []
+    assert not sync.refreshing and sync.limit == 8
+    books.append(engine.on_event(DepthEvent("AAA", 13, 13, 0, [], [("5.0", "1")]), 0))
+    assert [(b.first_update_id, b.update_id) for b in books if b] == [(11, 11), (12, 12), (13, 13)]
+    last = books[-1]
+    assert last is not None and last.bids == [("0.7", "1"), ("0.65", "2")]
+    assert last.bids_known == 5  # the whole side: 4 of 8 asked, and 0.65 from a diff
+    assert dict(engine.refreshes) == {"ok": 1} and dict(sync.resyncs) == {"initial": 1}
+
+
+def test_a_resync_starts_over_from_the_first_window() -> None:
+    window = WindowPolicy.for_depth(2, (4, 8, 16))
+    assert window.deeper(4) == 8 and window.deeper(16) == 16 and window.deeper(None) == 4
+    engine = SyncEngine(Binance(), depth=2, window=window)
+    engine.add("AAA")
+    _synced_with(engine, "AAA", Snapshot(10, [("1.0", "1")] * 4, [], limit=4))
+    engine.symbols["AAA"].next_limit = 16
+    engine.on_event(_event("AAA", 20, 20), 0)  # a gap
+    assert engine.snapshot_limit("AAA") == 4

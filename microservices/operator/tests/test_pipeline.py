@@ -92,7 +92,6 @@ async def pipeline(
         nats=nats_settings,
         converter=ConverterSection(
             http=LOCAL,
-            partitions=4,
             latest_interval_s=0.2,
             feeds_refresh_s=0.2,
             heartbeat_s=0.2,

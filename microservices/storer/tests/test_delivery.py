@@ -16,6 +16,7 @@ from fairprice.common.subjects import (
     book_msg_id,
     books_subject,
     deadletter_subject,
+    parse_subject,
 )
 from fairprice.common.testing import NatsServer
 from fairprice.storer.deadletter import REASON_HEADER, SUBJECT_HEADER
@@ -151,7 +152,11 @@ async def test_poison_messages_go_to_dead_letters_and_the_rest_is_stored(h: Harn
     assert "invalid Book message" in by_payload[b'{"not": "a book"}'][REASON_HEADER]
     assert "not a number" in by_payload[encode(injected)][REASON_HEADER]
     assert "unable to parse" in by_payload[encode(not_a_number)][REASON_HEADER]
-    assert all(headers[SUBJECT_HEADER] == subject for headers in by_payload.values())
+    # The subject as stored (BOOKS adds the partition token: books.<p>.sim.AAA).
+    books_info = await h.bus.jsm.stream_info(Stream.BOOKS.value, subjects_filter="books.>")
+    [stored] = books_info.state.subjects or {}
+    assert parse_subject(stored) == parse_subject(subject)
+    assert all(headers[SUBJECT_HEADER] == stored for headers in by_payload.values())
 
 
 async def test_books_thinned_to_one_per_interval(h: Harness) -> None:

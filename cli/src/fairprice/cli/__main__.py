@@ -91,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay"]:
+        # Its own parser takes every argument in any order (argparse's REMAINDER would
+        # refuse `replay --format cryptofeed DIR`, the order the README shows).
+        sys.exit(replay_main(argv[1:]))
     args = _parser().parse_args(argv)
     try:
         sys.exit(_dispatch(args))
@@ -108,8 +113,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "replay":
-        return replay_main(args.args)
     settings = load_settings(ServiceSettings)
     configure_logging(LogSettings(level="WARNING"), service="fairprice")
     if args.command in ("run", "demo"):

@@ -1,17 +1,20 @@
 """`fairprice status`: is every service ready, and how far behind is each consumer?
 
 Asks each service's ``/readyz`` and the JetStream API for every stream's size and every
-consumer's backlog. Exits 0 when every service answered ready, 1 otherwise, so scripts and
-`make` can wait on it.
+consumer's backlog; a crawler's ``/metrics`` add its sync progress (``synced 950 of 1000,
+~4 s left``). Exits 0 when every service answered ready, 1 otherwise, so scripts and `make`
+can wait on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 
 import httpx
 import nats.js.errors
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
@@ -27,6 +30,8 @@ class ServiceHealth:
     url: str
     ready: bool
     detail: str
+    sync: str = ""
+    """A crawler's progress, e.g. ``synced 950 of 1000, ~4 s left`` (empty for others)."""
 
 
 async def _probe(client: httpx.AsyncClient, name: str, url: str) -> ServiceHealth:
@@ -34,13 +39,38 @@ async def _probe(client: httpx.AsyncClient, name: str, url: str) -> ServiceHealt
         response = await client.get(url.rstrip("/") + "/readyz")
     except httpx.HTTPError as exc:
         return ServiceHealth(name, url, False, f"unreachable ({type(exc).__name__})")
+    sync = await _sync_progress(client, url)
     if response.status_code == 200:
-        return ServiceHealth(name, url, True, "ready")
+        return ServiceHealth(name, url, True, "ready", sync)
     try:
         waiting = ", ".join(response.json().get("waiting_for", []))
     except ValueError:
         waiting = response.text[:80]
-    return ServiceHealth(name, url, False, f"not ready: {waiting}")
+    return ServiceHealth(name, url, False, f"not ready: {waiting}", sync)
+
+
+async def _sync_progress(client: httpx.AsyncClient, url: str) -> str:
+    """``synced N of M`` (and the estimated time left) from a crawler's metrics; ``""`` for a
+    service that is not a crawler."""
+    try:
+        text = (await client.get(url.rstrip("/") + "/metrics")).text
+        values = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name.startswith("fairprice_crawler_s")
+        }
+    except (httpx.HTTPError, ValueError):
+        return ""
+    owned = values.get("fairprice_crawler_symbols_owned")
+    if owned is None:
+        return ""
+    synced = values.get("fairprice_crawler_symbols_synced", 0.0)
+    text = f"synced {synced:.0f} of {owned:.0f}"
+    eta = values.get("fairprice_crawler_sync_eta_seconds", math.nan)
+    if synced < owned:
+        text += ", time left unknown" if math.isnan(eta) else f", ~{eta:.0f} s left"
+    return text
 
 
 async def collect_status(
@@ -88,10 +118,11 @@ async def collect_status(
 async def run_status(settings: ServiceSettings, services: dict[str, str]) -> int:
     health, streams, consumers = await collect_status(settings, services)
     table = Table(title="services")
-    for column in ("service", "url", "state"):
+    for column in ("service", "url", "state", "sync"):
         table.add_column(column)
     for h in health:
-        table.add_row(h.name, h.url, f"[green]{h.detail}[/]" if h.ready else f"[red]{h.detail}[/]")
+        state = f"[green]{h.detail}[/]" if h.ready else f"[red]{h.detail}[/]"
+        table.add_row(h.name, h.url, state, h.sync)
     console = Console()
     for t in (table, streams, consumers):
         console.print(t)

@@ -25,7 +25,7 @@ from fairprice.common.errors import TransientError
 from fairprice.common.health import Readiness
 from fairprice.common.logs import get_logger
 from fairprice.common.settings import NatsSettings, StreamLimits, StreamsSettings
-from fairprice.common.subjects import Stream
+from fairprice.common.subjects import Stream, books_partition_transform
 
 __all__ = ["Bus", "connect_bus", "ensure_stream", "ensure_streams", "stream_config"]
 
@@ -175,6 +175,10 @@ async def _unless_stopped(
 def stream_config(stream: Stream, settings: StreamsSettings) -> api.StreamConfig:
     """The JetStream configuration of ``stream`` from settings."""
     limits: StreamLimits = getattr(settings, stream.prefix)
+    transform = None
+    if stream is Stream.BOOKS:
+        source, destination = books_partition_transform(settings.partitions)
+        transform = api.SubjectTransform(src=source, dest=destination)
     return api.StreamConfig(
         name=stream.value,
         subjects=[stream.wildcard],
@@ -186,6 +190,7 @@ def stream_config(stream: Stream, settings: StreamsSettings) -> api.StreamConfig
         # The server refuses a duplicate window longer than the stream keeps messages.
         duplicate_window=min(settings.duplicate_window_s, limits.max_age_s),
         num_replicas=settings.replicas,
+        subject_transform=transform,
     )
 
 

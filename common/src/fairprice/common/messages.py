@@ -51,6 +51,13 @@ class Book(msgspec.Struct, frozen=True, kw_only=True):
     """Best (highest) first."""
     asks: list[Level]
     """Best (lowest) first."""
+    bids_known: int | None = None
+    """Bid levels the crawler knows to be right, counted from the best: all of ``bids`` and
+    possibly more. Fewer ``bids`` than the published depth and ``bids_known == len(bids)``:
+    the book may hold more levels that its snapshot's window did not cover (docs/crawler.md).
+    ``None``: sent by a crawler that predates the field."""
+    asks_known: int | None = None
+    """The same for the asks."""
 
 
 class FairPrice(msgspec.Struct, frozen=True, kw_only=True):

@@ -97,6 +97,11 @@ class StreamsSettings(Section):
 
     replicas: int = Field(default=1, ge=1, le=5)
     storage: Literal["file", "memory"] = "file"
+    partitions: int = Field(default=16, ge=1, le=4096)
+    """BOOKS stores each book under ``books.<partition>.<exchange>.<SYMBOL>``, the partition a
+    hash of exchange and symbol computed by the server (the stream's subject transform);
+    converter replicas own partitions and read only theirs. Changing it moves symbols (safe:
+    they are rebuilt), and every service must see the same number."""
     duplicate_window_s: float = Field(default=120.0, gt=0)
     books: StreamLimits = StreamLimits(max_age_s=3600, max_bytes=2 * 1024**3)
     prices: StreamLimits = StreamLimits(max_age_s=86400, max_bytes=1024**3)

@@ -3,9 +3,15 @@
 | stream  | subjects                       | message id (JetStream dedup)                    |
 |---------|--------------------------------|-------------------------------------------------|
 | BOOKS   | ``books.<exchange>.<SYMBOL>``  | ``<exchange>:<SYMBOL>:<final update id>``       |
+|         | stored: ``books.<partition>.<exchange>.<SYMBOL>``                                |
 | PRICES  | ``prices.<exchange>.<SYMBOL>`` | ``<book id>:price``                             |
 | SIGNALS | ``signals.<exchange>.<SYMBOL>``| ``<book id>:<strategy>:<action>``               |
 | CANDLES | ``candles.<exchange>.<SYMBOL>``| ``<exchange>:<SYMBOL>:candle_1m:<start ms>``    |
+
+Crawlers publish books to ``books.<exchange>.<SYMBOL>``; the BOOKS stream's subject transform
+(``books_partition_transform``) stores each under ``books.<partition>.<exchange>.<SYMBOL>``, the
+partition computed by the server (``partition(n, exchange, symbol)``, a stable hash), so that a
+converter replica can read only the partitions it owns (``books_partition_filter``).
 
 Every id is a pure function of the input, so a replayed or redundant publish of the same
 output carries the same id and JetStream's duplicate window drops it.
@@ -25,7 +31,11 @@ __all__ = [
     "DEADLETTER_WILDCARD",
     "Stream",
     "book_msg_id",
+    "books_partition",
+    "books_partition_filter",
+    "books_partition_transform",
     "books_subject",
+    "books_symbol_filter",
     "candle_msg_id",
     "candles_subject",
     "deadletter_msg_id",
@@ -60,7 +70,26 @@ class Stream(enum.StrEnum):
 
 
 def books_subject(exchange: str, symbol: str) -> str:
+    """Where a crawler publishes a book (stored with its partition: see the module doc)."""
     return Stream.BOOKS.subject(exchange, symbol)
+
+
+def books_partition_transform(partitions: int) -> tuple[str, str]:
+    """The BOOKS stream's subject transform ``(source, destination)``: the partition token."""
+    return (
+        "books.*.*",
+        f"books.{{{{partition({partitions},1,2)}}}}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}",
+    )
+
+
+def books_partition_filter(partition: int) -> str:
+    """The stored books of one partition."""
+    return f"books.{partition}.>"
+
+
+def books_symbol_filter(exchange: str, symbol: str) -> str:
+    """The stored books of one symbol, whatever its partition."""
+    return f"books.*.{exchange}.{symbol}"
 
 
 def prices_subject(exchange: str, symbol: str) -> str:
@@ -86,9 +115,18 @@ def deadletter_subject(service: str, stream: Stream) -> str:
 
 
 def parse_subject(subject: str) -> tuple[Stream, str, str]:
-    """Split ``books.binance.BTCUSDT`` into ``(Stream.BOOKS, "binance", "BTCUSDT")``."""
-    prefix, exchange, symbol = subject.split(".", 2)
+    """Split ``books.binance.BTCUSDT`` (or the stored ``books.7.binance.BTCUSDT``) into
+    ``(Stream.BOOKS, "binance", "BTCUSDT")``."""
+    tokens = subject.split(".")
+    if len(tokens) == 4:  # a stored book: books.<partition>.<exchange>.<SYMBOL>
+        del tokens[1]
+    prefix, exchange, symbol = tokens
     return Stream(prefix.upper()), exchange, symbol
+
+
+def books_partition(stored_subject: str) -> int:
+    """The partition of a stored book, from ``books.<partition>.<exchange>.<SYMBOL>``."""
+    return int(stored_subject.split(".", 2)[1])
 
 
 def book_msg_id(exchange: str, symbol: str, update_id: int) -> str:

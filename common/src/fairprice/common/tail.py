@@ -1,7 +1,7 @@
 """Reading a stream in order, from a chosen point, without acknowledgements: ``StreamTail``.
 
-The converter keeps no position in a durable consumer: where it resumes is a fact of its output
-(the last price of each symbol in PRICES), so it reads BOOKS with ephemeral, ordered, push
+For a reader that keeps no position in a durable consumer (the converter: where it resumes is a
+fact of its output, the last price of each symbol in PRICES): ephemeral, ordered, push
 consumers: no acks (half the messages on the wire), flow control so a slow reader bounds what is
 in flight, idle heartbeats so a consumer lost in a broker restart is noticed. The tail tracks
 the stream sequence it has reached; when the consumer sequence skips (a message lost on the way)
@@ -21,6 +21,7 @@ import contextlib
 import datetime as dt
 import functools
 import time
+from collections.abc import Iterable
 from types import TracebackType
 
 import nats.errors
@@ -30,25 +31,23 @@ from nats.aio.subscription import Subscription
 from nats.js import api
 
 from fairprice.common.bus import Bus
+from fairprice.common.delivery import delivery
 from fairprice.common.logs import get_logger
 from fairprice.common.subjects import Stream
 
-__all__ = ["StreamTail", "stream_seq"]
+__all__ = ["StreamTail"]
 
 log = get_logger(__name__)
 
 _HEARTBEAT_S = 2.0
 
 
-def stream_seq(msg: Msg) -> int:
-    """The stream sequence of a delivered JetStream message (from its reply subject,
-    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``)."""
-    return int(msg.reply.split(".")[5])
-
-
 class StreamTail:
     """``async with StreamTail(bus, Stream.BOOKS, "books.>", start_seq=n) as t:
     await t.next_batch(...)``.
+
+    ``filters``: one subject filter or several (``refilter`` changes them while it runs); none
+    follows nothing until ``refilter`` gives some.
 
     Start at ``start_seq``, at ``start_time``, or (neither) at the stream's first message.
     ``pending`` is how many messages of the filter the server had not delivered yet, as of the
@@ -59,7 +58,7 @@ class StreamTail:
         self,
         bus: Bus,
         stream: Stream,
-        filter_subject: str,
+        filters: str | Iterable[str],
         *,
         start_seq: int | None = None,
         start_time: dt.datetime | None = None,
@@ -68,7 +67,7 @@ class StreamTail:
     ) -> None:
         self._bus = bus
         self._stream = stream
-        self._filter = filter_subject
+        self._filters = (filters,) if isinstance(filters, str) else tuple(sorted(filters))
         self._start_time = start_time
         self._heartbeat_s = heartbeat_s
         self.next_seq = start_seq or 0
@@ -81,7 +80,7 @@ class StreamTail:
         self._consumer: str | None = None
         self._last_activity = time.monotonic()
         self._watchdog: asyncio.Task[None] | None = None
-        self._resetting = False
+        self._replacing = asyncio.Lock()  # one consumer replacement at a time
         self._reset_task: asyncio.Task[None] | None = None
         self._generation = 0
         self._held_fc: str | None = None  # a flow-control reply held back while we are behind
@@ -89,7 +88,7 @@ class StreamTail:
 
     async def __aenter__(self) -> StreamTail:
         await self._create()
-        self._watchdog = asyncio.create_task(self._watch(), name=f"tail-{self._filter}")
+        self._watchdog = asyncio.create_task(self._watch(), name=f"tail-{self._stream}")
         return self
 
     async def __aexit__(
@@ -130,12 +129,38 @@ class StreamTail:
             await self._bus.nc.publish(reply, b"")
         return batch
 
+    async def refilter(self, filters: Iterable[str]) -> None:
+        """Follow ``filters`` from here on (a converter's owned partitions changed).
+
+        The consumer is replaced at the next stream sequence, so the filters kept lose nothing;
+        messages already held are still handed out. A tail that followed nothing starts at the
+        stream's end: what came before is for the caller to replay (a takeover does).
+        """
+        new = tuple(sorted(filters))
+        if new == self._filters:
+            return
+        async with self._replacing:
+            if not self._filters:
+                info = await self._bus.jsm.stream_info(self._stream.value)
+                self.next_seq = max(self.next_seq, info.state.last_seq + 1)
+            self._filters = new
+            self._generation += 1  # ignore what the old consumer still sends
+            await self._drop()
+            await self._create()
+
     async def _create(self) -> None:
+        if not self._filters:  # nothing to follow: no consumer
+            self.pending = 0
+            self._last_activity = time.monotonic()
+            return
         nc = self._bus.nc
         inbox = nc.new_inbox()
+        several = len(self._filters) > 1
         config = api.ConsumerConfig(
             deliver_subject=inbox,
-            filter_subject=self._filter,
+            # Several filters need nats-server >= 2.10; one keeps working with older servers.
+            filter_subject=None if several else self._filters[0],
+            filter_subjects=list(self._filters) if several else None,
             ack_policy=api.AckPolicy.NONE,
             flow_control=True,
             idle_heartbeat=self._heartbeat_s,
@@ -183,26 +208,26 @@ class StreamTail:
                 await self._bus.jsm.delete_consumer(self._stream.value, consumer)
 
     async def _reset(self, why: str) -> None:
-        if self._resetting:
-            return
-        self._resetting = True
-        try:
-            log.info("tail consumer reset", filter=self._filter, next_seq=self.next_seq, why=why)
+        async with self._replacing:
+            log.info("tail consumer reset", stream=self._stream, next_seq=self.next_seq, why=why)
             await self._drop()
             await self._create()
-        finally:
-            self._resetting = False
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_s)
-            if self._bus.nc.is_connected and (
-                self._sub is None or time.monotonic() - self._last_activity > 3 * self._heartbeat_s
+            if (
+                self._filters
+                and self._bus.nc.is_connected
+                and (
+                    self._sub is None
+                    or time.monotonic() - self._last_activity > 3 * self._heartbeat_s
+                )
             ):
                 try:
                     await self._reset("no heartbeat")
                 except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-                    log.warning("tail consumer reset failed", filter=self._filter, error=repr(exc))
+                    log.warning("tail consumer reset failed", stream=self._stream, error=repr(exc))
 
     async def _on_msg(self, generation: int, msg: Msg) -> None:
         if generation != self._generation:
@@ -218,15 +243,15 @@ class StreamTail:
             elif reply:
                 await self._bus.nc.publish(reply, b"")
             return
-        tokens = msg.reply.split(".")
-        consumer_seq = int(tokens[6])
+        meta = delivery(msg)
+        consumer_seq = meta.consumer_seq
         if consumer_seq != self._expected:
             # A message lost between the server and us: start again after the last one kept.
             self._generation += 1  # ignore what the old consumer still sends
             self._reset_task = asyncio.create_task(self._reset("sequence gap"))
             return
         self._expected = consumer_seq + 1
-        self.next_seq = int(tokens[5]) + 1
-        self.pending = int(tokens[8])
+        self.next_seq = meta.stream_seq + 1
+        self.pending = meta.pending
         self._buffer.append(msg)
         self._arrived.set()

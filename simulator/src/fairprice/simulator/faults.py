@@ -47,6 +47,10 @@ class FaultPlan(BaseModel):
     """429, 418 (both with ``Retry-After: retry_after``) or a 5xx."""
     rest_error_rate: float | None = Field(default=None, ge=0, le=1)
     retry_after: int = Field(default=5, ge=0)
+    trend_ticks: int | None = None
+    """Walk the price of ``symbol`` (``null``: of every book built so far) this many ticks,
+    one a market tick, up (positive) or down (negative): a trend that eats the levels on its
+    way, far beyond a small snapshot's window. 0 stops a trend."""
 
 
 class Faults:

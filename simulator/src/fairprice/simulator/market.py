@@ -122,6 +122,8 @@ class SymbolBook:
         # Binance ids are large and differ per symbol.
         self.last_update_id = rng.randint(10**8, 10**10)
         self.steps = 0
+        self.trend = 0
+        """Ticks the centre still has to move, one a step (``FaultPlan.trend_ticks``)."""
         self._history: deque[array[int]] = deque(maxlen=settings.history_ticks)
         self._price_names: dict[int, str] = {}
         self._qty_names: dict[int, str] = {}
@@ -150,13 +152,17 @@ class SymbolBook:
 
         draw = rng.random()
         move = settings.move_probability
-        if draw < move:
+        up, down = draw < move, move <= draw < 2 * move
+        if self.trend:  # a forced move (the draw is still taken: the rest stays seeded)
+            up, down = self.trend > 0, self.trend < 0
+            self.trend += -1 if up else 1
+        if up:
             self.center += 1
             if book[self.center % size]:
                 change(False, self.center, 0)
             if book[(self.center - depth - 1) % size]:
                 change(True, self.center - depth - 1, 0)
-        elif draw < 2 * move and self.center - depth > 1:
+        elif down and self.center - depth > 1:
             self.center -= 1
             if book[self.center % size]:
                 change(True, self.center, 0)

@@ -226,6 +226,8 @@ class RestApi:
                     "intervalNum": 1,
                     "limit": self._limiter.limit,
                 },
+                {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 50},
+                {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 160000},
                 {
                     "rateLimitType": "RAW_REQUESTS",
                     "interval": "MINUTE",

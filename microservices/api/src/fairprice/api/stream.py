@@ -30,10 +30,11 @@ import msgspec
 from sse_starlette import ServerSentEvent
 
 from fairprice.common.bus import Bus
+from fairprice.common.delivery import delivery
 from fairprice.common.errors import TransientError
 from fairprice.common.logs import get_logger
 from fairprice.common.subjects import Stream
-from fairprice.common.tail import StreamTail, stream_seq
+from fairprice.common.tail import StreamTail
 
 __all__ = [
     "STREAMS",
@@ -154,7 +155,9 @@ class StreamWindow:
                         self.caught_up.set()
                 msgs = await tail.next_batch(_BATCH, 0.5)
                 if msgs:
-                    self._append(stream, [(stream_seq(msg), msg.subject, msg.data) for msg in msgs])
+                    self._append(
+                        stream, [(delivery(msg).stream_seq, msg.subject, msg.data) for msg in msgs]
+                    )
 
     def _append(self, stream: Stream, messages: list[tuple[int, str, bytes]]) -> None:
         event = _EVENT[stream]

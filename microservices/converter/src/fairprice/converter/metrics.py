@@ -20,6 +20,11 @@ class ConverterMetrics:
             "Books of owned symbols processed (live and replayed)",
             registry=registry,
         )
+        self.received = Counter(
+            f"{prefix}_books_received_total",
+            "Live books delivered to this replica (only its partitions' books are sent to it)",
+            registry=registry,
+        )
         self.skipped = Counter(
             f"{prefix}_books_skipped_total",
             "Books that gave no price, by reason",

@@ -29,8 +29,9 @@ from fairprice.common.messages import Book, decode
 from fairprice.common.publisher import Publisher
 from fairprice.common.subjects import Stream
 from fairprice.common.tail import StreamTail
-from fairprice.converter.converter import Converter, params_by_symbol
+from fairprice.converter.converter import Converter
 from fairprice.converter.metrics import ConverterMetrics
+from fairprice.converter.params import params_by_symbol
 from fairprice.converter.settings import ConverterSettings
 
 __all__ = ["run"]
@@ -65,8 +66,9 @@ async def run(
             Publisher(bus.nc, max_in_flight=section.max_in_flight)
         )
         books = await bus.jsm.stream_info(Stream.BOOKS.value)
+        # Follows nothing until ownership is placed; then the owned partitions only.
         live = await stack.enter_async_context(
-            StreamTail(bus, Stream.BOOKS, Stream.BOOKS.wildcard, start_seq=books.state.last_seq + 1)
+            StreamTail(bus, Stream.BOOKS, (), start_seq=books.state.last_seq + 1)
         )
         membership = await stack.enter_async_context(
             Membership(
@@ -76,9 +78,12 @@ async def run(
                 ttl_s=section.member_ttl_s,
             )
         )
-        converter = Converter(section, bus, publisher, metrics, readiness, membership.member_id)
+        partitions = settings.nats.streams.partitions
+        converter = Converter(
+            section, partitions, bus, live, publisher, metrics, readiness, membership.member_id
+        )
         await converter.set_params(params_by_symbol((await read_feeds(feeds_kv)).values(), section))
-        log.info("converter starting", member=membership.member_id, partitions=section.partitions)
+        log.info("converter starting", member=membership.member_id, partitions=partitions)
 
         async def consume() -> None:
             while not stop.is_set():

@@ -11,9 +11,6 @@ __all__ = ["ConverterSection", "ConverterSettings"]
 
 
 class ConverterSection(Section):
-    partitions: int = Field(default=16, ge=1, le=4096)
-    """Symbols hash into this many partitions; replicas own partitions. Every replica must use
-    the same number (changing it moves symbols, which is safe but rebuilds them)."""
     method: FairPriceMethod = "microprice"
     """Default fair-price method (a feed may choose another for its symbols)."""
     notional: float = Field(default=10_000.0, gt=0)

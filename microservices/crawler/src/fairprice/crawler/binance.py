@@ -7,6 +7,8 @@
   ``{"e":"serverShutdown"}`` announces that the server is going away.
 - Snapshots: ``GET /api/v3/depth?symbol=&limit=`` ``{"lastUpdateId","bids","asks"}``, weight
   5/25/50/250 for limits up to 100/500/1000/5000; ``X-MBX-USED-WEIGHT-1M`` on every response.
+- Limits: ``GET /api/v3/exchangeInfo`` (weight 20) lists ``rateLimits``, among them
+  ``{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":6000}``.
 - Sync ("How to manage a local order book correctly"): refetch a snapshot whose
   ``lastUpdateId`` is below the first buffered event's ``U``; drop events with
   ``u <= lastUpdateId``; the first applied event has ``U <= lastUpdateId + 1 <= u``; every later
@@ -62,6 +64,17 @@ class _Snapshot(msgspec.Struct):
     asks: list[Level]
 
 
+class _RateLimit(msgspec.Struct):
+    rateLimitType: str
+    interval: str
+    intervalNum: int
+    limit: int
+
+
+class _ExchangeInfo(msgspec.Struct):
+    rateLimits: list[_RateLimit] = []
+
+
 class _CombinedDepth(msgspec.Struct):
     stream: str
     data: _Depth
@@ -71,6 +84,7 @@ _decode_combined_depth = msgspec.json.Decoder(_CombinedDepth).decode
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
 _decode_depth = msgspec.json.Decoder(_Depth).decode
 _decode_snapshot = msgspec.json.Decoder(_Snapshot).decode
+_decode_exchange_info = msgspec.json.Decoder(_ExchangeInfo).decode
 
 
 def depth_weight(limit: int) -> int:
@@ -91,6 +105,7 @@ class Binance:
     max_streams_per_connection = 1024
     max_messages_per_second = 5.0
     max_weight_per_minute = 6000
+    snapshot_limits: tuple[int, ...] = (100, 500, 1000, 5000)
     max_connection_s = 24 * 3600.0
 
     def depth_stream(self, symbol: str) -> str:
@@ -137,6 +152,26 @@ class Binance:
             "/api/v3/depth", {"symbol": symbol, "limit": limit}, depth_weight(limit)
         )
 
+    def limits_request(self, symbol: str | None) -> SnapshotRequest:
+        # One symbol keeps the answer small (the whole list is megabytes); the weight is the
+        # same, 20.
+        params: dict[str, str | int] = {} if symbol is None else {"symbol": symbol}
+        return SnapshotRequest("/api/v3/exchangeInfo", params, 20)
+
+    def parse_weight_limit(self, body: bytes) -> int | None:
+        try:
+            info = _decode_exchange_info(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise InvalidMessageError(f"malformed binance exchangeInfo: {exc}") from exc
+        for limit in info.rateLimits:
+            if (limit.rateLimitType, limit.interval, limit.intervalNum) == (
+                "REQUEST_WEIGHT",
+                "MINUTE",
+                1,
+            ):
+                return limit.limit
+        return None
+
     def parse_snapshot(self, body: bytes) -> Snapshot:
         try:
             raw = _decode_snapshot(body)
@@ -150,6 +185,12 @@ class Binance:
             return None
         symbols = parse_qs(parts.query).get("symbol")
         return symbols[0].upper() if symbols else None
+
+    def snapshot_limit(self, url: str) -> int | None:
+        limits = parse_qs(urlsplit(url).query).get("limit")
+        if not limits:
+            return 100  # Binance's default
+        return int(limits[0]) if limits[0].isdigit() else None
 
     def used_weight(self, headers: Mapping[str, str]) -> int | None:
         value = headers.get(_WEIGHT_HEADER) or headers.get(_WEIGHT_HEADER.lower())

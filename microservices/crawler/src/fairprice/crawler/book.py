@@ -12,17 +12,27 @@ a ``bisect`` and a ``list.pop`` (a memmove, fast even at 5000 levels).
 ``apply`` reports whether the top ``depth`` levels changed: a touched level changes the top N
 exactly when its key is at or above the N-th best key at the moment it is touched (or the side
 holds fewer than N levels), so no top-N copy is compared per event.
+
+The window rule (docs/crawler.md): a snapshot of ``limit`` levels only shows a side out to its
+worst price, the *edge*. From the best price out to the edge the book stays exact, because every
+change there arrives as a diff; a level a diff sets beyond the edge has the right quantity, but
+the levels between the edge and it that never changed are missing. So each side keeps its edge
+(``None`` when the snapshot held fewer levels than asked: the whole side, nothing beyond it),
+``known()`` counts the levels at or inside the edge, and ``bids``/``asks`` return only those.
+A book built with ``window_check=False`` trusts every level it holds, as a plain snapshot + diff
+book does (and is wrong once the price walks past the edge: a test shows it).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from fairprice.common.errors import InvalidMessageError
 from fairprice.common.messages import Level
 
-__all__ = ["SCALE", "OrderBook", "price_key"]
+__all__ = ["SCALE", "OrderBook", "SideWindow", "price_key"]
 
 SCALE = 18
 """Fractional digits a price key holds exactly."""
@@ -51,24 +61,39 @@ def _is_zero(quantity: str) -> bool:
 class _Side:
     """Levels of one side, best first. ``sign`` is -1 for bids (highest price first)."""
 
-    __slots__ = ("_top", "_top_depth", "keys", "levels", "sign")
+    __slots__ = ("_top", "_top_depth", "edge", "edge_price", "keys", "levels", "sign")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign
         self.levels: dict[int, Level] = {}
         self.keys: list[int] = []
+        self.edge: int | None = None
+        """Key of the snapshot's worst level; ``None``: the snapshot held the whole side."""
+        self.edge_price: str | None = None
         # The last top() list, valid until a change reaches the top: the side an event did
         # not touch is not rebuilt (the lists are shared by messages, never mutated).
         self._top: list[Level] | None = None
         self._top_depth = 0
 
-    def load(self, levels: Iterable[Level]) -> None:
+    def load(self, levels: list[Level], limit: int | None) -> None:
+        """Replace the side with a snapshot's levels; ``limit``: the levels asked per side
+        (``None``: not known, so only an empty side is taken as complete)."""
         sign = self.sign
         self.levels = {
             sign * price_key(level[0]): level for level in levels if not _is_zero(level[1])
         }
         self.keys = sorted(self.levels)
         self._top = None
+        self.edge = self.edge_price = None
+        if self.keys and (limit is None or len(levels) >= limit):
+            self.edge = self.keys[-1]  # the worst level the snapshot held
+            self.edge_price = self.levels[self.edge][0]
+
+    def known(self) -> int:
+        """How many levels, from the best out, are known to be right (inside the edge)."""
+        if self.edge is None:
+            return len(self.keys)
+        return bisect_right(self.keys, self.edge)
 
     def apply(self, changes: Iterable[Level], depth: int) -> bool:
         """Set each level (quantity 0 deletes); whether the top ``depth`` changed."""
@@ -112,21 +137,62 @@ class _Side:
         return self._top
 
 
+@dataclass(frozen=True, slots=True)
+class SideWindow:
+    """Where one side of a book stands against its snapshot's window."""
+
+    known: int
+    """Levels known to be right, counted from the best price."""
+    edge: str | None
+    """The snapshot's worst price on this side; ``None``: the snapshot held the whole side."""
+
+
 class OrderBook:
     """Bids and asks of one symbol; ``update_id`` is the last applied exchange update id."""
 
-    __slots__ = ("_asks", "_bids", "update_id")
+    __slots__ = ("_asks", "_bids", "update_id", "window_check")
 
-    def __init__(self) -> None:
+    def __init__(self, *, window_check: bool = True) -> None:
         self._bids = _Side(-1)
         self._asks = _Side(1)
         self.update_id = 0
+        self.window_check = window_check
 
-    def load(self, update_id: int, bids: Iterable[Level], asks: Iterable[Level]) -> None:
-        """Replace the whole book with a snapshot."""
-        self._bids.load(bids)
-        self._asks.load(asks)
+    def load(
+        self,
+        update_id: int,
+        bids: list[Level],
+        asks: list[Level],
+        *,
+        limit: int | None = None,
+    ) -> None:
+        """Replace the whole book with a snapshot of ``limit`` levels a side (``None``: not
+        known); each side's window edge is the snapshot's worst price on it."""
+        self._bids.load(bids, limit)
+        self._asks.load(asks, limit)
+        if not self.window_check:  # trust every level, as if the snapshot held whole sides
+            self._bids.edge = self._asks.edge = None
+            self._bids.edge_price = self._asks.edge_price = None
         self.update_id = update_id
+
+    def known_bids(self) -> int:
+        """Bid levels known to be right, from the best (all of them without the window check)."""
+        return self._bids.known()
+
+    def known_asks(self) -> int:
+        """Ask levels known to be right, from the best."""
+        return self._asks.known()
+
+    def thin(self, below: int) -> bool:
+        """Whether a side not held whole knows fewer than ``below`` levels."""
+        bids, asks = self._bids, self._asks
+        return (bids.edge is not None and bids.known() < below) or (
+            asks.edge is not None and asks.known() < below
+        )
+
+    def windows(self) -> tuple[SideWindow, SideWindow]:
+        """Bids' and asks' known-correct depth and window edge."""
+        return _window(self._bids), _window(self._asks)
 
     def apply(
         self, update_id: int, bids: Iterable[Level], asks: Iterable[Level], depth: int
@@ -142,12 +208,19 @@ class OrderBook:
         return bid_changed or ask_changed
 
     def bids(self, depth: int) -> list[Level]:
-        """The best ``depth`` bids, highest first."""
-        return self._bids.top(depth)
+        """The best ``depth`` bids known to be right, highest first (fewer when the window's
+        edge is nearer)."""
+        side = self._bids
+        return side.top(depth if side.edge is None else min(depth, side.known()))
 
     def asks(self, depth: int) -> list[Level]:
-        """The best ``depth`` asks, lowest first."""
-        return self._asks.top(depth)
+        """The best ``depth`` asks known to be right, lowest first."""
+        side = self._asks
+        return side.top(depth if side.edge is None else min(depth, side.known()))
 
     def __len__(self) -> int:
         return len(self._bids.levels) + len(self._asks.levels)
+
+
+def _window(side: _Side) -> SideWindow:
+    return SideWindow(side.known(), side.edge_price)

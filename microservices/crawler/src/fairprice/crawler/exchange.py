@@ -47,6 +47,9 @@ class Snapshot:
     last_id: int
     bids: list[Level]
     asks: list[Level]
+    limit: int | None = None
+    """Levels a side that were asked for (``None``: not known, e.g. in a recording); a side
+    with fewer is the whole side."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +89,11 @@ class Exchange(Protocol):
     max_messages_per_second: float
     """Method messages (subscribe, unsubscribe) a connection may send per second."""
     max_weight_per_minute: int
-    """The REST request-weight limit per minute (the budget keeps below it)."""
+    """The REST request-weight limit per minute when the exchange does not say (the budget
+    asks it first: ``limits_request``)."""
+    snapshot_limits: tuple[int, ...]
+    """The snapshot sizes at which the request weight steps up, ascending (the largest is
+    the deepest snapshot there is)."""
     max_connection_s: float
     """The server ends a connection after this long; a new one is opened before then."""
 
@@ -108,6 +115,16 @@ class Exchange(Protocol):
 
     def snapshot_request(self, symbol: str, limit: int) -> SnapshotRequest: ...
 
+    def limits_request(self, symbol: str | None) -> SnapshotRequest:
+        """The request that tells the exchange's request-weight limit (``parse_weight_limit``),
+        about ``symbol`` alone when given (a smaller answer)."""
+        ...
+
+    def parse_weight_limit(self, body: bytes) -> int | None:
+        """The request weight allowed per minute, from a ``limits_request`` answer (``None``
+        if it does not say); ``InvalidMessageError`` when malformed."""
+        ...
+
     def parse_snapshot(self, body: bytes) -> Snapshot:
         """A snapshot response body; ``InvalidMessageError`` when malformed."""
         ...
@@ -115,6 +132,10 @@ class Exchange(Protocol):
     def snapshot_symbol(self, url: str) -> str | None:
         """The symbol whose snapshot ``url`` requests (None: not a snapshot request); lets a
         recording be replayed."""
+        ...
+
+    def snapshot_limit(self, url: str) -> int | None:
+        """The levels a side that snapshot request ``url`` asked for (None: not known)."""
         ...
 
     def used_weight(self, headers: Mapping[str, str]) -> int | None:

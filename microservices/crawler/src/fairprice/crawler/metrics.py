@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from fairprice.crawler.rest import WeightBudget
+from fairprice.crawler.budget import WeightBudget
+from fairprice.crawler.progress import SyncProgress
 from fairprice.crawler.streams import StreamPool
 from fairprice.crawler.sync import RefreshOutcome, ResyncReason, SyncEngine
 
@@ -49,16 +50,21 @@ class CrawlerMetrics:
             registry=registry,
         )
 
-    def collect_from(self, engine: SyncEngine, pool: StreamPool, budget: WeightBudget) -> None:
+    def collect_from(
+        self, engine: SyncEngine, pool: StreamPool, budget: WeightBudget, progress: SyncProgress
+    ) -> None:
         """Serve the counters and gauges that these objects keep as plain attributes."""
-        self._registry.register(_Collector(engine, pool, budget))
+        self._registry.register(_Collector(engine, pool, budget, progress))
 
 
 class _Collector(Collector):
-    def __init__(self, engine: SyncEngine, pool: StreamPool, budget: WeightBudget) -> None:
+    def __init__(
+        self, engine: SyncEngine, pool: StreamPool, budget: WeightBudget, progress: SyncProgress
+    ) -> None:
         self._engine = engine
         self._pool = pool
         self._budget = budget
+        self._progress = progress
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         engine, pool, budget = self._engine, self._pool, self._budget
@@ -77,7 +83,17 @@ class _Collector(Collector):
                 pool.handovers,
             ),
             ("malformed_frames", "WebSocket frames that could not be parsed", pool.malformed),
-            ("snapshot_weight", "Request weight spent on snapshots", budget.spent_total),
+            (
+                "snapshot_weight",
+                "Request weight spent: snapshots and the exchangeInfo",
+                budget.spent_total,
+            ),
+            (
+                "books_short",
+                "Books published with fewer levels than depth on a side because the snapshot's "
+                "window ends nearer (the known-correct levels only)",
+                engine.books_short,
+            ),
         )
         for name, doc, value in counters:
             yield CounterMetricFamily(f"fairprice_crawler_{name}", doc, value=value)
@@ -95,7 +111,15 @@ class _Collector(Collector):
         for outcome in RefreshOutcome:
             refreshes.add_metric([outcome.value], engine.refreshes.get(outcome, 0))
         yield refreshes
-        gauges = (
+        windows = CounterMetricFamily(
+            "fairprice_crawler_window_snapshots",
+            "Deeper snapshots taken because a side's known-correct levels ran thin, by limit",
+            labels=["limit"],
+        )
+        for limit in self._engine.window.classes if self._engine.window else ():
+            windows.add_metric([str(limit)], engine.rewindows.get(limit, 0))
+        yield windows
+        gauges: tuple[tuple[str, str, float], ...] = (
             ("symbols_owned", "Symbols this replica crawls", len(engine.symbols)),
             ("symbols_synced", "Owned symbols whose book is in sync", engine.synced_count),
             ("connections", "Open WebSocket connections", pool.connections),
@@ -104,6 +128,12 @@ class _Collector(Collector):
                 "Request weight used this minute (ours or the header's)",
                 budget.used,
             ),
+            ("weight_budget", "Request weight a minute the crawler may spend", budget.budget),
+            (
+                "sync_eta_seconds",
+                "Estimated seconds until every owned symbol is synced (NaN: no estimate yet)",
+                self._progress.eta_metric,
+            ),
         )
-        for name, doc, value in gauges:
-            yield GaugeMetricFamily(f"fairprice_crawler_{name}", doc, value=value)
+        for name, doc, gauge in gauges:
+            yield GaugeMetricFamily(f"fairprice_crawler_{name}", doc, value=gauge)

@@ -1,7 +1,9 @@
 """``fairprice replay DIR``: run recorded traffic through the crawler's sync code, offline.
 
 Prints one JSON line per published book (the same ``Book`` message the crawler publishes) to
-stdout, and a summary per symbol to stderr. ``--format cryptofeed`` reads recordings made by
+stdout, and a summary per symbol to stderr, with the known-correct depth of each side at the
+end (``known bids=N asks=M``, and each side's window edge, ``whole`` when the snapshot held
+the side entirely). ``--format cryptofeed`` reads recordings made by
 cryptofeed's raw-data collector; the default reads ``fairprice-crawler --record DIR`` output
 (both described in ``fairprice.crawler.recording`` and docs/crawler.md).
 """
@@ -9,6 +11,7 @@ cryptofeed's raw-data collector; the default reads ``fairprice-crawler --record 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -53,9 +56,9 @@ class Replayer:
                 return []
             engine.add(symbol)
             try:
-                return engine.on_snapshot(
-                    symbol, self.exchange.parse_snapshot(record.data.encode())
-                )
+                snapshot = self.exchange.parse_snapshot(record.data.encode())
+                limit = self.exchange.snapshot_limit(record.url)
+                return engine.on_snapshot(symbol, dataclasses.replace(snapshot, limit=limit))
             except InvalidMessageError:
                 self.malformed += 1
                 return []
@@ -99,9 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     engine = replayer.engine
     for symbol, sync in sorted(engine.symbols.items()):
         resyncs = ",".join(f"{k}={v}" for k, v in sorted(sync.resyncs.items()))
+        bids, asks = sync.book.windows()
         print(
             f"{symbol}: {sync.state.value} update_id={sync.book.update_id} events={sync.events} "
-            f"applied={sync.applied} dropped={sync.dropped} resyncs[{resyncs}]",
+            f"applied={sync.applied} dropped={sync.dropped} resyncs[{resyncs}] "
+            f"known bids={bids.known} asks={asks.known} "
+            f"edge bids={bids.edge or 'whole'} asks={asks.edge or 'whole'}",
             file=sys.stderr,
         )
     if replayer.malformed:

@@ -7,7 +7,10 @@
   when a replica joins or leaves. Redundant replicas publish the same books with the same
   ``Nats-Msg-Id`` (``<exchange>:<SYMBOL>:<update id>``), which JetStream deduplicates.
 - ``/readyz`` is 200 once NATS is connected and every owned symbol is synced; progress shows
-  in the log as "N of M synced".
+  in the log as "synced N of M" with an estimate of the time left, and in the metrics.
+- Snapshot weight: the budget is the exchange's stated limit (``exchangeInfo``) less
+  ``weight_reserve``; every symbol first gets the smallest snapshot that covers ``depth`` with
+  a margin, and windows that run thin are deepened later (``window``).
 
 Shutdown (SIGTERM): not ready, leave the group (the other replicas take over at once) and keep
 crawling for ``handoff_s`` while they sync, then stop streams and snapshots, flush unacked
@@ -29,6 +32,7 @@ from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import connect_bus, ensure_streams
+from fairprice.common.errors import RateLimitedError, TransientError
 from fairprice.common.feeds import read_feeds
 from fairprice.common.health import HealthServer, Readiness
 from fairprice.common.kv import Bucket, open_bucket
@@ -38,15 +42,18 @@ from fairprice.common.membership import Membership
 from fairprice.common.messages import Book, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
+from fairprice.crawler.budget import WeightBudget, weight_limit_budget
 from fairprice.crawler.exchange import DepthEvent, Exchange
 from fairprice.crawler.exchanges import exchange_for
 from fairprice.crawler.metrics import CrawlerMetrics
+from fairprice.crawler.progress import SyncProgress
 from fairprice.crawler.recording import Recorder
-from fairprice.crawler.rest import SnapshotClient, WeightBudget
+from fairprice.crawler.rest import SnapshotClient
 from fairprice.crawler.settings import CrawlerSection, CrawlerSettings
 from fairprice.crawler.snapshots import SnapshotFetcher
 from fairprice.crawler.streams import StreamPool
 from fairprice.crawler.sync import SyncEngine
+from fairprice.crawler.window import WindowPolicy
 
 __all__ = ["run"]
 
@@ -107,7 +114,17 @@ async def run(
     cfg = settings.crawler
     exchange = exchange_for(cfg.exchange)
     readiness = Readiness("nats", "synced")
-    budget = WeightBudget(min(cfg.weight_budget, exchange.max_weight_per_minute))
+    budget = WeightBudget(
+        weight_limit_budget(exchange.max_weight_per_minute, cfg.weight_reserve, cfg.weight_budget)
+    )
+    window = WindowPolicy.for_depth(
+        cfg.depth,
+        exchange.snapshot_limits,
+        margin=cfg.window_margin,
+        first_limit=cfg.snapshot_limit,
+        max_limit=cfg.max_snapshot_limit,
+    )
+    progress = SyncProgress()
 
     async with contextlib.AsyncExitStack() as stack:
         recorder = stack.enter_context(Recorder(cfg.record)) if cfg.record else None
@@ -116,6 +133,8 @@ async def run(
             depth=cfg.depth,
             every_event=cfg.publish_every_event,
             buffer_limit=cfg.buffer_limit,
+            window=window,
+            window_check=cfg.window_check,
         )
         metrics = CrawlerMetrics(registry)
         await stack.enter_async_context(HealthServer(cfg.http, registry, readiness))
@@ -139,11 +158,12 @@ async def run(
             max_age_s=cfg.connection_max_age_s,
             recorder=recorder,
         )
-        metrics.collect_from(engine, pool, budget)
+        metrics.collect_from(engine, pool, budget, progress)
         http = await stack.enter_async_context(
             httpx.AsyncClient(base_url=cfg.rest_url, timeout=cfg.snapshot_timeout_s)
         )
-        client = SnapshotClient(exchange, http, budget, limit=cfg.snapshot_limit, recorder=recorder)
+        client = SnapshotClient(exchange, http, budget, limit=window.first_limit, recorder=recorder)
+        await _learn_weight_limit(client, cfg)
         membership = await stack.enter_async_context(
             Membership(bus, "crawler", heartbeat_s=cfg.heartbeat_s, ttl_s=cfg.member_ttl_s)
         )
@@ -169,6 +189,8 @@ async def run(
             exchange=exchange.name,
             member=membership.member_id,
             redundancy=cfg.redundancy,
+            snapshot_limit=window.first_limit,
+            weight_budget=budget.budget,
             rest_url=cfg.rest_url,
             ws_url=cfg.ws_url,
         )
@@ -178,7 +200,9 @@ async def run(
             if cfg.refresh_s > 0:
                 tg.create_task(_refresh_books(engine, cfg.refresh_s, stop))
             tg.create_task(
-                _watch_progress(engine, fetcher, readiness, ready, stop, cfg.quiet_snapshot_s)
+                _watch_progress(
+                    engine, fetcher, progress, readiness, ready, stop, cfg.quiet_snapshot_s
+                )
             )
             await stop.wait()
             readiness.set("synced", False)
@@ -289,26 +313,48 @@ async def _refresh_books(engine: SyncEngine, refresh_s: float, stop: asyncio.Eve
             engine.refresh(symbol)
 
 
+async def _learn_weight_limit(client: SnapshotClient, cfg: CrawlerSection) -> None:
+    """Set the budget from the exchange's own request-weight limit, less the reserve; keep the
+    adapter's known limit when the exchange cannot be asked now."""
+    budget = client.budget
+    try:
+        # About one symbol we crawl (which the exchange must list): a small answer.
+        limit = await client.weight_limit(cfg.symbols[0] if cfg.symbols else None)
+    except (RateLimitedError, TransientError) as exc:
+        log.warning("cannot read the exchange's weight limit", error=str(exc), budget=budget.budget)
+        return
+    if limit is None:
+        log.warning("the exchange states no weight limit", budget=budget.budget)
+        return
+    budget.budget = weight_limit_budget(limit, cfg.weight_reserve, cfg.weight_budget)
+    log.info("weight budget", exchange_limit=limit, budget=budget.budget)
+
+
 async def _watch_progress(
     engine: SyncEngine,
     fetcher: SnapshotFetcher,
+    progress: SyncProgress,
     readiness: Readiness,
     ready: asyncio.Event | None,
     stop: asyncio.Event,
     quiet_snapshot_s: float,
 ) -> None:
-    """Readiness (every owned symbol synced), quiet symbols started, "N of M synced" lines."""
+    """Readiness (every owned symbol synced), quiet symbols started, "synced N of M" lines
+    with the estimated time left, at most one a second and only when the count changed."""
     last: tuple[int, int] | None = None
     while True:
         engine.start_quiet(quiet_snapshot_s)
         synced, total = engine.synced_count, len(engine.symbols)
+        progress.sample(synced, total)
         all_synced = synced == total
         readiness.set("synced", all_synced)
         if (synced, total) != last:
+            eta = progress.eta_s
             log.info(
-                f"{synced} of {total} synced",
+                f"synced {synced} of {total}",
                 synced=synced,
                 total=total,
+                eta_s=None if eta is None else round(eta, 1),
                 snapshots_waiting=fetcher.waiting,
             )
             last = (synced, total)

@@ -33,13 +33,27 @@ class CrawlerSection(Section):
     """Levels per side in published books."""
     publish_every_event: bool = False
     """Publish after every applied event, not only those that changed the top ``depth``."""
-    snapshot_limit: int = Field(default=1000, ge=1, le=5000)
-    """Levels per side requested in REST snapshots (Binance weight 5/25/50/250 up to
-    100/500/1000/5000)."""
-    weight_budget: int = Field(default=2400, ge=1)
-    """Request weight per minute the crawler may spend on snapshots (Binance allows 6000 per
-    IP; the rest is left to other clients on the same IP)."""
-    snapshot_concurrency: int = Field(default=2, ge=1, le=32)
+    snapshot_limit: int | None = Field(default=None, ge=1, le=5000)
+    """Levels per side of the first snapshot of a symbol (Binance weight 5/25/50/250 up to
+    100/500/1000/5000). None: the smallest weight class holding ``window_margin`` times
+    ``depth`` (depth 20: 100 levels, weight 5); set 1000 or 5000 to store deep books."""
+    window_margin: float = Field(default=2.0, ge=1.0)
+    """The first snapshot holds this many times ``depth`` levels (when ``snapshot_limit`` is
+    not set)."""
+    max_snapshot_limit: int = Field(default=1000, ge=1, le=5000)
+    """The deepest snapshot a book whose window ran thin may ask for."""
+    window_check: bool = True
+    """Publish only the levels inside the snapshot's window and deepen thin windows
+    (docs/crawler.md). False publishes every level held, as a plain snapshot + diff book
+    does, which misses levels once the price walks past the window: for comparisons only."""
+    weight_budget: int | None = Field(default=None, ge=1)
+    """Request weight per minute the crawler may spend. None: the exchange's own limit
+    (``exchangeInfo`` ``rateLimits`` REQUEST_WEIGHT, 6000 a minute on Binance) less
+    ``weight_reserve``; a number caps it lower (other clients share the IP)."""
+    weight_reserve: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """The share of the exchange's limit never spent: requests in flight, another client on
+    the same IP and a clock a little off the exchange's minute stay below the limit."""
+    snapshot_concurrency: int = Field(default=8, ge=1, le=32)
     snapshot_timeout_s: float = Field(default=10.0, gt=0)
     snapshot_retry_base_s: float = Field(default=1.0, gt=0)
     snapshot_retry_max_s: float = Field(default=60.0, gt=0)

@@ -1,8 +1,11 @@
 """The snapshot queue: symbols that need a snapshot, fetched a few at a time within budget.
 
-``SyncEngine`` calls ``request(symbol)``; ``concurrency`` workers take symbols in order, fetch
-through ``SnapshotClient`` (which waits for the weight budget) and hand the result back to the
-engine, whose unlocked books go to ``publish``. A failed attempt is retried after a jittered
+``SyncEngine`` calls ``request(symbol)``; ``concurrency`` workers take symbols, fetch through
+``SnapshotClient`` (which waits for the weight budget) with the limit the engine asks for
+(``SyncEngine.snapshot_limit``) and hand the result back to the engine, whose unlocked books
+go to ``publish``. Symbols without a book come first, then new windows for thin books, then
+background refreshes, each in the order asked: at cold start every symbol syncs before the
+remaining budget deepens any window. A failed attempt is retried after a jittered
 exponential backoff per symbol; a 429/418 needs no backoff of its own because the budget holds
 every request until ``Retry-After`` has passed. Thousands of symbols resyncing at once (a
 reconnect) therefore become a steady stream of requests at the budget's rate, never a storm.
@@ -18,7 +21,7 @@ from fairprice.common.errors import InvalidMessageError, RateLimitedError, Trans
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import Book
 from fairprice.crawler.rest import SnapshotClient, backoff
-from fairprice.crawler.sync import State, SyncEngine
+from fairprice.crawler.sync import State, SymbolSync, SyncEngine
 
 __all__ = ["SnapshotFetcher"]
 
@@ -46,7 +49,8 @@ class SnapshotFetcher:
         self._retry_base_s = retry_base_s
         self._retry_max_s = retry_max_s
         self._on_outcome = on_outcome
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queue: asyncio.PriorityQueue[tuple[int, int, str]] = asyncio.PriorityQueue()
+        self._order = 0
         self._queued: set[str] = set()
         self._attempts: dict[str, int] = {}
         self._retries: dict[str, asyncio.TimerHandle] = {}
@@ -61,7 +65,8 @@ class SnapshotFetcher:
         if symbol in self._queued or symbol in self._retries:
             return
         self._queued.add(symbol)
-        self._queue.put_nowait(symbol)
+        self._order += 1
+        self._queue.put_nowait((_priority(self._engine.symbols.get(symbol)), self._order, symbol))
 
     async def __aenter__(self) -> SnapshotFetcher:
         self._workers = [
@@ -85,13 +90,13 @@ class SnapshotFetcher:
 
     async def _work(self) -> None:
         while True:
-            symbol = await self._queue.get()
+            _, _, symbol = await self._queue.get()
             self._queued.discard(symbol)
             sync = self._engine.symbols.get(symbol)
             if sync is None or not (sync.state is State.BUFFERING or sync.refreshing):
                 continue  # removed, or synced by an earlier snapshot meanwhile
             try:
-                snapshot = await self._client.fetch(symbol)
+                snapshot = await self._client.fetch(symbol, self._engine.snapshot_limit(symbol))
                 books = self._engine.on_snapshot(symbol, snapshot)
             except RateLimitedError:
                 self._on_outcome("rate_limited")
@@ -117,3 +122,10 @@ class SnapshotFetcher:
     def _retry(self, symbol: str) -> None:
         del self._retries[symbol]
         self._engine.snapshot_failed(symbol)
+
+
+def _priority(sync: SymbolSync | None) -> int:
+    """0: no book yet (or a resync), 1: a new window for a thin book, 2: a refresh."""
+    if sync is None or not sync.refreshing:
+        return 0
+    return 1 if sync.rewindowing else 2

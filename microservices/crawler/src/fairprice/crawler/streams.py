@@ -11,7 +11,8 @@
   or shows a gap, and only those symbols resync, paced by the snapshot budget.
 - Planned closes (the exchange's 24 h limit, a ``serverShutdown`` announcement) are a
   make-before-break handover: a new connection subscribes the same streams and holds its
-  frames; once subscribed, the old one closes and the held frames are released. Events seen on
+  frames; once the server has answered its subscriptions, the old one closes and the held
+  frames are released. Events seen on
   both are dropped by update id, so no book notices and no snapshot is fetched.
 """
 
@@ -50,12 +51,18 @@ class _Connection:
         self.hold = hold
         self.held: list[tuple[DepthEvent, int]] = []
         self.ready = asyncio.Event()
-        """Set once the streams wanted at connect time are subscribed."""
+        """Set once the streams wanted are subscribed and the server has answered the last
+        subscribe message: from then on it sends their events here (a handover closes the
+        old connection only after that, or events in between would be lost)."""
         self.retire = asyncio.Event()
         """Set when the server announced a shutdown or the connection is too old."""
         self._ws: ClientConnection | None = None
         self._wake = asyncio.Event()
         self._next_id = 0
+        self._last_sent = 0
+        """Id of the last method message sent on this connection."""
+        self._answered = 0
+        """Highest id the server has answered on this connection."""
         self._sent_at: list[float] = []
         self.task = asyncio.create_task(self._run(), name=f"ws-connection-{number}")
 
@@ -94,6 +101,7 @@ class _Connection:
                     self._ws = ws
                     self.opened_at = time.monotonic()
                     self.subscribed = set()
+                    self._last_sent = self._answered = 0
                     pool.record("open", conn=self.number, url=url)
                     log.info("stream connected", conn=self.number, streams=len(self.streams))
                     await self._serve(ws)
@@ -121,7 +129,7 @@ class _Connection:
             while True:
                 self._wake.clear()
                 await self._sync_subscriptions(ws)
-                if self.subscribed == self.streams:
+                if self.subscribed == self.streams and self._answered >= self._last_sent:
                     self.ready.set()
                 if time.monotonic() - self.opened_at > self.pool.max_age_s:
                     self.retire.set()
@@ -149,6 +157,7 @@ class _Connection:
                 chunk = streams[start : start + pool.streams_per_message]
                 await self._pace()
                 self._next_id += 1
+                self._last_sent = self._next_id
                 message = pool.exchange.subscribe_message(chunk, self._next_id, subscribe)
                 await ws.send(message)
                 pool.record("send", conn=self.number, data=message)
@@ -188,6 +197,9 @@ class _Connection:
                 if frame.kind == "shutdown":
                     log.info("server shutdown announced", conn=self.number)
                     self.retire.set()
+                    self._wake.set()
+                elif frame.kind == "reply" and frame.detail.isdigit():
+                    self._answered = max(self._answered, int(frame.detail))
                     self._wake.set()
                 elif frame.kind == "error":
                     log.warning("stream method error", conn=self.number, detail=frame.detail)

@@ -24,6 +24,12 @@ Every applied event that changed the top ``depth`` levels (or every applied even
 ``every_event``) yields the ``Book`` message to publish. The first event applied after a
 snapshot always yields one: the consumers have not seen this book yet.
 
+Windows (``window.WindowPolicy``, docs/crawler.md): a book publishes only the levels inside
+its snapshot's window, and says per side how many it knows (``Book.bids_known``). When a side
+runs thin (fewer known levels than the policy's ``low_water``) the engine asks for a deeper
+snapshot in the background, exactly like a refresh: the live book keeps publishing, and the
+new book takes over between two events, so the published update ids have no gap.
+
 The engine is plain synchronous code with no I/O, so the live crawler, the offline replay and
 the benchmark drive exactly the same logic.
 """
@@ -40,6 +46,7 @@ from fairprice.common.logs import get_logger
 from fairprice.common.messages import Book
 from fairprice.crawler.book import OrderBook
 from fairprice.crawler.exchange import DepthEvent, Exchange, Snapshot
+from fairprice.crawler.window import WindowPolicy
 
 __all__ = ["RefreshOutcome", "ResyncReason", "State", "SymbolSync", "SyncEngine"]
 
@@ -82,24 +89,44 @@ class SymbolSync:
         "events",
         "added_at",
         "first_pending",
+        "held",
+        "limit",
+        "next_limit",
         "publish_next",
         "refreshing",
         "resyncs",
+        "rewindowing",
         "state",
         "symbol",
     )
 
-    def __init__(self, symbol: str, buffer_limit: int, added_at: float) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        buffer_limit: int,
+        added_at: float,
+        *,
+        window_check: bool = True,
+        limit: int | None = None,
+    ) -> None:
         self.symbol = symbol
         self.state = State.NEW
         self.added_at = added_at
-        self.book = OrderBook()
+        self.book = OrderBook(window_check=window_check)
         self.buffer: deque[tuple[DepthEvent, int]] = deque(maxlen=buffer_limit)
         self.first_pending = False
         """The book holds a snapshot and no event yet: the next one must start after it."""
         self.publish_next = False
         self.refreshing = False
         """SYNCED and a refresh snapshot is on the way: applied events are kept in ``buffer``."""
+        self.rewindowing = False
+        """The refresh on the way is a new window for a side that ran thin."""
+        self.held: Snapshot | None = None
+        """A refresh snapshot newer than the live book, waiting for the stream to catch up."""
+        self.limit: int | None = None
+        """Levels a side of the snapshot the book was built from (``None``: not known)."""
+        self.next_limit = limit
+        """Levels a side to ask for in the next snapshot (``None``: the fetcher's default)."""
         self.events = 0
         self.applied = 0
         self.dropped = 0
@@ -125,12 +152,19 @@ class SyncEngine:
         every_event: bool = False,
         buffer_limit: int = 10_000,
         request_snapshot: Callable[[str], None] = lambda _symbol: None,
+        window: WindowPolicy | None = None,
+        window_check: bool = True,
     ) -> None:
+        """``window``: the snapshot sizes to ask for and when to ask for a new window (None:
+        never; a replay cannot ask). ``window_check=False`` publishes every level held, as
+        a plain snapshot + diff book does (wrong once the price passes the window's edge)."""
         self.exchange = exchange
         self.depth = depth
         self.every_event = every_event
         self.buffer_limit = buffer_limit
         self.request_snapshot = request_snapshot
+        self.window = window if window_check else None
+        self.window_check = window_check
         self.symbols: dict[str, SymbolSync] = {}
         self.synced_count = 0
         self.events_applied = 0
@@ -139,12 +173,32 @@ class SyncEngine:
         self.books_built = 0
         self.resyncs: Counter[str] = Counter()
         self.refreshes: Counter[str] = Counter()
+        self.rewindows: Counter[int] = Counter()
+        """New windows asked for, by snapshot limit."""
+        self.books_short = 0
+        """Books published with fewer than ``depth`` levels on a side because the window's
+        edge was nearer (the side holds more, but they cannot be vouched for yet)."""
 
     # -- the symbol set ---------------------------------------------------------------
 
     def add(self, symbol: str) -> None:
         if symbol not in self.symbols:
-            self.symbols[symbol] = SymbolSync(symbol, self.buffer_limit, time.monotonic())
+            self.symbols[symbol] = SymbolSync(
+                symbol,
+                self.buffer_limit,
+                time.monotonic(),
+                window_check=self.window_check,
+                limit=self._first_limit,
+            )
+
+    @property
+    def _first_limit(self) -> int | None:
+        return None if self.window is None else self.window.first_limit
+
+    def snapshot_limit(self, symbol: str) -> int | None:
+        """Levels a side to ask for in ``symbol``'s next snapshot (``None``: the default)."""
+        sync = self.symbols.get(symbol)
+        return None if sync is None else sync.next_limit
 
     def remove(self, symbol: str) -> None:
         sync = self.symbols.pop(symbol, None)
@@ -185,6 +239,10 @@ class SyncEngine:
                 published = self._apply(sync, event, receive_ms)
                 if sync.refreshing:
                     sync.buffer.append((event, receive_ms))
+                    held = sync.held
+                    if held is not None and sync.book.update_id >= held.last_id:
+                        sync.held = None
+                        self._refresh(sync, held)  # the stream caught up with the snapshot
                 return published
             self._resync(sync, ResyncReason.GAP, event, receive_ms)
             return None
@@ -212,7 +270,8 @@ class SyncEngine:
             self._count_resync(sync, ResyncReason.STALE_SNAPSHOT)
             self.request_snapshot(symbol)
             return []
-        sync.book.load(snapshot.last_id, snapshot.bids, snapshot.asks)
+        sync.book.load(snapshot.last_id, snapshot.bids, snapshot.asks, limit=snapshot.limit)
+        sync.limit = snapshot.limit
         sync.state = State.SYNCED
         sync.first_pending = True
         sync.publish_next = True
@@ -247,17 +306,24 @@ class SyncEngine:
         sync = self.symbols.get(symbol)
         if sync is None or sync.state is not State.SYNCED or sync.refreshing:
             return False
-        sync.refreshing = True
-        sync.buffer.clear()
-        self.request_snapshot(symbol)
+        sync.next_limit = sync.limit if sync.limit is not None else self._first_limit
+        self._start_refresh(sync)
         return True
+
+    def _start_refresh(self, sync: SymbolSync, *, rewindow: bool = False) -> None:
+        sync.refreshing = True
+        sync.rewindowing = rewindow
+        sync.held = None
+        sync.buffer.clear()
+        self.request_snapshot(sync.symbol)
 
     def snapshot_failed(self, symbol: str) -> None:
         """The fetch for ``symbol`` gave up for now: count it and ask again (a refresh is
         simply abandoned; the next one comes in its time)."""
         sync = self.symbols.get(symbol)
         if sync is not None and sync.refreshing:
-            sync.refreshing = False
+            sync.refreshing = sync.rewindowing = False
+            sync.held = None
             sync.buffer.clear()
             self.refreshes[RefreshOutcome.FAILED] += 1
         elif sync is not None and sync.state is State.BUFFERING:
@@ -270,35 +336,41 @@ class SyncEngine:
         """Rebuild the book from ``snapshot`` plus the events applied since it, in the
         background; swap it in if it reaches the live book's update id.
 
-        A book only learns the levels of its snapshot and those that changed since: a level
-        outside the snapshot's depth that never changes stays unknown, and shows up missing
-        when the price moves to it (Binance's documentation warns of this). Refreshing each
-        book now and then repairs that with no gap: the live book keeps publishing while the
-        new one catches up, and the swap happens between two events.
+        A refresh checks the live book against the exchange, and a new window (``rewindow``)
+        moves the edges out after a side ran thin; both swap between two events, so the live
+        book publishes on meanwhile and no update id is missed. A snapshot newer than the
+        live book is held until the stream has caught up with it.
         """
-        sync.refreshing = False
+        live = sync.book
+        if snapshot.last_id > live.update_id:
+            sync.held = snapshot  # the stream lags the REST answer: wait for it
+            return
+        sync.refreshing = sync.rewindowing = False
         applied = [event for event, _ in sync.buffer]
         sync.buffer.clear()
-        live = sync.book
         pending = [event for event in applied if event.last_id > snapshot.last_id]
-        if snapshot.last_id > live.update_id or (
-            pending and not self.exchange.starts_after(snapshot.last_id, pending[0])
-        ):
-            # Newer than the live book (the stream lags), or older than the events kept.
+        if pending and not self.exchange.starts_after(snapshot.last_id, pending[0]):
+            # Older than the events kept (the buffer overflowed, or a stale answer).
             self.refreshes[RefreshOutcome.SKIPPED] += 1
             return
-        fresh = OrderBook()
-        fresh.load(snapshot.last_id, snapshot.bids, snapshot.asks)
+        fresh = OrderBook(window_check=self.window_check)
+        fresh.load(snapshot.last_id, snapshot.bids, snapshot.asks, limit=snapshot.limit)
         for event in pending:
             fresh.apply(event.last_id, event.bids, event.asks, self.depth)
         depth = self.depth
-        if (fresh.bids(depth), fresh.asks(depth)) != (live.bids(depth), live.asks(depth)):
+        old_bids, old_asks = live.bids(depth), live.asks(depth)
+        new_bids, new_asks = fresh.bids(depth), fresh.asks(depth)
+        if new_bids[: len(old_bids)] != old_bids or new_asks[: len(old_asks)] != old_asks:
+            # A level the live book vouched for is not what the exchange holds.
             log.warning("refresh corrected the book", symbol=sync.symbol, update_id=live.update_id)
             self.refreshes[RefreshOutcome.CORRECTED] += 1
             sync.publish_next = True  # the corrected top goes out with the next event
         else:
             self.refreshes[RefreshOutcome.OK] += 1
+            if (new_bids, new_asks) != (old_bids, old_asks):
+                sync.publish_next = True  # the new window shows more levels
         sync.book = fresh
+        sync.limit = snapshot.limit
 
     def _apply(self, sync: SymbolSync, event: DepthEvent, receive_ms: int) -> Book | None:
         try:
@@ -311,11 +383,26 @@ class SyncEngine:
         sync.first_pending = False
         sync.applied += 1
         self.events_applied += 1
+        book = sync.book
+        window = self.window
+        if window is not None and not sync.refreshing and book.thin(window.low_water):
+            sync.next_limit = window.deeper(sync.limit)
+            self.rewindows[sync.next_limit] += 1
+            log.info(
+                "window ran thin, deepening",
+                symbol=sync.symbol,
+                update_id=book.update_id,
+                limit=sync.next_limit,
+            )
+            self._start_refresh(sync, rewindow=True)
         if not (changed or self.every_event or sync.publish_next):
             return None
         sync.publish_next = False
         self.books_built += 1
         depth = self.depth
+        bids, asks = book.bids(depth), book.asks(depth)
+        if book.thin(depth):
+            self.books_short += 1
         return Book(
             exchange=self.exchange.name,
             symbol=sync.symbol,
@@ -323,8 +410,10 @@ class SyncEngine:
             first_update_id=event.first_id,
             event_time_ms=event.event_time_ms,
             receive_time_ms=receive_ms,
-            bids=sync.book.bids(depth),
-            asks=sync.book.asks(depth),
+            bids=bids,
+            asks=asks,
+            bids_known=book.known_bids(),
+            asks_known=book.known_asks(),
         )
 
     def _resync(
@@ -342,9 +431,11 @@ class SyncEngine:
                     last_id=event.last_id,
                 )
         sync.state = State.BUFFERING
-        sync.book = OrderBook()
+        sync.book = OrderBook(window_check=self.window_check)
         sync.first_pending = False
-        sync.refreshing = False
+        sync.refreshing = sync.rewindowing = False
+        sync.held = None
+        sync.next_limit = self._first_limit
         sync.buffer.clear()
         if event is not None:
             sync.buffer.append((event, receive_ms))
