@@ -71,13 +71,7 @@ class HistoryReader:
 
     def __init__(self, settings: InfluxSettings) -> None:
         self._settings = settings
-        headers: dict[str, str] = {}
-        auth: tuple[str, str] | None = None
-        if settings.token is not None:
-            headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
-        elif settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else ""
-            auth = (settings.username, password)
+        headers, auth = settings.credentials()
         self._client = httpx.AsyncClient(
             base_url=settings.url, headers=headers, auth=auth, timeout=settings.timeout_s
         )
