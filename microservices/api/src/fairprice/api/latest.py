@@ -18,7 +18,7 @@ from nats.js.kv import KeyValue
 
 from fairprice.common.bus import Bus
 from fairprice.common.errors import InvalidMessageError, TransientError
-from fairprice.common.kv import Bucket, snapshot
+from fairprice.common.kv import Bucket, latest_key, snapshot
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import Latest, decode
 
@@ -43,7 +43,7 @@ class LatestReader:
         if kv is None:
             return None
         try:
-            entry = await kv.get(f"{exchange}.{symbol}")
+            entry = await kv.get(latest_key(exchange, symbol))
         except nats.js.errors.KeyNotFoundError:
             return None
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
