@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from fairprice.common.bus import Bus
 from fairprice.common.messages import Book, decode
 from fairprice.common.settings import HttpSettings, NatsSettings
-from fairprice.common.subjects import books_subject
+from fairprice.common.subjects import books_symbol_filter
 from fairprice.common.testing import eventually
 from fairprice.crawler.service import run
 from fairprice.simulator.server import run_simulator
@@ -61,7 +61,7 @@ async def test_a_trend_past_the_snapshot_window_publishes_only_true_levels(
             info = await bus.jsm.stream_info("BOOKS")
 
             async def published_past_the_trend() -> bool:
-                msg = await bus.jsm.get_last_msg("BOOKS", books_subject("binance", SYMBOL))
+                msg = await bus.jsm.get_last_msg("BOOKS", books_symbol_filter("binance", SYMBOL))
                 assert msg.data is not None
                 last = decode(msg.data, Book)
                 # Past the trend's end, and deep again if a window was still being deepened.
