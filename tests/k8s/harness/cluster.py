@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
+from .apiserver import KubeApi
 from .images import program
 from .kubelet import Container, Pod
 from .manifests import ConfigError, Manifests, PodTemplate, container_env, write_volume
@@ -26,17 +27,9 @@ from .network import Endpoint, Network
 from .probes import port_number
 from .sandbox import Sandbox
 
-__all__ = ["ApiServer", "Cluster", "program_is_missing"]
+__all__ = ["Cluster", "program_is_missing"]
 
 SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-
-class ApiServer:
-    """Where pods find the Kubernetes API: ``KUBERNETES_SERVICE_HOST/PORT`` and the service
-    account files (token, ca.crt, namespace) mounted into pods that automount a token."""
-
-    def __init__(self, host: str, port: int, token: str, ca_path: Path) -> None:
-        self.host, self.port, self.token, self.ca_path = host, port, token, ca_path
 
 
 class Cluster:
@@ -46,14 +39,16 @@ class Cluster:
         workdir: Path,
         *,
         namespace: str = "fairprice",
-        api_server: ApiServer | None = None,
+        crds: list[dict[str, Any]] | None = None,
         out: TextIO | None = None,
     ) -> None:
         self.manifests = Manifests(namespace, [d for d in docs if d])
         self.namespace = namespace
         self.workdir = workdir
         self.network = Network(namespace, workdir / "network")
-        self.api_server = api_server
+        self.crds = crds
+        self.api_server: KubeApi | None = None
+        """With ``crds``: the API server (kmock) that pods with a service-account token reach."""
         self.out = out
         self.templates = {t.name: t for t in self.manifests.templates()}
         self.replicas = {n: t.replicas for n, t in self.templates.items() if not t.hook}
@@ -63,13 +58,17 @@ class Cluster:
         self._listeners: list[Callable[[], None]] = []
         self._cluster_ips: dict[str, str] = {}
         self._stopping = False
+        self.ready_at = 0.0
+        """When ``wait_ready`` last saw every pod Ready (monotonic clock)."""
 
     # ---- lifecycle -----------------------------------------------------------------------
 
     async def __aenter__(self) -> Cluster:
         (self.workdir / "network").mkdir(parents=True, exist_ok=True)
         self.network.services = dict(self.manifests.by_kind.get("Service", {}))
-        if self.api_server is not None:
+        if self.crds is not None:
+            api = KubeApi(self.crds, self.network.allocate(), self.workdir / "apiserver")
+            self.api_server = await api.__aenter__()
             for name in ("kubernetes", "kubernetes.default"):
                 for suffix in ("", ".svc", ".svc.cluster.local"):
                     self.network.extra[name + suffix] = self.api_server.host
@@ -85,14 +84,16 @@ class Cluster:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._stopping = True
-        await asyncio.gather(*(pod.delete() for pod in list(self.pods.values())))
+        try:
+            await asyncio.gather(*(pod.delete() for pod in list(self.pods.values())))
+        finally:
+            if self.api_server is not None:
+                await self.api_server.__aexit__(t, e, tb)
 
     # ---- what tests and people ask ---------------------------------------------------------
 
     def pods_of(self, workload: str) -> list[Pod]:
-        return [
-            p for p in self.pods.values() if p.workload == workload and not p.deleting.is_set()
-        ]
+        return [p for p in self.pods.values() if p.workload == workload and not p.deleting.is_set()]
 
     def pod(self, name: str) -> Pod:
         return self.pods[name]
@@ -111,7 +112,8 @@ class Cluster:
         """Seconds until every pod that runs here is Ready; fails naming those that are not."""
         started = time.monotonic()
         await self._until(self.all_ready, within, "every pod Ready")
-        return time.monotonic() - started
+        self.ready_at = time.monotonic()
+        return self.ready_at - started
 
     async def scale(self, workload: str, replicas: int) -> None:
         """``kubectl scale --replicas``: new pods start, surplus ones stop gracefully."""
@@ -195,8 +197,10 @@ class Cluster:
     async def _reconcile_and_wait(self, workload: str) -> None:
         self._reconcile(workload)
         await self._until(
-            lambda: len([p for p in self.pods.values() if p.workload == workload])
-            == self.replicas[workload],
+            lambda: (
+                len([p for p in self.pods.values() if p.workload == workload])
+                == self.replicas[workload]
+            ),
             120,
             f"{workload} at {self.replicas[workload]} pods",
         )
@@ -411,10 +415,15 @@ class Cluster:
 def _unready(endpoint: Endpoint) -> Endpoint:
     """A terminating pod leaves every Service's endpoints at once."""
     return Endpoint(
-        endpoint.name, endpoint.address, endpoint.labels, False, False, endpoint.hostname, endpoint.subdomain
+        endpoint.name,
+        endpoint.address,
+        endpoint.labels,
+        False,
+        False,
+        endpoint.hostname,
+        endpoint.subdomain,
     )
 
 
 def program_is_missing(container: dict[str, Any]) -> bool:
     return program(container, "127.0.0.1") is None
-

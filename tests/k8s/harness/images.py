@@ -42,7 +42,7 @@ class Program:
 
 
 def repository(image: str) -> str:
-    """``docker.io/library/nats:2.10`` -> ``nats``; ``fairprice-crawler:dev`` -> ``fairprice-crawler``."""
+    """``docker.io/library/nats:2.10`` -> ``nats``; ``fairprice-sim:dev`` -> ``fairprice-sim``."""
     last = image.rsplit("/", 1)[-1]
     return last.split("@", 1)[0].split(":", 1)[0]
 
@@ -75,9 +75,11 @@ def program(container: dict[str, Any], address: str, config_text: str = "") -> P
         listen = {f"FAIRPRICE_{section}__HTTP__HOST": address}
         if service == "sim":
             listen["FAIRPRICE_SIMULATOR__HOST"] = address
-        argv = [_resolve(c) for c in command[:1]] + command[1:] if command else [
-            str(VENV_BIN / script)
-        ]
+        argv = (
+            [_resolve(c) for c in command[:1]] + command[1:]
+            if command
+            else [str(VENV_BIN / script)]
+        )
         return Program(argv + args, image_env, listen)
     if repo == "nats":
         argv = [_resolve(command[0]), *command[1:], *args] if command else [_which("nats-server")]

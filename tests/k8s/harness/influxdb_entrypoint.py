@@ -27,7 +27,9 @@ META = Path("/var/lib/influxdb/meta/meta.db")
 def _query(address: str, q: str, user: str = "", password: str = "") -> None:
     login = "?" + urllib.parse.urlencode({"u": user, "p": password}) if user else ""
     data = urllib.parse.urlencode({"q": q}).encode()
-    with urllib.request.urlopen(f"http://{address}/query{login}", data=data, timeout=10) as response:
+    with urllib.request.urlopen(
+        f"http://{address}/query{login}", data=data, timeout=10
+    ) as response:
         body = response.read().decode()
     if '"error"' in body:
         raise SystemExit(f"influxdb init: {q.split(' WITH')[0]}: {body}")

@@ -78,7 +78,7 @@ class Container:
                 preexec_fn=self.sandbox.preexec(),
             )
 
-    async def exec(self, argv: list[str], timeout: float) -> int:
+    async def exec(self, argv: list[str], timeout: float) -> int:  # noqa: ASYNC109
         """``kubectl exec``: ``argv`` in the container's view of the filesystem; its exit code
         (-1 when it did not finish within ``timeout``)."""
         env = {**self.program.env, **self.env}
@@ -295,7 +295,9 @@ class Pod:
 
     def start(self) -> None:
         for container in self.containers:
-            self._tasks.append(asyncio.create_task(container.run(), name=f"{self.name}/{container.name}"))
+            self._tasks.append(
+                asyncio.create_task(container.run(), name=f"{self.name}/{container.name}")
+            )
         self.changed()
 
     async def wait(self) -> None:

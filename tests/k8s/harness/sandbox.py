@@ -1,6 +1,7 @@
 """A container's view of the filesystem: a private mount namespace per process in which the
 pod's volumes are bind-mounted at their mountPaths (so /etc/fairprice/config.toml is where the
-spec says), and /etc/hosts and /etc/resolv.conf are the pod's. Then a session of its own and the parent-death signal, so nothing outlives the harness.
+spec says), and /etc/hosts and /etc/resolv.conf are the pod's. Then a session of its own and
+the parent-death signal, so nothing outlives the harness.
 
 Needs root (CAP_SYS_ADMIN) for the mounts. The process stays root: the workspace's Python
 lives under /root here, which no other user may enter, so runAsUser cannot be honoured (the
