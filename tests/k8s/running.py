@@ -15,19 +15,23 @@ import httpx
 
 from fairprice.common.bus import Bus, connect_bus
 from fairprice.common.settings import NatsSettings, ServiceSettings, load_settings
+from fairprice.common.testing import eventually
 from fairprice.converter.settings import ConverterSettings
 from fairprice.crawler.settings import CrawlerSettings
 from fairprice.operator.settings import OperatorSettings
 from fairprice.simulator.settings import SimulatorSettings
 from fairprice.storer.settings import StorerSettings
 
+from ..e2e.conftest import Audit, Lake, Window, audit_until_clean, now_ms
 from .conftest import NAMESPACE, RELEASE
 from .harness import Cluster, Manifests, container_env
 from .harness.images import repository
 from .harness.manifests import write_volume
 
 __all__ = [
+    "RECOVERY_VALUES",
     "SETTINGS",
+    "audit_since",
     "fair_price_counts",
     "influx_url",
     "load_pod_settings",
@@ -127,3 +131,46 @@ def load_pod_settings(
     path = root / config.relative_to("/")
     with _environment({**env, "FAIRPRICE_CONFIG": str(path)}):
         return cls, load_settings(cls, path)
+
+
+RECOVERY_VALUES: dict[str, Any] = {
+    "simulator": {"enabled": True},
+    "operator": {"enabled": False},
+    "settings": {"log": {"format": "json"}, "nats": {"reconnect_wait_s": 0.2}},
+    "crawler": {
+        "settings": {
+            "publish_every_event": True,
+            "heartbeat_s": 0.5,
+            "member_ttl_s": 2,
+            "handoff_s": 1,
+            "reconnect_base_s": 0.1,
+            "snapshot_retry_base_s": 0.1,
+            "snapshot_retry_max_s": 1,
+        }
+    },
+    "converter": {
+        "settings": {
+            "sma_fast_s": 1,
+            "sma_slow_s": 3,
+            "heartbeat_s": 0.5,
+            "member_ttl_s": 2,
+            "replay_margin_s": 5,
+        }
+    },
+    # A message delivered to a killed storer comes back after ack_wait_s (default 60 s).
+    "storer": {"settings": {"ack_wait_s": 3, "max_delay_s": 0.1, "influx_ping_s": 0.5}},
+}
+"""The offline values, set through the chart's own settings values for quick recovery (as an
+operator tuning a cluster would): shorter heartbeats, ack wait and SMA windows."""
+
+
+async def audit_since(
+    cluster: Cluster, bus: Bus, lake: Lake, start_ms: int, title: str, within: float = 90.0
+) -> Audit:
+    """tests/e2e's audit of everything since ``start_ms``, once the window closed and the
+    pipeline caught up."""
+    end = now_ms()
+    await eventually(lambda: now_ms() > end + 1_000, within=5, what="window closed")
+    return await audit_until_clean(
+        lake, bus, influx_url(cluster), Window(start_ms, end), within=within, title=title
+    )
