@@ -120,12 +120,18 @@ class Cluster:
         self.replicas[workload] = replicas
         await self._reconcile_and_wait(workload)
 
-    async def delete_pod(self, name: str, grace: float | None = None) -> None:
-        """``kubectl delete pod`` (grace 0: forced); the workload's controller replaces it."""
+    async def delete_pod(self, name: str, grace: float | None = None, replace: bool = True) -> None:
+        """``kubectl delete pod`` (grace 0: forced); the workload's controller replaces it
+        (``replace=False``: not until ``reconcile``, as when its node is down)."""
         pod = self.pods[name]
         await pod.delete(grace)
         self._forget(pod)
-        self._reconcile(pod.workload)
+        if replace:
+            self._reconcile(pod.workload)
+
+    def reconcile(self, workload: str) -> None:
+        """The workload's controller brings its pods back to its replicas."""
+        self._reconcile(workload)
 
     async def run_hooks(self, hook: str, within: float = 120.0) -> dict[str, tuple[str, str]]:
         """``helm test``: start the hook's pods, wait for them to finish; {pod: (phase, log)}."""
