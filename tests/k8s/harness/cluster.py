@@ -111,7 +111,7 @@ class Cluster:
     async def wait_ready(self, within: float) -> float:
         """Seconds until every pod that runs here is Ready; fails naming those that are not."""
         started = time.monotonic()
-        await self._until(self.all_ready, within, "every pod Ready")
+        await self.until(self.all_ready, within, "every pod Ready")
         self.ready_at = time.monotonic()
         return self.ready_at - started
 
@@ -139,7 +139,7 @@ class Cluster:
         for pod in pods:
             if pod.error:
                 raise ConfigError(f"pod {pod.name}: {pod.error}")
-        await self._until(lambda: all(p.finished for p in pods), within, f"{hook} pods finished")
+        await self.until(lambda: all(p.finished for p in pods), within, f"{hook} pods finished")
         results = {}
         for pod in pods:
             logs = "".join(c.log_path.read_text() for c in pod.containers if c.log_path.exists())
@@ -202,7 +202,7 @@ class Cluster:
 
     async def _reconcile_and_wait(self, workload: str) -> None:
         self._reconcile(workload)
-        await self._until(
+        await self.until(
             lambda: (
                 len([p for p in self.pods.values() if p.workload == workload])
                 == self.replicas[workload]
@@ -216,7 +216,7 @@ class Cluster:
         self.network.forget(pod.name)
         self._changed(pod, gone=True)
 
-    async def _until(self, predicate: Callable[[], bool], within: float, what: str) -> None:
+    async def until(self, predicate: Callable[[], bool], within: float, what: str) -> None:
         deadline = time.monotonic() + within
         while not predicate():
             if time.monotonic() > deadline:
