@@ -7,12 +7,15 @@ One cluster serves the module; figures are printed (run with ``-s``)."""
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 import yaml
@@ -21,7 +24,8 @@ from fairprice.common.testing import eventually
 from fairprice.crawler.settings import CrawlerSettings
 
 from .conftest import K8S, NAMESPACE, RELEASE, VALUE_SETS, by_kind, chart_crds, render_chart
-from .harness import Cluster
+from .harness import Cluster, Manifests, container_env
+from .harness.manifests import write_volume
 from .running import fair_price_counts, influx_url, load_pod_settings, running_cluster
 
 pytestmark = [
@@ -116,3 +120,48 @@ async def test_example_marketfeed_becomes_ready_with_a_fair_price(
     }
     used = api.requests()
     assert used and used <= grants, f"beyond the Role: {used - grants}"
+
+
+async def test_grafana_provisioning_reaches_influxdb_with_the_secrets_credentials(
+    cluster: Cluster, docs: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Grafana does not run here. Its datasource file, as mounted in its pod and expanded with
+    its environment the way Grafana expands ``${VAR}``, names a Service that resolves to the
+    running InfluxDB, and its user and password (from the chart's Secret) can read the
+    pipeline's database there; the dashboards provider points at the mounted dashboards."""
+    manifests = Manifests(NAMESPACE, list(docs))
+    (template,) = (t for t in manifests.templates() if t.name == f"{RELEASE}-grafana")
+    (container,) = template.spec["containers"]
+    env = container_env(container, manifests, {"metadata.name": "grafana-0"})
+    volumes = {v["name"]: v for v in template.spec["volumes"]}
+    mounted: dict[str, Path] = {}
+    for mount in container["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        if "configMap" in volume:
+            directory = tmp_path / mount["name"]
+            write_volume(volume, manifests, directory)
+            mounted[mount["mountPath"]] = directory
+
+    def expand(text: str) -> str:
+        return re.sub(r"\$\{(\w+)\}", lambda m: env[m[1]], text)
+
+    provisioning = Path(env["GF_PATHS_PROVISIONING"])
+    sources = mounted[str(provisioning / "datasources")]
+    (datasource,) = yaml.safe_load(expand((sources / "influxdb.yaml").read_text()))["datasources"]
+    url = urllib.parse.urlsplit(datasource["url"])
+    assert url.hostname is not None and url.port == 8086
+    (address,) = cluster.resolve(url.hostname)
+    assert address == cluster.pods_of(f"{RELEASE}-influxdb")[0].address
+    query = {"q": "SHOW DATABASES", "u": datasource["user"]}
+    query["p"] = datasource["secureJsonData"]["password"]
+    async with httpx.AsyncClient(timeout=10) as client:
+        response = await client.get(f"http://{address}:{url.port}/query", params=query)
+    assert response.status_code == 200, response.text
+    assert [datasource["jsonData"]["dbName"]] in response.json()["results"][0]["series"][0][
+        "values"
+    ]
+    providers_dir = mounted[str(provisioning / "dashboards")]
+    providers = yaml.safe_load(expand((providers_dir / "fairprice.yaml").read_text()))
+    (provider,) = providers["providers"]
+    dashboards = mounted[provider["options"]["path"]]
+    assert sorted(p.name for p in dashboards.glob("*.json")), "no dashboards mounted"

@@ -387,15 +387,27 @@ class Cluster:
 
     # ---- state changes ---------------------------------------------------------------------
 
-    def _changed(self, pod: Pod, gone: bool = False) -> None:
-        endpoints = [
-            Endpoint(p.name, p.address, p.labels, p.ready, p.running, p.hostname, p.subdomain)
+    def _endpoints(self) -> list[Endpoint]:
+        """Every pod as the network sees it: a terminating pod leaves every Service at once."""
+        return [
+            Endpoint(
+                p.name,
+                p.address,
+                p.labels,
+                p.ready and not p.deleting.is_set(),
+                p.running and not p.deleting.is_set(),
+                p.hostname,
+                p.subdomain,
+            )
             for p in self.pods.values()
-            if not p.deleting.is_set() or p.running
         ]
-        self.network.update(
-            [e if not self.pods[e.name].deleting.is_set() else _unready(e) for e in endpoints]
-        )
+
+    def resolve(self, name: str) -> list[str]:
+        """The addresses ``name`` resolves to in a pod now (its /etc/hosts)."""
+        return [a for a, n in self.network.records(self._endpoints()) if n == name]
+
+    def _changed(self, pod: Pod, gone: bool = False) -> None:
+        self.network.update(self._endpoints())
         line = self._line(pod) if not gone else ""
         if self.out is not None and self._printed.get(pod.name) != line:
             if gone:
@@ -416,19 +428,6 @@ class Cluster:
         ready = sum(c.ready for c in pod.containers)
         age = time.monotonic() - pod.created
         return f"{pod.name:<44} {ready}/{total:<4} {pod.status():<27} {pod.restarts:<9} {age:.0f}s"
-
-
-def _unready(endpoint: Endpoint) -> Endpoint:
-    """A terminating pod leaves every Service's endpoints at once."""
-    return Endpoint(
-        endpoint.name,
-        endpoint.address,
-        endpoint.labels,
-        False,
-        False,
-        endpoint.hostname,
-        endpoint.subdomain,
-    )
 
 
 def program_is_missing(container: dict[str, Any]) -> bool:
