@@ -205,6 +205,8 @@ async def ensure_stream(jsm: JetStreamManager, config: api.StreamConfig) -> None
     JetStream store with "insufficient storage resources" (it counts the stream twice), so
     the second service to start against a store sized to the streams (the chart's) would fail.
     """
+    if config.name is None:
+        raise ValueError("a stream configuration needs a name")
     try:
         existing = (await jsm.stream_info(config.name)).config
     except nats.js.errors.NotFoundError:
