@@ -117,6 +117,8 @@ class Container:
                 await self.stop(self.pod.grace_period)
             probes.cancel()
             code = await exited
+            # The container's other processes go with its main one, as a PID namespace's do.
+            _signal_group(process, signal.SIGKILL)
             ran = time.monotonic() - started_at
             reason = "Completed" if code == 0 else "Error"
             self._set(state="Terminated", reason=reason, exit_code=code, ready=False, started=False)
