@@ -64,8 +64,9 @@ async def test_sigkilled_containers_restart_and_lose_nothing(rig: Rig) -> None:
             return container.restarts == before + 1 and pod.ready  # noqa: B023
 
         await eventually(back, within=60, interval=0.1, what=f"{stage} restarted and Ready")
+        assert container.last_exit_code == -signal.SIGKILL
         print(
-            f"\n{pod.name}: SIGKILL, exit {container.exit_code}, restarted "
+            f"\n{pod.name}: SIGKILL (exit {container.last_exit_code}), restarted "
             f"(restarts {container.restarts}), Ready again",
             file=sys.stderr,
         )

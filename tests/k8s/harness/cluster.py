@@ -302,6 +302,9 @@ class Cluster:
         if pod.spec.get("initContainers"):
             raise ConfigError("initContainers are not supported by the harness")
         sources = self._volumes(pod, template)
+        configs = {
+            v["name"] for v in pod.spec.get("volumes", ()) if "configMap" in v or "secret" in v
+        }
         hosts = self.network.hosts_file(pod.name, pod.address, pod.hostname)
         fields = {
             "metadata.name": pod.name,
@@ -314,15 +317,15 @@ class Cluster:
             sandbox = Sandbox()
             sandbox.bind(hosts, "/etc/hosts")
             sandbox.bind(self.network.resolv_conf(), "/etc/resolv.conf")
-            config_text = ""
+            config_text = ""  # what its ConfigMaps and Secrets say (is NATS a cluster node?)
             for mount in spec.get("volumeMounts", ()):
                 source = sources[mount["name"]]
                 if mount.get("subPath"):
                     source = source / mount["subPath"]
                 sandbox.bind(source, mount["mountPath"])
-                if source.is_dir() and not mount["name"].startswith("data"):
+                if mount["name"] in configs:
                     config_text += "".join(
-                        f.read_text(errors="replace") for f in source.iterdir() if f.is_file()
+                        f.read_text(errors="replace") for f in source.rglob("*") if f.is_file()
                     )
             if "kube-api-access" in sources:
                 sandbox.bind(sources["kube-api-access"], SA_DIR)

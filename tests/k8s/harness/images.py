@@ -17,6 +17,7 @@ what the spec says.
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ def program(container: dict[str, Any], address: str, config_text: str = "") -> P
     if repo == "nats":
         argv = [_resolve(command[0]), *command[1:], *args] if command else [_which("nats-server")]
         argv += ["--addr", address]
-        if "cluster {" in config_text or "cluster:" in config_text:
+        if re.search(r"^\s*cluster\s*[{:]", config_text, re.MULTILINE):
             argv += ["--cluster_listen", f"nats://{address}:6222"]
         return Program(argv, {"PATH": IMAGE_PATH})
     if repo == "influxdb":

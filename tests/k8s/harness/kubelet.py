@@ -49,6 +49,8 @@ class Container:
     state: str = "Waiting"
     reason: str = "ContainerCreating"
     exit_code: int | None = None
+    last_exit_code: int | None = None
+    """The exit code of the previous run (``kubectl``'s lastState.terminated.exitCode)."""
     process: asyncio.subprocess.Process | None = None
     log_path: Path = field(init=False)
     _crashes: int = 0
@@ -106,7 +108,15 @@ class Container:
         policy = self.pod.spec.get("restartPolicy", "Always")
         while not self.pod.deleting.is_set():
             started_at = time.monotonic()
-            process = self.process = await self._spawn(self.program.argv)
+            try:
+                process = self.process = await self._spawn(self.program.argv)
+            except OSError as exc:  # the runtime's "executable file not found" and the like
+                self._log(f"cannot start {self.program.argv[0]}: {exc}")
+                self._crashes += 1
+                self._set(state="Waiting", reason="RunContainerError", exit_code=None)
+                if await wait_or_stop(self.pod.deleting, restart_delay(self._crashes) or 1.0):
+                    return
+                continue
             self._set(state="Running", reason="", exit_code=None)
             probes = asyncio.create_task(self._probes(process, started_at))
             exited = asyncio.create_task(process.wait())
@@ -121,7 +131,14 @@ class Container:
             _signal_group(process, signal.SIGKILL)
             ran = time.monotonic() - started_at
             reason = "Completed" if code == 0 else "Error"
-            self._set(state="Terminated", reason=reason, exit_code=code, ready=False, started=False)
+            self._set(
+                state="Terminated",
+                reason=reason,
+                exit_code=code,
+                last_exit_code=code,
+                ready=False,
+                started=False,
+            )
             if self.pod.deleting.is_set():
                 return
             if policy == "Never" or (policy == "OnFailure" and code == 0):
