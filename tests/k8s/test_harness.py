@@ -19,7 +19,7 @@ import pytest
 from fairprice.common.testing import eventually
 
 from .conftest import ROOT
-from .harness import Cluster
+from .harness import Cluster, ConfigError
 from .harness.kubelet import restart_delay
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -213,3 +213,34 @@ async def test_no_process_outlives_a_sigkilled_harness(tmp_path: Path) -> None:
         return not [p for p in pods if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
     await eventually(all_gone, within=30, what="every pod process gone")
+
+
+async def test_a_missing_secret_is_a_config_error_of_the_pod(cluster_of: Any) -> None:
+    env = [{"name": "P", "valueFrom": {"secretKeyRef": {"name": "absent", "key": "password"}}}]
+    cluster = await cluster_of(deployment("needy", "exec sleep 1000", env=env))
+    (pod,) = cluster.pods_of("needy")
+    assert pod.status() == "CreateContainerConfigError" and "absent" in pod.error
+    assert not pod.containers
+
+
+async def test_scaling_down_removes_not_ready_pods_first_then_the_newest(cluster_of: Any) -> None:
+    readiness = exec_probe("test -f /tmp/ready", failureThreshold=1)
+    cluster = await cluster_of(deployment("web", "exec sleep 1000", 3, readinessProbe=readiness))
+    oldest, middle, newest = sorted(cluster.pods_of("web"), key=lambda p: p.created)
+    for pod in (oldest, newest):
+        (pod.root / "volumes" / "tmp" / "ready").touch()
+    await eventually(lambda: oldest.ready and newest.ready, within=10, what="two Ready")
+    await cluster.scale("web", 2)
+    assert {p.name for p in cluster.pods_of("web")} == {oldest.name, newest.name}
+    await cluster.scale("web", 1)
+    assert [p.name for p in cluster.pods_of("web")] == [oldest.name]
+
+
+async def test_a_service_port_other_than_its_target_port_is_refused(tmp_path: Path) -> None:
+    """Names are mapped to pod addresses, ports are not: a Service that remaps a port cannot be
+    run faithfully, and the harness says so instead of running it wrong."""
+    remapped = service("web")
+    remapped["spec"]["ports"] = [{"port": 80, "targetPort": 8080}]
+    cluster = Cluster([deployment("web", "exec sleep 1000"), remapped], tmp_path)
+    with pytest.raises(ConfigError, match="port 80 targets 8080"):
+        await cluster.__aenter__()
