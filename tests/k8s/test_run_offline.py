@@ -56,7 +56,7 @@ async def test_every_pod_is_ready_and_helm_test_passes(cluster: Cluster) -> None
     ready = {p.workload for p in cluster.running_pods() if p.ready}
     expected = {f"{RELEASE}-{s}" for s in ("crawler", "converter", "storer", "operator")}
     expected |= {f"{RELEASE}-simulator", f"{RELEASE}-nats", f"{RELEASE}-influxdb"}
-    assert ready == expected
+    assert expected <= ready and all(p.ready for p in cluster.running_pods())
     assert [p.name for p in cluster.pods.values() if p.not_run] == [
         p.name for p in cluster.pods_of(f"{RELEASE}-grafana")
     ], "only Grafana does not run here"
@@ -65,7 +65,8 @@ async def test_every_pod_is_ready_and_helm_test_passes(cluster: Cluster) -> None
     phase, log = results[f"{RELEASE}-test-readyz"]
     print(f"\nhelm test: {phase}\n{log}", file=sys.stderr)
     assert phase == "Succeeded", log
-    assert log.count("ready: ") == 5 and "NOT READY" not in log
+    services = ("crawler", "converter", "storer", "operator", "simulator")
+    assert all(f"ready: {RELEASE}-{s}" in log for s in services) and "NOT READY" not in log
 
 
 async def test_fair_prices_of_every_configured_symbol_are_stored(
