@@ -50,13 +50,16 @@ fmt: ## format and auto-fix with ruff
 	$(UV) run --frozen ruff check --fix .
 
 # Kubernetes: the local cluster of the current kubectl context (scripts/cluster.sh does the work).
-.PHONY: all stop
+.PHONY: all stop kube
 
 all: ## build images, deploy to the local cluster (kind/minikube/k3d/docker-desktop), open Grafana
 	@bash scripts/cluster.sh up
 
 stop: ## remove fairprice from the local cluster (release, volumes, namespace, CRD)
 	@bash scripts/cluster.sh down
+
+kube: setup ## no cluster? the offline chart's pods as local processes (kubectl get pods -w; Ctrl-C stops)
+	$(UV) run --frozen python -m tests.k8s.harness
 
 # Benchmarks: the whole pipeline as real processes (bench/pipeline.py; results in bench/results/).
 .PHONY: bench

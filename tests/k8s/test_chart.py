@@ -147,21 +147,6 @@ def test_settings_become_the_toml_configmap_named_by_fairprice_config() -> None:
     assert replicas == 1 and isinstance(replicas, int), "whole numbers stay integers"
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_rendered_config_and_env_load_as_service_settings(
-    service: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The TOML + environment a pod gets passes the services' own settings loader."""
-    docs = render_chart(VALUE_SETS["make-all"])
-    path = tmp_path / "config.toml"
-    path.write_text(by_kind(docs, "ConfigMap")[f"{RELEASE}-{service}"]["data"]["config.toml"])
-    for name, value in _env(by_kind(docs, "Deployment")[f"{RELEASE}-{service}"]).items():
-        monkeypatch.setenv(name, value if isinstance(value, str) else "from-a-secret")
-    settings = load_settings(ServiceSettings, path)
-    assert settings.nats.servers == [f"nats://{RELEASE}-nats:4222"]
-    assert settings.log.format == "json"
-
-
 def test_helm_test_pod_checks_every_service_readyz() -> None:
     docs = render_chart(VALUE_SETS["offline"])
     pods = [d for d in docs if d["kind"] == "Pod"]
