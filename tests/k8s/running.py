@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 
+from fairprice.api.settings import ApiSettings
 from fairprice.common.bus import Bus, connect_bus
 from fairprice.common.settings import NatsSettings, ServiceSettings, load_settings
 from fairprice.common.testing import eventually
@@ -42,6 +43,7 @@ __all__ = [
 
 READY_WITHIN_S = 90.0
 SETTINGS: dict[str, type[ServiceSettings]] = {
+    "fairprice-api": ApiSettings,
     "fairprice-crawler": CrawlerSettings,
     "fairprice-converter": ConverterSettings,
     "fairprice-storer": StorerSettings,

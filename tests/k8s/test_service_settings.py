@@ -84,6 +84,7 @@ def test_simulator_listens_on_the_api_port_and_serves_any_symbol(tmp_path: Path)
         ("storer", {"batch": {"max_pionts": 10}}),
         ("operator", {"namespace": ["x"]}),
         ("simulator", {"market": {"seeed": 3}}),
+        ("api", {"stream": {"windoww": 10}}),
     ],
 )
 def test_a_misspelt_key_in_a_service_section_fails_that_service(
