@@ -9,7 +9,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export PATH := $(PATH):/usr/sbin
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint fmt pytest run demo top status
+.PHONY: help setup test lint fmt pytest run demo top status openapi
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -37,6 +37,9 @@ top: ## the live board of every symbol, while `make run` or `make demo` runs (SO
 status: ## each service's readiness, the streams and every consumer's lag
 	$(UV) run --frozen fairprice status
 
+openapi: ## write the price API's OpenAPI document to docs/openapi.json (a test checks it is current)
+	$(UV) run --frozen python -m fairprice.api.openapi docs/openapi.json
+
 lint: ## ruff lint + format check, mypy --strict
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
@@ -47,13 +50,16 @@ fmt: ## format and auto-fix with ruff
 	$(UV) run --frozen ruff check --fix .
 
 # Kubernetes: the local cluster of the current kubectl context (scripts/cluster.sh does the work).
-.PHONY: all stop
+.PHONY: all stop kube
 
 all: ## build images, deploy to the local cluster (kind/minikube/k3d/docker-desktop), open Grafana
 	@bash scripts/cluster.sh up
 
 stop: ## remove fairprice from the local cluster (release, volumes, namespace, CRD)
 	@bash scripts/cluster.sh down
+
+kube: setup ## no cluster? the offline chart's pods as local processes (kubectl get pods -w; Ctrl-C stops)
+	$(UV) run --frozen python -m tests.k8s.harness
 
 # Benchmarks: the whole pipeline as real processes (bench/pipeline.py; results in bench/results/).
 .PHONY: bench

@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1.7
 # One image for every fairprice service; the build argument picks which:
 #   docker build -f dev.Dockerfile --build-arg SERVICE=crawler -t fairprice-crawler:dev .
-# SERVICE: crawler | converter | storer | operator | sim. The install steps live in
+# SERVICE: crawler | converter | storer | operator | api | sim. The install steps live in
 # scripts/image-install.sh, shared with the test that runs them in a clean environment.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -21,6 +21,7 @@ COPY microservices/crawler/pyproject.toml microservices/crawler/
 COPY microservices/converter/pyproject.toml microservices/converter/
 COPY microservices/storer/pyproject.toml microservices/storer/
 COPY microservices/operator/pyproject.toml microservices/operator/
+COPY microservices/api/pyproject.toml microservices/api/
 COPY simulator/pyproject.toml simulator/
 COPY cli/pyproject.toml cli/
 RUN --mount=type=cache,target=/root/.cache/uv image-install deps "${SERVICE}"
@@ -31,6 +32,7 @@ COPY microservices/crawler/src microservices/crawler/src
 COPY microservices/converter/src microservices/converter/src
 COPY microservices/storer/src microservices/storer/src
 COPY microservices/operator/src microservices/operator/src
+COPY microservices/api/src microservices/api/src
 COPY simulator/src simulator/src
 RUN --mount=type=cache,target=/root/.cache/uv image-install project "${SERVICE}"
 

@@ -6,6 +6,7 @@
 #                               the chart, wait for the rollouts, port-forward Grafana
 #   scripts/cluster.sh down     stop the port-forward, uninstall, delete volumes, namespace, CRD
 #   scripts/cluster.sh detect   print the cluster type and name of the current context
+#   scripts/cluster.sh namespace print the Namespace that `up` applies (restricted Pod Security)
 #
 # Environment: FAIRPRICE_CLUSTER (kind|minikube|k3d|docker-desktop|registry) overrides the
 # detection ("registry": push to kubernetes.image.registry instead of loading);
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 STATE=.state
 CONFIG=clusters_dev.toml
 CHART=helm/fairprice
-SERVICES=(crawler converter storer operator)
+SERVICES=(crawler converter storer operator api)
 
 say() { printf '\033[1mmake: %s\033[0m\n' "$*"; }
 die() { printf 'make: %s\n' "$*" >&2; exit 1; }
@@ -51,6 +52,15 @@ detect() {
       fi
       ;;
   esac
+}
+
+# The release's Namespace, labelled to enforce (and audit and warn on) the restricted Pod
+# Security Standard. Helm's own create-namespace option would create it with no labels.
+PSS_LABELS=(pod-security.kubernetes.io/{enforce,audit,warn}=restricted
+  pod-security.kubernetes.io/{enforce,audit,warn}-version=latest)
+namespace_manifest() { # namespace_manifest NAME
+  kubectl create namespace "$1" --dry-run=client -o yaml \
+    | kubectl label --local -f - -o yaml "${PSS_LABELS[@]}" app.kubernetes.io/part-of=fairprice
 }
 
 fullname() { # the chart's object-name prefix for a release
@@ -104,8 +114,10 @@ up() {
   python3 scripts/k8s_values.py --config "$CONFIG" --out "$STATE/k8s-values.json"
   say "applying the MarketFeed CRD (helm installs CRDs on first install only, never upgrades them)"
   kubectl apply --server-side --force-conflicts -f k8s/base/crd/marketfeeds.fairprice.io.yaml >/dev/null
+  say "namespace $namespace, enforcing the restricted Pod Security Standard"
+  namespace_manifest "$namespace" | kubectl apply -f - >/dev/null
   say "helm upgrade --install $release $CHART (namespace $namespace)"
-  helm upgrade --install "$release" "$CHART" --namespace "$namespace" --create-namespace \
+  helm upgrade --install "$release" "$CHART" --namespace "$namespace" \
     --values "$STATE/k8s-values.json" >/dev/null
 
   say "waiting for the rollouts"
@@ -177,5 +189,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   detect) detect ;;
-  *) die "usage: scripts/cluster.sh up|down|detect" ;;
+  namespace) namespace_manifest "${2:-$(setting kubernetes.namespace)}" ;;
+  *) die "usage: scripts/cluster.sh up|down|detect|namespace [NAME]" ;;
 esac

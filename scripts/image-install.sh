@@ -6,7 +6,7 @@
 #                                      pyproject.toml files and uv.lock, not the sources
 #   image-install.sh project SERVICE   then the workspace packages the service needs (sources)
 #
-# SERVICE: crawler | converter | storer | operator | sim. The environment goes to
+# SERVICE: crawler | converter | storer | operator | api | sim. The environment goes to
 # $UV_PROJECT_ENVIRONMENT; no dev dependencies, packages installed non-editable (the final
 # image copies only the environment), and bin/fairprice-service runs the service.
 set -euo pipefail
@@ -14,9 +14,9 @@ set -euo pipefail
 step=${1:?usage: image-install.sh deps|project SERVICE}
 service=${2:?usage: image-install.sh deps|project SERVICE}
 case "$service" in
-  crawler | converter | storer | operator) package="fairprice-$service" command="fairprice-$service" ;;
+  crawler | converter | storer | operator | api) package="fairprice-$service" command="fairprice-$service" ;;
   sim) package="fairprice-simulator" command="fairprice-sim" ;;
-  *) echo "image-install: unknown service '$service' (crawler|converter|storer|operator|sim)" >&2; exit 2 ;;
+  *) echo "image-install: unknown service '$service' (crawler|converter|storer|operator|api|sim)" >&2; exit 2 ;;
 esac
 : "${UV_PROJECT_ENVIRONMENT:?image-install: set UV_PROJECT_ENVIRONMENT to the environment path}"
 export UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PYTHON_PREFERENCE=only-system

@@ -25,7 +25,7 @@ from typing import Any
 
 __all__ = ["chart_values", "main"]
 
-SERVICES = ("crawler", "converter", "storer", "operator", "simulator")
+SERVICES = ("crawler", "converter", "storer", "operator", "api", "simulator")
 # Keys that the chart sets for the cluster (addresses, secrets, the HTTP port): never copied.
 _CLUSTER_OWNED = {
     "nats": {"servers", "user", "password", "token", "creds_file"},

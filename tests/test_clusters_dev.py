@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from fairprice.api.settings import ApiSettings
 from fairprice.common.settings import ServiceSettings, load_settings
 from fairprice.converter.settings import ConverterSettings
 from fairprice.crawler.settings import CrawlerSettings
@@ -19,7 +20,14 @@ CONFIG = Path(__file__).resolve().parents[1] / "clusters_dev.toml"
 
 @pytest.mark.parametrize(
     "settings_cls",
-    [CrawlerSettings, ConverterSettings, StorerSettings, OperatorSettings, SimulatorSettings],
+    [
+        CrawlerSettings,
+        ConverterSettings,
+        StorerSettings,
+        OperatorSettings,
+        SimulatorSettings,
+        ApiSettings,
+    ],
 )
 def test_clusters_dev_toml_loads_for_every_service(
     settings_cls: type[ServiceSettings], monkeypatch: pytest.MonkeyPatch

@@ -168,3 +168,30 @@ async def test_rest_use_keeps_a_symbol_moving_for_a_while(
     assert sim.status()["books"]["ETHUSDT"]["active"]
     await until(lambda: not sim.status()["books"]["ETHUSDT"]["active"])
     assert "BNBUSDT" not in sim.status()["books"]  # never used: never built
+
+
+async def test_any_symbol_serves_every_well_formed_symbol_from_the_seed(
+    make_sim: SimFactory, http: aiohttp.ClientSession
+) -> None:
+    """``market.any_symbol``: SOLUSDT has a book and a stream, the same one for the same seed;
+    a malformed name is still invalid."""
+    first = await make_sim(market={"any_symbol": True, "tick_ms": 100_000.0})
+    second = await make_sim(market={"any_symbol": True, "tick_ms": 100_000.0})
+    status, _, book = await _get(http, first, "/api/v3/depth?symbol=SOLUSDT&limit=5")
+    _, _, again = await _get(http, second, "/api/v3/depth?symbol=SOLUSDT&limit=5")
+    assert status == 200 and book == again
+    _, _, info = await _get(http, first, "/api/v3/exchangeInfo?symbol=XRPUSDT")
+    assert isinstance(info, dict) and info["symbols"][0]["baseAsset"] == "XRP"
+    streaming = await make_sim(market={"any_symbol": True})
+    async with http.ws_connect(f"{streaming.ws_url}/ws/dogeusdt@depth@100ms") as ws:
+        frame = await ws.receive_json(timeout=10)
+    assert frame["e"] == "depthUpdate" and frame["s"] == "DOGEUSDT"
+    status, _, bad = await _get(http, first, "/api/v3/depth?symbol=sol-usdt")
+    assert status == 400 and isinstance(bad, dict) and bad["code"] == -1121
+
+
+async def test_without_any_symbol_an_unlisted_symbol_is_invalid(
+    sim: Simulator, http: aiohttp.ClientSession
+) -> None:
+    status, _, body = await _get(http, sim, "/api/v3/depth?symbol=SOLUSDT")
+    assert status == 400 and isinstance(body, dict) and body["code"] == -1121

@@ -158,6 +158,15 @@ def _stored(influx_url: str, measurement: str) -> int:
     return 0
 
 
+def _api_prices(port: int) -> int:
+    """How many symbols the demo's price API lists (0 while it is not up)."""
+    try:
+        response = httpx.get(f"http://127.0.0.1:{port}/v1/prices", timeout=5)
+    except httpx.HTTPError:
+        return 0
+    return len(response.json()["prices"]) if response.status_code == 200 else 0
+
+
 def test_make_demo_runs_the_pipeline_and_ctrl_c_stops_it(clean_clone: Path) -> None:
     """``make demo`` as the README says, with the ports moved off the defaults (this machine
     runs other things) through the documented ``FAIRPRICE_*`` variables."""
@@ -170,6 +179,8 @@ def test_make_demo_runs_the_pipeline_and_ctrl_c_stops_it(clean_clone: Path) -> N
         FAIRPRICE_CRAWLER__HTTP__PORT=str(free_port()),
         FAIRPRICE_CONVERTER__HTTP__PORT=str(free_port()),
         FAIRPRICE_STORER__HTTP__PORT=str(free_port()),
+        FAIRPRICE_API__PORT=str(api_port := free_port()),
+        FAIRPRICE_API__HTTP__PORT=str(free_port()),
     )
     log = clean_clone / "make-demo.log"
     influx_url = f"http://127.0.0.1:{influx_port}"
@@ -181,6 +192,7 @@ def test_make_demo_runs_the_pipeline_and_ctrl_c_stops_it(clean_clone: Path) -> N
             return all(_stored(influx_url, m) for m in ("orderbook", "fair_price"))
 
         _poll(stored, DEMO_DATA_WITHIN_S, 0.5, lambda: "no simulated data stored", log)
+        _poll(lambda: _api_prices(api_port) > 0, 60, 0.5, lambda: "no price from the API", log)
         print(
             f"\nmake demo: books and fair prices stored {time.monotonic() - started:.1f} s "
             "after `make demo` on a clean clone"

@@ -28,7 +28,7 @@ GRAFANA = ROOT / "grafana"
 RELEASE = "fairprice"
 NAMESPACE = "fairprice"
 KUBE_VERSIONS = ("1.30", kubernetes_validate.latest_version())
-SERVICES = ("crawler", "converter", "storer", "operator")
+SERVICES = ("crawler", "converter", "storer", "operator", "api")
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")
 # Kinds of custom resources: validated by their own CRD, not by Kubernetes' schemas.
 CUSTOM_KINDS = {"ServiceMonitor": "monitoring.coreos.com/v1", "MarketFeed": "fairprice.io/v1alpha1"}

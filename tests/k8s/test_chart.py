@@ -147,21 +147,6 @@ def test_settings_become_the_toml_configmap_named_by_fairprice_config() -> None:
     assert replicas == 1 and isinstance(replicas, int), "whole numbers stay integers"
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_rendered_config_and_env_load_as_service_settings(
-    service: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The TOML + environment a pod gets passes the services' own settings loader."""
-    docs = render_chart(VALUE_SETS["make-all"])
-    path = tmp_path / "config.toml"
-    path.write_text(by_kind(docs, "ConfigMap")[f"{RELEASE}-{service}"]["data"]["config.toml"])
-    for name, value in _env(by_kind(docs, "Deployment")[f"{RELEASE}-{service}"]).items():
-        monkeypatch.setenv(name, value if isinstance(value, str) else "from-a-secret")
-    settings = load_settings(ServiceSettings, path)
-    assert settings.nats.servers == [f"nats://{RELEASE}-nats:4222"]
-    assert settings.log.format == "json"
-
-
 def test_helm_test_pod_checks_every_service_readyz() -> None:
     docs = render_chart(VALUE_SETS["offline"])
     pods = [d for d in docs if d["kind"] == "Pod"]
@@ -274,3 +259,31 @@ def test_make_all_values_leave_out_loopback_addresses_of_local_runs() -> None:
     assert values["crawler"]["settings"] == {"symbols": ["BTCUSDT"]}
     assert values["settings"]["nats"] == {"streams": {"replicas": 1}}
     assert values["storer"]["settings"]["batch"] == 500
+
+
+def test_api_token_from_a_secret_and_hpa_option() -> None:
+    """The price API: its port, no token by default; a named Secret becomes
+    FAIRPRICE_API__TOKEN; autoscaling makes an HPA and leaves replicas to it."""
+    default = by_kind(render_chart({}), "Deployment")[f"{RELEASE}-api"]
+    env = _env(default)
+    assert env["FAIRPRICE_API__PORT"] == "8000"
+    assert "FAIRPRICE_API__TOKEN" not in env
+    values = {
+        "api": {
+            "auth": {"existingSecret": "api-token"},
+            "autoscaling": {"enabled": True, "maxReplicas": 5},
+        }
+    }
+    docs = render_chart(values)
+    api = by_kind(docs, "Deployment")[f"{RELEASE}-api"]
+    assert _env(api)["FAIRPRICE_API__TOKEN"] == {
+        "secretKeyRef": {"name": "api-token", "key": "token"}
+    }
+    assert "replicas" not in api["spec"]
+    hpa = by_kind(docs, "HorizontalPodAutoscaler")[f"{RELEASE}-api"]
+    assert hpa["spec"]["maxReplicas"] == 5
+    service = by_kind(docs, "Service")[f"{RELEASE}-api"]
+    assert {"name": "api", "port": 8000, "targetPort": "api"} in service["spec"]["ports"]
+    assert not any(d["metadata"]["name"].endswith("-api") for d in render_chart(
+        {"api": {"enabled": False}}
+    ) if d["kind"] in ("Deployment", "Service"))  # fmt: skip

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from .conftest import ROOT, kubectl_binary
 
@@ -76,3 +77,27 @@ def test_missing_tool_stops_with_what_to_install(tmp_path: Path) -> None:
     done = _run(["up"], env)
     assert done.returncode != 0
     assert "docker is missing: install Docker" in done.stderr
+
+
+def test_make_all_namespace_enforces_the_restricted_pod_security_standard(
+    tmp_path: Path,
+) -> None:
+    """`up` applies this Namespace before `helm upgrade --install` (which then no longer creates
+    it with `--create-namespace`, which would leave it unlabelled); the labels are those of
+    k8s/base/namespace.yaml."""
+    kubectl_dir = str(Path(kubectl_binary()).parent)
+    env = {**os.environ, "KUBECONFIG": str(_kubeconfig(tmp_path, "kind-x"))}
+    env["PATH"] = f"{kubectl_dir}{os.pathsep}{env['PATH']}"
+    done = _run(["namespace"], env)
+    assert done.returncode == 0, done.stderr
+    namespace = yaml.safe_load(done.stdout)
+    assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "fairprice"
+    labels = namespace["metadata"]["labels"]
+    for mode in ("enforce", "audit", "warn"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+    base = yaml.safe_load((ROOT / "k8s" / "base" / "namespace.yaml").read_text())
+    pss = {k: v for k, v in base["metadata"]["labels"].items() if k.startswith("pod-security")}
+    assert pss.items() <= labels.items()
+    script = SCRIPT.read_text()
+    assert "--create-namespace" not in script
+    assert 'namespace_manifest "$namespace" | kubectl apply -f -' in script

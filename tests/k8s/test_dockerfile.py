@@ -24,6 +24,7 @@ SERVICES = {
     "converter": "converter",
     "storer": "storer",
     "operator": "operator",
+    "api": "api",
     "sim": "simulator",
 }
 DEV_TOOLS = ("pytest", "ruff", "mypy", "respx", "uv")

@@ -5,6 +5,7 @@ fairprice demo     the same against the bundled simulator (no internet needed)
 fairprice top      a live terminal board of every symbol
 fairprice status   services' readiness, streams and consumer lag
 fairprice replay   run a recording through the crawler's sync code, offline
+fairprice price    a symbol's latest fair price, from the price API
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import sys
 from pathlib import Path
 from typing import get_args
 
+from fairprice.api.settings import ApiSettings
 from fairprice.cli import local
 from fairprice.cli.board import IndicatorColumn, SortKey, run_top
+from fairprice.cli.price import run_price
 from fairprice.cli.status import run_status
 from fairprice.common.errors import FairpriceError, SettingsError
 from fairprice.common.lifecycle import install_signal_handlers
@@ -80,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME=URL",
         help="a service's base URL (repeatable; default: the local run's)",
     )
+    price = sub.add_parser("price", help="a symbol's latest fair price (from the price API)")
+    price.add_argument("symbol", help="e.g. BTCUSDT")
+    price.add_argument("--exchange", help="binance, sim, ... (default: every exchange)")
+    price.add_argument("--url", help="the API (default: the local run's, [api] port)")
+    price.add_argument("--token", help="bearer token (default: [api] token)")
+    price.add_argument("--json", action="store_true", help="the API's JSON, one per line")
     replay = sub.add_parser(
         "replay", help="replay a recording offline, one JSON book per line", add_help=False
     )
@@ -103,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
         hint = ""
         if args.command in ("top", "status") and "NATS" in str(exc):
             hint = " (is `make run` or `make demo` running?)"
+        if args.command == "price" and "cannot reach" in str(exc):
+            hint = " (is `make run` or `make demo` running?)"
         print(f"fairprice {args.command}: {exc}{hint}", file=sys.stderr)
         sys.exit(1)
 
@@ -114,6 +125,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         mode: local.Mode = "live" if args.command == "run" else "demo"
         configure_logging(settings.log, service="fairprice")
         return local.main(mode, args.state_dir, getattr(args, "symbols", 0))
+    if args.command == "price":
+        api = load_settings(ApiSettings).api
+        url = args.url or f"http://127.0.0.1:{api.port}"
+        token = args.token or (api.token.get_secret_value() if api.token else None)
+        return asyncio.run(run_price(url, args.symbol, args.exchange, token, args.json))
     if args.command == "status":
         services = _local_services()
         services.update(dict(item.split("=", 1) for item in args.service))

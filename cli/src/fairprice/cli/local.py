@@ -1,8 +1,8 @@
 """`fairprice run` and `fairprice demo`: the whole pipeline as local processes.
 
 Starts ``nats-server -js`` and ``influxd`` with their data under one state folder that survives
-restarts (``.state/`` by default), then the services as child processes with their logs
-prefixed by service name (``fairprice.cli.supervisor``), and Grafana when a
+restarts (``.state/`` by default), then the services (the price API too) as child processes
+with their logs prefixed by service name (``fairprice.cli.supervisor``), and Grafana when a
 ``grafana-server``/``grafana`` binary is on PATH (``fairprice.cli.grafana``). ``run`` crawls
 live Binance; ``demo`` crawls the bundled simulator under the exchange name ``sim``, so
 simulated data can never be mistaken for real market data. Ctrl-C stops everything
@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from fairprice.api.settings import ApiSettings
 from fairprice.cli.grafana import grafana_spec
 from fairprice.cli.pipeline import service_env
 from fairprice.cli.supervisor import ServiceSpec, Supervisor
@@ -106,13 +107,14 @@ def _specs(
         )
     else:
         crawler_spec = spec("crawler")
-    specs += [spec("storer"), spec("converter"), crawler_spec]
+    specs += [spec("storer"), spec("converter"), spec("api"), crawler_spec]
     return specs, symbols
 
 
 async def run_local(mode: Mode, state_dir: Path, extra_symbols: int = 0) -> int:
     """Run until Ctrl-C or SIGTERM; the exit code."""
     settings = load_settings(StorerSettings)  # the shared [nats] and [influx] sections
+    api_port = load_settings(ApiSettings).api.port
     if mode == "live":
         rest_url = load_settings(CrawlerSettings).crawler.rest_url
         problem = await binance_unreachable(rest_url)
@@ -145,7 +147,8 @@ async def run_local(mode: Mode, state_dir: Path, extra_symbols: int = 0) -> int:
                 flush=True,
             )
         print(
-            "fairprice: `fairprice top` shows the live board, `fairprice status` the health; "
+            "fairprice: `fairprice top` shows the live board, `fairprice status` the health, "
+            f"`fairprice price SYMBOL` a price from the API (http://127.0.0.1:{api_port}/docs); "
             "Ctrl-C stops everything",
             flush=True,
         )

@@ -40,6 +40,7 @@ _SECTION = {
     "converter": "CONVERTER",
     "crawler": "CRAWLER",
     "operator": "OPERATOR",
+    "api": "API",
 }
 
 

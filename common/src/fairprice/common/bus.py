@@ -203,11 +203,41 @@ async def ensure_streams(
 
 
 async def ensure_stream(jsm: JetStreamManager, config: api.StreamConfig) -> None:
-    """Create one stream, or update it in place when it exists with another configuration."""
+    """Create one stream, or update it in place when it exists with another configuration.
+
+    An existing stream is looked at first and left alone when it already says what ``config``
+    says: nats-server 2.9 answers a repeated create of a stream that reserves most of the
+    JetStream store with "insufficient storage resources" (it counts the stream twice), so
+    the second service to start against a store sized to the streams (the chart's) would fail.
+    """
+    if config.name is None:
+        raise ValueError("a stream configuration needs a name")
     try:
-        await jsm.add_stream(config)
-    except nats.js.errors.BadRequestError as exc:
-        if exc.err_code != _STREAM_NAME_IN_USE:
-            raise
+        existing = (await jsm.stream_info(config.name)).config
+    except nats.js.errors.NotFoundError:
+        try:
+            await jsm.add_stream(config)
+            return
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != _STREAM_NAME_IN_USE:
+                raise
+        existing = (await jsm.stream_info(config.name)).config
+    if _differs(existing, config):
         await jsm.update_stream(config)
         log.info("stream updated", stream=config.name)
+
+
+_COMPARED = (
+    "subjects",
+    "retention",
+    "storage",
+    "max_age",
+    "max_bytes",
+    "discard",
+    "duplicate_window",
+    "num_replicas",
+)
+
+
+def _differs(existing: api.StreamConfig, wanted: api.StreamConfig) -> bool:
+    return any(getattr(existing, f) != getattr(wanted, f) for f in _COMPARED)

@@ -18,13 +18,18 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-__all__ = ["Bucket", "open_bucket", "snapshot"]
+__all__ = ["Bucket", "latest_key", "open_bucket", "snapshot"]
 
 
 class Bucket(enum.StrEnum):
     MEMBERS = "members"
     FEEDS = "feeds"
     LATEST = "latest"
+
+
+def latest_key(exchange: str, symbol: str) -> str:
+    """The key of a symbol in the ``latest`` bucket: ``<exchange>.<SYMBOL>``."""
+    return f"{exchange}.{symbol}"
 
 
 async def open_bucket(

@@ -184,6 +184,10 @@ class Latest(msgspec.Struct, frozen=True, kw_only=True):
     """The last signal the writing replica published, if any."""
     signal_time_ms: int | None = None
     """Event time of that signal."""
+    mid: float | None = None
+    """(best bid + best ask) / 2 of the book (``None`` from a converter older than the field)."""
+    spread: float | None = None
+    """Best ask - best bid of the book (``None`` likewise)."""
 
 
 Message = Book | FairPrice | Signal | Candle | Latest

@@ -57,6 +57,7 @@ KNOWN_SECTIONS = frozenset(
         "converter",
         "storer",
         "operator",
+        "api",
         "simulator",
         "kubernetes",
     }
@@ -135,6 +136,17 @@ class InfluxSettings(Section):
     org: str | None = None
     bucket: str | None = None
     timeout_s: float = Field(default=10.0, gt=0)
+
+    def credentials(self) -> tuple[dict[str, str], tuple[str, str] | None]:
+        """How every InfluxDB client authenticates: ``(headers, basic auth)``. A token goes in
+        ``Authorization: Token ...``; else user and password as HTTP basic auth, so the
+        password stays out of URLs and logs; else nothing."""
+        if self.token is not None:
+            return {"Authorization": f"Token {self.token.get_secret_value()}"}, None
+        if self.username is not None:
+            password = self.password.get_secret_value() if self.password else ""
+            return {}, (self.username, password)
+        return {}, None
 
 
 class ServiceSettings(BaseSettings):

@@ -15,6 +15,7 @@ id can be rebuilt exactly: ``true_book`` for tests, stale snapshots for fault in
 from __future__ import annotations
 
 import random
+import re
 from array import array
 from collections import deque
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ _QUOTES = ("USDT", "BUSD", "USDC", "FDUSD", "TUSD", "BTC", "ETH", "BNB", "EUR", 
 _TICK_UNITS = (1, 10, 100, 1_000, 10_000, 100_000, 1_000_000)  # tickSize 1e-8 .. 1e-2
 _STEP_UNITS = (1_000, 100_000, 1_000_000, 100_000_000)  # stepSize 1e-5 .. 1
 _MEAN_QTY_STEPS = 60.0
+_SYMBOL = re.compile(r"[A-Z0-9]{5,20}")  # a Binance spot symbol: base + quote asset
 _TOP_DISTANCE = 12.0  # mean distance (in ticks) from the centre of a changed level
 
 
@@ -288,24 +290,38 @@ class Market:
         ]
         self.specs: dict[str, SymbolSpec] = {}
         for name in names:
-            if name in self.specs:
-                continue
-            rng = random.Random(f"{settings.seed}:{name}:spec")
+            self._add(name)
+        self._books: dict[str, SymbolBook] = {}
+
+    def _add(self, name: str) -> SymbolSpec:
+        spec = self.specs.get(name)
+        if spec is None:
+            rng = random.Random(f"{self.settings.seed}:{name}:spec")
             base, quote = _split(name)
-            self.specs[name] = SymbolSpec(
+            spec = self.specs[name] = SymbolSpec(
                 name, base, quote, rng.choice(_TICK_UNITS), rng.choice(_STEP_UNITS)
             )
-        self._books: dict[str, SymbolBook] = {}
-        self.by_lower = {name.lower(): name for name in self.specs}
+        return spec
+
+    def lookup(self, symbol: str) -> SymbolSpec | None:
+        """The symbol's spec, or None when the exchange has no such symbol. With
+        ``any_symbol`` every well-formed upper-case name exists, made up on first ask."""
+        spec = self.specs.get(symbol)
+        if spec is None and self.settings.any_symbol and _SYMBOL.fullmatch(symbol):
+            spec = self._add(symbol)
+        return spec
 
     def __contains__(self, symbol: str) -> bool:
-        return symbol in self.specs
+        return self.lookup(symbol) is not None
 
     def book(self, symbol: str) -> SymbolBook:
         """The symbol's book (``KeyError`` for an unknown symbol), built on first use."""
         book = self._books.get(symbol)
         if book is None:
-            book = self._books[symbol] = SymbolBook(self.specs[symbol], self.settings)
+            spec = self.lookup(symbol)
+            if spec is None:
+                raise KeyError(symbol)
+            book = self._books[symbol] = SymbolBook(spec, self.settings)
         return book
 
     def built(self) -> dict[str, SymbolBook]:

@@ -24,6 +24,11 @@ class MarketSettings(Section):
     """How many more symbols to generate from ``symbol_pattern``."""
     symbol_pattern: str = "SIM{n:04d}USDT"
     """A ``str.format`` pattern with ``{n}`` (0, 1, 2, ...) for the generated symbols."""
+    any_symbol: bool = False
+    """Also serve every other well-formed symbol asked for (``SOLUSDT``, ``DOGEUSDT``, ...),
+    its book made up from the seed like the others: an offline cluster then crawls whatever
+    symbols its crawler and MarketFeeds name. False: only the symbols above exist and any
+    other answers ``-1121 Invalid symbol.``, as Binance does."""
     tick_ms: float = Field(default=100.0, gt=0)
     """The book moves once per tick; ``@depth@100ms`` sends one event per tick (Binance: 100)."""
     slow_ticks: int = Field(default=10, ge=1)

@@ -274,7 +274,9 @@ class Hub:
     # ---- subscriptions ---------------------------------------------------------------
 
     def _symbol_of(self, stream: str) -> str | None:
-        return self.market.by_lower.get(stream.partition("@")[0])
+        name = stream.partition("@")[0]
+        spec = self.market.lookup(name.upper()) if name.islower() else None
+        return spec.symbol if spec else None
 
     def subscribe(self, conn: Connection, streams: list[str]) -> None:
         for stream in streams:

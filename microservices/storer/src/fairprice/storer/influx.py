@@ -66,13 +66,7 @@ class InfluxWriter:
 
     def __init__(self, settings: InfluxSettings) -> None:
         self._settings = settings
-        headers: dict[str, str] = {}
-        auth: tuple[str, str] | None = None
-        if settings.token is not None:
-            headers["Authorization"] = f"Token {settings.token.get_secret_value()}"
-        elif settings.username is not None:
-            password = settings.password.get_secret_value() if settings.password else ""
-            auth = (settings.username, password)
+        headers, auth = settings.credentials()
         if settings.api == "v2":
             if not settings.org or settings.token is None:
                 # InfluxDB would answer 400 to every write, which reads as "bad points" and

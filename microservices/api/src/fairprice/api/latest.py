@@ -1,0 +1,83 @@
+"""The latest value of each symbol, from the NATS KV bucket ``latest`` (the converter's).
+
+Errors::
+
+    TransientError
+    └── NatsUnavailableError   not connected, timeout, no JetStream: the API answers 503
+
+A symbol is *known* when the bucket holds a value for it: a converter has priced it. The API
+never creates the bucket (its owner, the converter, chooses its settings); until it exists no
+symbol is known.
+"""
+
+from __future__ import annotations
+
+import nats.errors
+import nats.js.errors
+from nats.js.kv import KeyValue
+
+from fairprice.common.bus import Bus
+from fairprice.common.errors import InvalidMessageError, TransientError
+from fairprice.common.kv import Bucket, latest_key, snapshot
+from fairprice.common.logs import get_logger
+from fairprice.common.messages import Latest, decode
+
+__all__ = ["LatestReader", "NatsUnavailableError"]
+
+log = get_logger(__name__)
+
+
+class NatsUnavailableError(TransientError):
+    """NATS (or its JetStream) did not answer."""
+
+
+class LatestReader:
+    def __init__(self, bus: Bus, *, timeout_s: float = 2.0) -> None:
+        self._bus = bus
+        self._timeout_s = timeout_s
+        self._kv: KeyValue | None = None
+
+    async def get(self, exchange: str, symbol: str) -> Latest | None:
+        """The symbol's latest value, ``None`` when it is not known."""
+        kv = await self._bucket()
+        if kv is None:
+            return None
+        try:
+            entry = await kv.get(latest_key(exchange, symbol))
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            raise NatsUnavailableError(f"nats: {exc!r}") from exc
+        return _decode(entry.value or b"")
+
+    async def all(self) -> list[Latest]:
+        """Every known symbol's latest value, sorted by exchange and symbol."""
+        kv = await self._bucket()
+        if kv is None:
+            return []
+        try:
+            entries = await snapshot(kv, idle_s=self._timeout_s)
+        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            raise NatsUnavailableError(f"nats: {exc!r}") from exc
+        values = [v for v in (_decode(data) for data in entries.values()) if v is not None]
+        return sorted(values, key=lambda v: (v.exchange, v.symbol))
+
+    async def _bucket(self) -> KeyValue | None:
+        if not self._bus.nc.is_connected:
+            raise NatsUnavailableError("nats is not connected")
+        if self._kv is None:
+            try:
+                self._kv = await self._bus.js.key_value(Bucket.LATEST.value)
+            except nats.js.errors.BucketNotFoundError:
+                return None
+            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+                raise NatsUnavailableError(f"nats: {exc!r}") from exc
+        return self._kv
+
+
+def _decode(data: bytes) -> Latest | None:
+    try:
+        return decode(data, Latest)
+    except InvalidMessageError as exc:
+        log.warning("ignoring invalid latest entry", error=str(exc))
+        return None
