@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 from nats.js import api as js_api
 
@@ -91,11 +92,13 @@ async def _publish_history(rig: Rig) -> tuple[list[Candle], list[Signal]]:
         )  # fmt: skip
         for i in range(7)
     ]
-    for candle in candles:
+    # One 5-minute candle at the same time as the first minute: another series of `candle`.
+    five = msgspec.structs.replace(candles[0], interval="5m", open=1.0, count=50)
+    for candle in [*candles, five]:
         await rig.bus.js.publish(
-            candles_subject("sim", SYM),
+            candles_subject("sim", SYM, candle.interval),
             encode(candle),
-            headers={"Nats-Msg-Id": candle_msg_id("sim", SYM, candle.start_ms)},
+            headers={"Nats-Msg-Id": candle_msg_id("sim", SYM, candle.interval, candle.start_ms)},
         )
     # Two strategies at one event time: a page never splits them.
     times = [BASE_MS + 1000, BASE_MS + 2000, BASE_MS + 2000, BASE_MS + 3000, BASE_MS + 4000]
@@ -163,6 +166,8 @@ async def test_candles_and_signals_come_from_influxdb_a_page_at_a_time(rig: Rig)
     ]  # fmt: skip
     got = sorted((r["time_ms"], r["strategy"], r["action"], r["price"]) for p in pages for r in p)
     assert got == sorted((s.event_time_ms, s.strategy, s.action, s.price) for s in signals)
+    five = await rig.api.client.get(f"/v1/candles/sim/{SYM}", params=window | {"interval": "5m"})
+    assert [(c["open"], c["count"]) for c in five.json()["candles"]] == [(1.0, 50)]
 
 
 async def test_unknown_symbol_is_404_everywhere(rig: Rig) -> None:
