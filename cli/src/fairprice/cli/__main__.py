@@ -23,7 +23,9 @@ from fairprice.common.lifecycle import install_signal_handlers
 from fairprice.common.logs import configure_logging
 from fairprice.common.settings import LogSettings, ServiceSettings, load_settings
 from fairprice.converter.settings import ConverterSettings
-from fairprice.crawler.replay import main as replay_main
+from fairprice.crawler.replay import DESCRIPTION as REPLAY
+from fairprice.crawler.replay import add_arguments as add_replay_arguments
+from fairprice.crawler.replay import replay
 from fairprice.crawler.settings import CrawlerSettings
 from fairprice.storer.settings import StorerSettings
 
@@ -75,9 +77,9 @@ def _parser() -> argparse.ArgumentParser:
         help="a service's base URL (repeatable; default: the local run's)",
     )
     replay = sub.add_parser(
-        "replay", help="replay a recording offline, one JSON book per line", add_help=False
+        "replay", help="replay a recording offline, one JSON book per line", description=REPLAY
     )
-    replay.add_argument("args", nargs=argparse.REMAINDER)
+    add_replay_arguments(replay)
     return parser
 
 
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sys.exit(_dispatch(args))
     except SettingsError as exc:
-        print(f"fairprice: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"fairprice: {line}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except FairpriceError as exc:
         hint = ""
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "replay":
-        return replay_main(args.args)
+        return replay(args)
     settings = load_settings(ServiceSettings)
     configure_logging(LogSettings(level="WARNING"), service="fairprice")
     if args.command in ("run", "demo"):

@@ -21,7 +21,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 from nats.js.manager import JetStreamManager
 
-from fairprice.common.errors import TransientError
+from fairprice.common.errors import StoppedError, TransientError
 from fairprice.common.health import Readiness
 from fairprice.common.logs import get_logger
 from fairprice.common.settings import NatsSettings, StreamLimits, StreamsSettings
@@ -137,7 +137,7 @@ async def _connect_with_retry(
                 "waiting for nats", servers=settings.servers, attempt=attempt, error=str(exc)
             )
         if stop is not None and stop.is_set():
-            raise TransientError("stopped before NATS was reachable")
+            raise StoppedError("stopped before NATS was reachable")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 10.0)
 
@@ -168,7 +168,7 @@ async def _unless_stopped(
             await asyncio.wait({attempt}, timeout=0.05)
         if not attempt.cancelled() and attempt.exception() is None:
             await attempt.result().close()  # it connected just as we stopped
-        raise TransientError("stopped before NATS was reachable")
+        raise StoppedError("stopped before NATS was reachable")
     return attempt.result()
 
 

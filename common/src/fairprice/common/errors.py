@@ -5,10 +5,12 @@
     │   └── RateLimitedError    the exchange said 429/418: wait ``retry_after`` seconds first
     ├── FatalError          retrying cannot help: exit non-zero and let Kubernetes restart us
     │   └── SettingsError       a bad or missing setting (exit code 2)
-    └── InvalidMessageError a message that can never be processed (poison: dead-letter it)
+    ├── InvalidMessageError a message that can never be processed (poison: dead-letter it)
+    └── StoppedError        told to stop before the work could begin (not a failure: exit 0)
 
 Services catch ``TransientError`` at the edge of one unit of work (retry, nak with delay);
-``FatalError`` propagates to ``main`` which logs it and exits.
+``FatalError`` propagates to ``main`` which logs it in one line and exits with its code;
+``StoppedError`` (SIGTERM while NATS is still unreachable) ends ``main`` with exit code 0.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = [
     "InvalidMessageError",
     "RateLimitedError",
     "SettingsError",
+    "StoppedError",
     "TransientError",
 ]
 
@@ -54,3 +57,7 @@ class SettingsError(FatalError):
 
 class InvalidMessageError(FairpriceError):
     """A message that does not fit its schema: retrying it cannot help, the process goes on."""
+
+
+class StoppedError(FairpriceError):
+    """The service was told to stop while it was still waiting for something to start with."""
