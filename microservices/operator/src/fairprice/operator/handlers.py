@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -58,8 +59,10 @@ class FeedHandlers:
         latest: LatestReader,
         settings: OperatorSection,
         metrics: OperatorMetrics,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self._feeds = feeds
+        self._stopping = stopping
         self._latest = latest
         self._settings = settings
         self._metrics = metrics
@@ -118,6 +121,11 @@ class FeedHandlers:
         **_: Any,
     ) -> None:
         """Refresh the status from the latest values, and repair the bucket's entry."""
+        if self._stopping():
+            # An event kopf handles after its stop flag (kmock, like any API server, can have
+            # one in flight) starts this timer after kopf's daemon killer has run: nothing stops
+            # it, and a status patch from it would open an API session after kopf closed them.
+            return
         try:
             feed = feed_from_spec(spec)
         except InvalidSpecError as exc:
