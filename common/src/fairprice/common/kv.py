@@ -18,6 +18,8 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from fairprice.common.broker_errors import broker_errors
+
 __all__ = ["Bucket", "open_bucket", "snapshot"]
 
 
@@ -52,10 +54,15 @@ async def open_bucket(
 async def snapshot(kv: KeyValue, keys: str = ">", *, idle_s: float = 5.0) -> dict[str, bytes]:
     """Every live key matching ``keys`` (a subject pattern) with its value, at one moment.
 
-    ``nats.errors.TimeoutError`` (a ``TimeoutError``) when the bucket sends nothing for
-    ``idle_s`` seconds: iterating a watcher has no deadline of its own, and a read that never
-    ends would hang a heartbeat or a service's shutdown.
+    ``BrokerError`` when the broker fails it, or sends nothing for ``idle_s`` seconds:
+    iterating a watcher has no deadline of its own, and a read that never ends would hang a
+    heartbeat or a service's shutdown.
     """
+    with broker_errors("KV snapshot"):
+        return await _snapshot(kv, keys, idle_s)
+
+
+async def _snapshot(kv: KeyValue, keys: str, idle_s: float) -> dict[str, bytes]:
     watcher = await kv.watch(keys)
     entries: dict[str, bytes] = {}
     try:

@@ -15,6 +15,7 @@ import asyncio
 from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 
+from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus
 from fairprice.common.delivery import delivery
 from fairprice.common.health import Readiness
@@ -103,9 +104,10 @@ class Converter:
         self._update_readiness()
 
     async def _stored_subjects(self) -> list[str]:
-        info = await self._bus.jsm.stream_info(
-            Stream.BOOKS.value, subjects_filter=Stream.BOOKS.wildcard
-        )
+        with broker_errors("BOOKS subjects"):
+            info = await self._bus.jsm.stream_info(
+                Stream.BOOKS.value, subjects_filter=Stream.BOOKS.wildcard
+            )
         return sorted(info.state.subjects or {})
 
     # -- symbols taken over and forgotten ----------------------------------------------------

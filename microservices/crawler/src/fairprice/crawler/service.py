@@ -23,12 +23,11 @@ import logging
 import time
 
 import httpx
-import nats.errors
-import nats.js.errors
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import connect_bus, ensure_streams
+from fairprice.common.errors import BrokerError
 from fairprice.common.feeds import read_feeds
 from fairprice.common.health import HealthServer, Readiness
 from fairprice.common.kv import Bucket, open_bucket
@@ -221,8 +220,8 @@ class _SymbolOwner:
                 if feed.enabled and feed.exchange == self._exchange.name
                 for symbol in feed.symbols
             }
-        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-            log.warning("cannot read feeds; keeping the last set", error=repr(exc))
+        except BrokerError as exc:
+            log.warning("cannot read feeds; keeping the last set", error=str(exc))
 
     def apply(self) -> None:
         """Crawl the owned symbols, plus those handed to another replica less than

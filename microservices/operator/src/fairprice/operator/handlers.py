@@ -8,8 +8,9 @@
   if the bucket lost or changed it (a broker that lost its storage, a manual edit): the object
   is the source of truth, the bucket follows it.
 
-NATS errors are temporary (kopf retries the handler with a delay); a spec that cannot be a
-feed is permanent (logged and posted as a Kubernetes event, not retried until it changes).
+Broker errors (``BrokerError``) are temporary (kopf retries the handler with a delay); a spec
+that cannot be a feed is permanent (logged and posted as a Kubernetes event, not retried until
+it changes).
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 import kopf
-import nats.errors
-import nats.js.errors
 from nats.js.kv import KeyValue
 
+from fairprice.common.broker_errors import broker_errors
+from fairprice.common.errors import BrokerError, NotFoundError
 from fairprice.common.feeds import Feed, encode_feed
 from fairprice.common.logs import get_logger
 from fairprice.operator.feed_spec import InvalidSpecError, feed_from_spec, feed_key
@@ -45,7 +46,6 @@ PLURAL = "marketfeeds"
 
 log = get_logger(__name__)
 
-_NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
 _RETRY_DELAY_S = 2.0
 _STATUS_KEYS = ("summary", "symbols", "conditions", "observedGeneration")
 
@@ -102,10 +102,11 @@ class FeedHandlers:
     async def remove(self, namespace: str | None, name: str | None, **_: Any) -> None:
         key = feed_key(str(namespace), str(name))
         try:
-            await self._feeds.delete(key)
-        except _NATS_ERRORS as exc:
+            with broker_errors(f"cannot delete feed {key}"):
+                await self._feeds.delete(key)
+        except BrokerError as exc:
             self._metrics.errors.labels("nats").inc()
-            raise kopf.TemporaryError(f"cannot delete feed {key}: {exc}", _RETRY_DELAY_S) from exc
+            raise kopf.TemporaryError(str(exc), _RETRY_DELAY_S) from exc
         self._metrics.feed_writes.labels("delete").inc()
         self._forget(key)
         log.info("feed removed", key=key)
@@ -133,13 +134,14 @@ class FeedHandlers:
             return
         key = feed_key(str(namespace), str(name))
         try:
-            entry = await self._feeds.get(key)
+            with broker_errors(f"cannot read feed {key}"):
+                entry = await self._feeds.get(key)
             stored = entry.value
-        except nats.js.errors.KeyNotFoundError:
+        except NotFoundError:
             stored = None
-        except _NATS_ERRORS as exc:
+        except BrokerError as exc:
             self._metrics.errors.labels("nats").inc()
-            raise kopf.TemporaryError(f"cannot read feed {key}: {exc}", _RETRY_DELAY_S) from exc
+            raise kopf.TemporaryError(str(exc), _RETRY_DELAY_S) from exc
         if stored != encode_feed(feed):
             log.warning("feed missing or changed in the bucket, writing it again", key=key)
             await self._put(key, feed)
@@ -156,10 +158,11 @@ class FeedHandlers:
         """Put into ``patch`` the status keys whose value changed: a refresh that finds nothing
         new patches nothing, so an idle feed costs no API writes and no watch events."""
         try:
-            latest = await self._latest.read(feed)
-        except _NATS_ERRORS as exc:
+            with broker_errors("cannot read latest values"):
+                latest = await self._latest.read(feed)
+        except BrokerError as exc:
             self._metrics.errors.labels("nats").inc()
-            raise kopf.TemporaryError(f"cannot read latest values: {exc}", _RETRY_DELAY_S) from exc
+            raise kopf.TemporaryError(str(exc), _RETRY_DELAY_S) from exc
         now = datetime.datetime.now(tz=datetime.UTC)
         generation = meta.get("generation")
         conditions = status.get("conditions")
@@ -206,10 +209,11 @@ class FeedHandlers:
 
     async def _put(self, key: str, feed: Feed) -> None:
         try:
-            await self._feeds.put(key, encode_feed(feed))
-        except _NATS_ERRORS as exc:
+            with broker_errors(f"cannot write feed {key}"):
+                await self._feeds.put(key, encode_feed(feed))
+        except BrokerError as exc:
             self._metrics.errors.labels("nats").inc()
-            raise kopf.TemporaryError(f"cannot write feed {key}: {exc}", _RETRY_DELAY_S) from exc
+            raise kopf.TemporaryError(str(exc), _RETRY_DELAY_S) from exc
         self._metrics.feed_writes.labels("put").inc()
 
     def _forget(self, key: str) -> None:
