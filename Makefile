@@ -54,9 +54,9 @@ all: ## build images, deploy to the local cluster (kind/minikube/k3d/docker-desk
 stop: ## remove fairprice from the local cluster (release, volumes, namespace, CRD)
 	@bash scripts/cluster.sh down
 
-# Benchmarks: the whole pipeline as real processes (bench/pipeline.py; results in bench/results/).
+# Benchmarks: the whole pipeline as real processes (bench/end_to_end.py; results in bench/results/).
 .PHONY: bench
 QUICK ?=
 
 bench: setup ## pipeline capacity, latency, CPU and memory (QUICK=1: one short step per mode)
-	$(UV) run --frozen python bench/pipeline.py $(if $(QUICK),--quick,--profile)
+	$(UV) run --frozen python bench/end_to_end.py $(if $(QUICK),--quick,--profile)

@@ -44,7 +44,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from fairprice.cli.pipeline import Pipeline, ServiceProcess
+from fairprice.cli.processes import Pipeline, ServiceProcess
 from fairprice.common.bus import Bus
 from fairprice.common.subjects import Stream
 from fairprice.common.testing import eventually

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from fairprice.common.testing.servers import InfluxServer
+from fairprice.common.testing import InfluxServer
 
 GRAFANA = Path(__file__).resolve().parents[2] / "grafana"
 DATABASE = "fair_price"

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fairprice.common.testing.servers import InfluxServer
+from fairprice.common.testing import InfluxServer
 
 from .conftest import DATABASE, EXCHANGE, SYMBOLS, Window, dashboards
 

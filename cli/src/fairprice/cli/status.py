@@ -16,7 +16,7 @@ from rich.table import Table
 
 from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import connect_bus
-from fairprice.common.errors import BrokerError, NotFoundError
+from fairprice.common.errors import BrokerError
 from fairprice.common.settings import ServiceSettings
 
 __all__ = ["ServiceHealth", "collect_status", "run_status"]
@@ -74,7 +74,7 @@ async def collect_status(
             try:
                 with broker_errors(f"consumers of {name}"):
                     infos = await bus.jsm.consumers_info(name)
-            except (BrokerError, NotFoundError):
+            except BrokerError:
                 continue
             for c in sorted(infos, key=lambda c: c.name):
                 consumers.add_row(

@@ -3,8 +3,10 @@
 The httpx pattern (``map_httpcore_exceptions``): every call into nats-py that callers above the
 bus make is wrapped in this context manager, so nothing above it catches a nats-py type:
 
-    nats.js.errors.NotFoundError (no such message, key, bucket)   -> NotFoundError
+    nats.js.errors.NotFoundError (no such message, key, bucket)    -> NotFoundError
     nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError -> BrokerError (transient)
+
+(``NotFoundError`` is a ``BrokerError``: a caller that does not single it out treats it as any.)
 
 This module and the bus modules of common (bus, publisher, consumer, tail, kv, membership)
 are the only places that name nats-py's errors (a test checks it).

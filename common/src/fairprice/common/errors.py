@@ -4,10 +4,10 @@
     ├── TransientError      worth retrying: a broker or database that is down, a 5xx, a timeout
     │   ├── RateLimitedError    the exchange said 429/418: wait ``retry_after`` seconds first
     │   └── BrokerError         NATS or JetStream did not do it: down, timed out, refused
+    │       └── NotFoundError       no such stream message, KV key, bucket or consumer
     ├── FatalError          retrying cannot help: exit non-zero and let Kubernetes restart us
     │   └── SettingsError       a bad or missing setting (exit code 2)
     ├── InvalidMessageError a message that can never be processed (poison: dead-letter it)
-    ├── NotFoundError       the broker has no such stream message, KV key or bucket
     └── StoppedError        told to stop before the work could begin (not a failure: exit 0)
 
 Services catch ``TransientError`` at the edge of one unit of work (retry, nak with delay).
@@ -53,8 +53,9 @@ class BrokerError(TransientError):
     """NATS or JetStream did not do what was asked (unreachable, timed out, an API error)."""
 
 
-class NotFoundError(FairpriceError):
-    """The broker holds no such thing: a stream's last message, a KV key, a bucket."""
+class NotFoundError(BrokerError):
+    """The broker holds no such thing: a stream's last message, a KV key, a bucket, a consumer
+    (a ``BrokerError`` too: a caller that cares catches it first, others treat it as any)."""
 
 
 class FatalError(FairpriceError):

@@ -1,8 +1,11 @@
-"""NATS KV buckets: their names, idempotent creation, and a consistent read of their keys.
+"""NATS KV buckets: their names, their keys, idempotent creation, and a consistent read.
 
-- ``members``: ``<group>.<member id>`` -> heartbeat time; every crawler and converter replica.
-- ``feeds``: ``<namespace>.<name>`` -> ``fairprice.common.feeds.Feed`` JSON; the operator.
-- ``latest``: ``<exchange>.<SYMBOL>`` -> latest fair price and signal JSON; the converter.
+- ``members``: ``member_key(group, member id)`` = ``<group>.<member id>`` -> heartbeat time;
+  every crawler and converter replica (``member_keys(group)`` matches a group's).
+- ``feeds``: ``feed_key(namespace, name)`` = ``<namespace>.<name>`` ->
+  ``fairprice.common.feeds.Feed`` JSON; the operator.
+- ``latest``: ``latest_key(exchange, symbol)`` = ``<exchange>.<SYMBOL>`` -> latest fair price
+  and signal JSON; the converter writes it, the operator reads it.
 
 Readers take a *snapshot* (every live key and value at one moment) on a short period rather
 than keeping a watcher open: a snapshot is a fresh ordered consumer each time, so it is correct
@@ -20,13 +23,38 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from fairprice.common.broker_errors import broker_errors
 
-__all__ = ["Bucket", "open_bucket", "snapshot"]
+__all__ = [
+    "Bucket",
+    "feed_key",
+    "latest_key",
+    "member_keys",
+    "member_key",
+    "open_bucket",
+    "snapshot",
+]
 
 
 class Bucket(enum.StrEnum):
     MEMBERS = "members"
     FEEDS = "feeds"
     LATEST = "latest"
+
+
+def member_key(group: str, member: str) -> str:
+    return f"{group}.{member}"
+
+
+def member_keys(group: str) -> str:
+    """The key pattern of every member of ``group`` (its member id is the key's second part)."""
+    return f"{group}.*"
+
+
+def feed_key(namespace: str, name: str) -> str:
+    return f"{namespace}.{name}"
+
+
+def latest_key(exchange: str, symbol: str) -> str:
+    return f"{exchange}.{symbol}"
 
 
 async def open_bucket(

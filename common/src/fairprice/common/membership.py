@@ -23,7 +23,7 @@ from nats.js.kv import KeyValue
 from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus
 from fairprice.common.errors import BrokerError
-from fairprice.common.kv import Bucket, open_bucket, snapshot
+from fairprice.common.kv import Bucket, member_key, member_keys, open_bucket, snapshot
 from fairprice.common.lifecycle import wait_or_stop
 from fairprice.common.logs import get_logger
 
@@ -71,7 +71,7 @@ class Membership:
 
     @property
     def _key(self) -> str:
-        return f"{self.group}.{self.member_id}"
+        return member_key(self.group, self.member_id)
 
     async def __aenter__(self) -> Membership:
         self._kv = await open_bucket(self._bus.js, Bucket.MEMBERS, ttl_s=self._ttl_s)
@@ -133,7 +133,7 @@ class Membership:
     async def _beat(self) -> None:
         assert self._kv is not None
         await self._kv.put(self._key, f"{time.time():.3f}".encode())
-        live = await snapshot(self._kv, f"{self.group}.*")
+        live = await snapshot(self._kv, member_keys(self.group))
         members = tuple(sorted(key.split(".", 1)[1] for key in live))
         if self.member_id not in members:  # our own put is always visible to us
             members = tuple(sorted((*members, self.member_id)))

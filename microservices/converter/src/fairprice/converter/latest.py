@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 from nats.js.kv import KeyValue
 
+from fairprice.common.kv import latest_key
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import Latest, encode
 from fairprice.converter.symbol_state import SymbolState
@@ -54,7 +55,7 @@ class LatestWriter:
                 signal=signal.action if signal is not None else None,
                 signal_time_ms=signal.event_time_ms if signal is not None else None,
             )
-            puts.append(kv.put(f"{price.exchange}.{price.symbol}", encode(latest)))
+            puts.append(kv.put(latest_key(price.exchange, price.symbol), encode(latest)))
         results = await asyncio.gather(*puts, return_exceptions=True)
         failed = [r for r in results if isinstance(r, BaseException)]
         if failed:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from fairprice.common.errors import InvalidMessageError
 from fairprice.common.messages import Book, encode
+from fairprice.crawler.adapters import EXCHANGES, exchange_for
 from fairprice.crawler.exchange import DepthEvent, Exchange
-from fairprice.crawler.exchanges import EXCHANGES, exchange_for
 from fairprice.crawler.recording import Format, Record, read_recording
 from fairprice.crawler.sync import SyncEngine
 

@@ -10,7 +10,7 @@ that keeps going after 429s is banned with 418. So:
 - A 429 or 418 blocks *every* request until ``Retry-After`` has passed (``block``): the only
   requests after a 429 are made once the exchange said we may, so no loop can earn a ban.
 - 5xx, timeouts, transport errors and malformed bodies raise ``TransientError`` (the caller
-  retries with jittered exponential backoff, each attempt paying its weight again).
+  retries with ``fairprice.common.retry.Backoff``, each attempt paying its weight again).
 """
 
 from __future__ import annotations
@@ -27,16 +27,11 @@ from fairprice.common.logs import get_logger
 from fairprice.crawler.exchange import Exchange, Snapshot
 from fairprice.crawler.recording import Recorder
 
-__all__ = ["SnapshotClient", "WeightBudget", "backoff"]
+__all__ = ["SnapshotClient", "WeightBudget"]
 
 log = get_logger(__name__)
 
 _DEFAULT_RETRY_AFTER = {429: 60.0, 418: 120.0}
-
-
-def backoff(attempt: int, base: float, cap: float) -> float:
-    """Full-jitter exponential backoff: uniform in ``[0, min(cap, base * 2**attempt)]``."""
-    return random.uniform(0, min(cap, base * 2.0**attempt))
 
 
 class WeightBudget:

@@ -37,8 +37,8 @@ from fairprice.common.membership import Membership
 from fairprice.common.messages import Book, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
+from fairprice.crawler.adapters import exchange_for
 from fairprice.crawler.exchange import DepthEvent, Exchange
-from fairprice.crawler.exchanges import exchange_for
 from fairprice.crawler.metrics import CrawlerMetrics
 from fairprice.crawler.recording import Recorder
 from fairprice.crawler.rest import SnapshotClient, WeightBudget
@@ -171,13 +171,19 @@ async def run(
             rest_url=cfg.rest_url,
             ws_url=cfg.ws_url,
         )
+        # The root tasks: when one fails, the group stops the others.
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(owner.run(stop))
-            tg.create_task(pool.watch(stop))
+            # Crawl what this replica owns: membership and feeds -> the engine's symbols.
+            tg.create_task(owner.run(stop), name="crawler-ownership")
+            # Keep the WebSocket connections to the exchange, their streams and reconnects.
+            tg.create_task(pool.watch(stop), name="crawler-streams")
             if cfg.refresh_s > 0:
-                tg.create_task(_refresh_books(engine, cfg.refresh_s, stop))
+                # Check synced books against fresh snapshots in the background.
+                tg.create_task(_refresh_books(engine, cfg.refresh_s, stop), name="crawler-refresh")
+            # Readiness (every symbol synced), and snapshots for symbols that stay quiet.
             tg.create_task(
-                _watch_progress(engine, fetcher, readiness, ready, stop, cfg.quiet_snapshot_s)
+                _watch_progress(engine, fetcher, readiness, ready, stop, cfg.quiet_snapshot_s),
+                name="crawler-progress",
             )
             await stop.wait()
             readiness.set("synced", False)

@@ -14,7 +14,7 @@ import msgspec
 
 from fairprice.common.feeds import Feed
 
-__all__ = ["InvalidSpecError", "feed_from_spec", "feed_key"]
+__all__ = ["InvalidSpecError", "feed_from_spec"]
 
 
 class InvalidSpecError(ValueError):
@@ -23,10 +23,6 @@ class InvalidSpecError(ValueError):
 
 _SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
 _CAMEL_TO_FEED = {"smaFastSeconds": "sma_fast_s", "smaSlowSeconds": "sma_slow_s"}
-
-
-def feed_key(namespace: str, name: str) -> str:
-    return f"{namespace}.{name}"
 
 
 def feed_from_spec(spec: Mapping[str, Any]) -> Feed:

@@ -26,8 +26,9 @@ from nats.js.kv import KeyValue
 from fairprice.common.broker_errors import broker_errors
 from fairprice.common.errors import BrokerError, NotFoundError
 from fairprice.common.feeds import Feed, encode_feed
+from fairprice.common.kv import feed_key
 from fairprice.common.logs import get_logger
-from fairprice.operator.feed_spec import InvalidSpecError, feed_from_spec, feed_key
+from fairprice.operator.feed_spec import InvalidSpecError, feed_from_spec
 from fairprice.operator.latest import LatestReader
 from fairprice.operator.metrics import OperatorMetrics
 from fairprice.operator.settings import OperatorSection

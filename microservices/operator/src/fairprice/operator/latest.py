@@ -19,17 +19,13 @@ from nats.js.kv import KeyValue
 from fairprice.common.broker_errors import broker_errors
 from fairprice.common.errors import InvalidMessageError, NotFoundError
 from fairprice.common.feeds import Feed
-from fairprice.common.kv import Bucket
+from fairprice.common.kv import Bucket, latest_key
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import Latest, decode
 
-__all__ = ["LatestReader", "decode_latest", "latest_key"]
+__all__ = ["LatestReader", "decode_latest"]
 
 log = get_logger(__name__)
-
-
-def latest_key(exchange: str, symbol: str) -> str:
-    return f"{exchange}.{symbol}"
 
 
 def decode_latest(data: bytes) -> Latest | None:
