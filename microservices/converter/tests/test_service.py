@@ -271,7 +271,9 @@ async def test_converter_scaling_one_three_one_changes_no_output(
             last_third = asyncio.create_task(_publish_in_chunks(streams, ordered[2 * third :]))
         await last_third
         await _wait_for_outputs(streams, expected)
-        assert owned(first) == 64
+        # The leavers may have published the last outputs before the first replica's next
+        # membership poll gave it their partitions back.
+        await eventually(lambda: owned(first) == 64, what="every partition back on the first")
         rebuilds = first.get_sample_value("fairprice_converter_rebuilds_total") or 0.0
         assert rebuilds > len(SYMBOLS)  # it took symbols back over
     scaled, count = await _collect(streams)
