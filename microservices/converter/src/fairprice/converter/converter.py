@@ -17,7 +17,7 @@ from nats.js.kv import KeyValue
 
 from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus
-from fairprice.common.delivery import delivery
+from fairprice.common.delivery import stream_seq
 from fairprice.common.health import Readiness
 from fairprice.common.logs import get_logger
 from fairprice.common.publisher import Publisher
@@ -169,7 +169,7 @@ class Converter:
             state = self._symbols.get(subject)
             if state is None:  # a symbol new to this replica
                 state = self._take_over(subject)
-            seq = delivery(msg).stream_seq
+            seq = stream_seq(msg)
             if state.pipeline is None:
                 state.buffer.append((seq, msg.data))
             elif seq > state.last_seq:

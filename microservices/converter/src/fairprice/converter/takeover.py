@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus
-from fairprice.common.delivery import delivery
+from fairprice.common.delivery import stream_seq
 from fairprice.common.errors import InvalidMessageError, NotFoundError
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import FairPrice, Signal, decode
@@ -95,7 +95,7 @@ class Takeover:
             async with tail:
                 while not tail.caught_up:
                     for msg in await tail.next_batch(self._settings.batch, 1.0):
-                        state.last_seq = delivery(msg).stream_seq
+                        state.last_seq = stream_seq(msg)
                         await apply(state, pipeline, msg.data)
                         replayed += 1
             # The live books that came in meanwhile, except those the replay already had.
