@@ -61,9 +61,9 @@ stop: ## remove fairprice from the local cluster (release, volumes, namespace, C
 kube: setup ## no cluster? the offline chart's pods as local processes (kubectl get pods -w; Ctrl-C stops)
 	$(UV) run --frozen python -m tests.k8s.harness
 
-# Benchmarks: the whole pipeline as real processes (bench/pipeline.py; results in bench/results/).
+# Benchmarks: the whole pipeline as real processes (bench/end_to_end.py; results in bench/results/).
 .PHONY: bench
 QUICK ?=
 
 bench: setup ## pipeline capacity, latency, CPU and memory (QUICK=1: one short step per mode)
-	$(UV) run --frozen python bench/pipeline.py $(if $(QUICK),--quick,--profile)
+	$(UV) run --frozen python bench/end_to_end.py $(if $(QUICK),--quick,--profile)

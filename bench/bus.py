@@ -16,10 +16,10 @@ from _report import report
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
 from fairprice.common.consumer import PullConsumer
+from fairprice.common.local_servers import run_nats
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, books_subject
-from fairprice.common.testing import run_nats
 
 N = 50_000
 PAYLOAD = b"x" * 1024

@@ -37,11 +37,12 @@ from prometheus_client import CollectorRegistry
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
 from fairprice.common.feeds import STRATEGIES
 from fairprice.common.intervals import INTERVALS
+from fairprice.common.local_servers import run_nats
 from fairprice.common.messages import Book, decode, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
-from fairprice.common.testing import eventually, run_nats
+from fairprice.common.testing import eventually
 from fairprice.converter.params import params_for
 from fairprice.converter.service import run
 from fairprice.converter.settings import ConverterSection, ConverterSettings

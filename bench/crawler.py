@@ -32,11 +32,11 @@ import msgspec
 from _report import report
 
 from fairprice.common.bus import connect_bus, ensure_streams
+from fairprice.common.local_servers import run_nats
 from fairprice.common.messages import encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
-from fairprice.common.testing import run_nats
 from fairprice.crawler.binance import Binance
 from fairprice.crawler.exchange import DepthEvent, Snapshot
 from fairprice.crawler.sync import SyncEngine

@@ -29,12 +29,12 @@ from _report import report
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import connect_bus, ensure_streams
+from fairprice.common.local_servers import InfluxServer, NatsServer, run_influxd, run_nats
 from fairprice.common.logs import configure_logging
 from fairprice.common.messages import Book, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, InfluxSettings, LogSettings, NatsSettings
 from fairprice.common.subjects import book_msg_id, books_subject
-from fairprice.common.testing import InfluxServer, NatsServer, run_influxd, run_nats
 from fairprice.storer import StorerSettings, run
 from fairprice.storer.line_protocol import LineEncoder
 from fairprice.storer.settings import StorerSection

@@ -9,7 +9,7 @@ import pytest
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
 from fairprice.common.consumer import PullConsumer
-from fairprice.common.errors import TransientError
+from fairprice.common.errors import StoppedError
 from fairprice.common.health import Readiness
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import NatsSettings, StreamLimits, StreamsSettings
@@ -227,7 +227,7 @@ async def test_connect_gives_up_when_stopped_while_the_broker_is_unreachable() -
         done, _ = await asyncio.wait({task}, timeout=0.5)
         assert not done, "no broker: still trying"
         stop.set()
-        with pytest.raises(TransientError, match="stopped before NATS was reachable"):
+        with pytest.raises(StoppedError, match="stopped before NATS was reachable"):
             await asyncio.wait_for(task, timeout=10)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import cast
+
 import pytest
+from nats.aio.msg import Msg
 
 from fairprice.common.bus import Bus
-from fairprice.common.delivery import Delivery, delivery, parse_reply
+from fairprice.common.delivery import Delivery, delivery, parse_reply, stream_seq
 from fairprice.common.errors import InvalidMessageError
 
 EXPECTED = Delivery("BOOKS", "c1", 2, 1234, 17, 1700000000000000000, 5)
@@ -24,6 +28,12 @@ def test_delivery_short_layout() -> None:
 )
 def test_delivery_long_layout(reply: str) -> None:
     assert parse_reply(reply) == EXPECTED
+    assert stream_seq(cast(Msg, SimpleNamespace(reply=reply))) == EXPECTED.stream_seq
+
+
+def test_stream_seq_short_layout() -> None:
+    reply = "$JS.ACK.BOOKS.c1.2.1234.17.1700000000000000000.5"
+    assert stream_seq(cast(Msg, SimpleNamespace(reply=reply))) == 1234
 
 
 @pytest.mark.parametrize(
@@ -32,6 +42,8 @@ def test_delivery_long_layout(reply: str) -> None:
 def test_delivery_refuses_what_is_not_a_reply(reply: str) -> None:
     with pytest.raises(InvalidMessageError):
         parse_reply(reply)
+    with pytest.raises(InvalidMessageError):
+        stream_seq(cast(Msg, SimpleNamespace(reply=reply)))
 
 
 async def test_delivery_of_a_real_message_agrees_with_nats_py(bus: Bus) -> None:
@@ -43,7 +55,7 @@ async def test_delivery_of_a_real_message_agrees_with_nats_py(bus: Bus) -> None:
     for msg in msgs:
         meta = delivery(msg)
         assert (meta.stream, meta.consumer) == ("T", "d")
-        assert meta.stream_seq == msg.metadata.sequence.stream
+        assert meta.stream_seq == stream_seq(msg) == msg.metadata.sequence.stream
         assert meta.consumer_seq == msg.metadata.sequence.consumer
         assert meta.pending == msg.metadata.num_pending
         assert meta.delivered == msg.metadata.num_delivered == 1

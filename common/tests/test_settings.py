@@ -66,7 +66,7 @@ def test_settings_invalid_value_names_key_and_env(
     with pytest.raises(SettingsError) as info:
         load_settings(_DemoSettings, config)
     message = str(info.value)
-    assert "crawler.depth (env FAIRPRICE_CRAWLER__DEPTH)" in message
+    assert "crawler.depth (env FAIRPRICE_CRAWLER__DEPTH; " in message
     assert "'deep'" in message
     assert str(config) in message
     assert info.value.exit_code == 2
@@ -77,13 +77,16 @@ def test_settings_unknown_key_fails_with_hint(config: Path) -> None:
     with pytest.raises(SettingsError) as info:
         load_settings(_DemoSettings, config)
     message = str(info.value)
-    assert "crawler.dpeth (env FAIRPRICE_CRAWLER__DPETH): unknown setting" in message
+    assert "crawler.dpeth (env FAIRPRICE_CRAWLER__DPETH; config file" in message
+    assert ": unknown setting" in message
     assert "did you mean 'depth'?" in message
 
 
 def test_settings_unknown_section_fails(config: Path) -> None:
     config.write_text(config.read_text() + "\n[crawlr]\ndepth = 1\n")
-    with pytest.raises(SettingsError, match="crawlr: unknown section; did you mean 'crawler'"):
+    with pytest.raises(
+        SettingsError, match=r"crawlr \(.*\): unknown section; did you mean 'crawler'"
+    ):
         load_settings(_DemoSettings, config)
 
 
@@ -95,7 +98,7 @@ def test_settings_missing_required_setting(config: Path) -> None:
         storer: _Required
 
     with pytest.raises(
-        SettingsError, match=r"storer.url \(env FAIRPRICE_STORER__URL\): Field required"
+        SettingsError, match=r"storer.url \(env FAIRPRICE_STORER__URL; .*\): Field required"
     ):
         load_settings(_NeedsUrl, config)
 
@@ -110,3 +113,42 @@ def test_settings_bad_toml_is_a_settings_error(tmp_path: Path) -> None:
     path.write_text("[crawler\n")
     with pytest.raises(SettingsError, match="cannot read config file"):
         load_settings(_DemoSettings, path)
+
+
+def test_settings_unknown_variable_names_it(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAIRPRICE_CRAWLR__DEPTH", "5")
+    monkeypatch.setenv("FAIRPRICE_CRAWLER__HTTP__PROT", "5")
+    monkeypatch.setenv("FAIRPRICE_STORER__ANYTHING", "5")  # another service's section
+    with pytest.raises(SettingsError) as info:
+        load_settings(_DemoSettings, config)
+    assert str(info.value).splitlines() == [
+        f"invalid setting crawler.http.prot (env FAIRPRICE_CRAWLER__HTTP__PROT; config file "
+        f"{config}): unknown setting; did you mean 'port'?",
+        f"invalid setting crawlr.depth (env FAIRPRICE_CRAWLR__DEPTH; config file {config}): "
+        "unknown section; did you mean 'crawler'?",
+    ]
+
+
+def test_settings_list_variable_that_is_not_json(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAIRPRICE_NATS__SERVERS", "nats://x:4222")
+    with pytest.raises(SettingsError) as info:
+        load_settings(_DemoSettings, config)
+    assert str(info.value).splitlines() == [
+        f"invalid setting nats.servers (env FAIRPRICE_NATS__SERVERS; config file {config}): "
+        """expected JSON such as ["a", "b"], got 'nats://x:4222'""",
+    ]
+
+
+def test_settings_variables_that_are_not_settings_are_allowed(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAIRPRICE_CLUSTER", "kind")
+    monkeypatch.setenv("FAIRPRICE_RECORDINGS", "/tmp")
+    assert load_settings(_DemoSettings, config).crawler.depth == 50
+
+
+def test_settings_overrides_merge_into_a_section(config: Path) -> None:
+    settings = load_settings(_DemoSettings, config, crawler={"depth": 7})
+    assert (settings.crawler.depth, settings.crawler.http.port) == (7, 9001)

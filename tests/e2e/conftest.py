@@ -35,7 +35,7 @@ import msgspec
 import pytest
 from nats.js import api
 
-from fairprice.cli.pipeline import Pipeline, ServiceProcess
+from fairprice.cli.processes import Pipeline, ServiceProcess
 from fairprice.common.bus import Bus, connect_bus
 from fairprice.common.messages import Book, Candle, FairPrice, Signal, decode
 from fairprice.common.settings import NatsSettings

@@ -44,7 +44,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from fairprice.cli.pipeline import Pipeline, ServiceProcess
+from fairprice.cli.processes import Pipeline, ServiceProcess
 from fairprice.common.bus import Bus
 from fairprice.common.subjects import Stream
 from fairprice.common.testing import eventually
@@ -240,8 +240,10 @@ async def test_nats_restart_and_influxd_down_30s_recover_by_themselves(rig: Rig)
 
     # nats-server restarted: stopped (SIGTERM) and started on the same port and file store.
     down_ms = now_ms()
+    restarting = time.monotonic()
     await pipeline.nats.restart()
     up = time.monotonic()
+    nats_down_s = up - restarting
     await pipeline.wait_ready(60)
     await wait_books(bus, 100, within=60)
     nats_recovery_s = time.monotonic() - up
@@ -271,11 +273,13 @@ async def test_nats_restart_and_influxd_down_30s_recover_by_themselves(rig: Rig)
     result = await rig.audit("nats-server restart, influxd down 30 s")
     gaps = gaps_between(result, down_ms, recovered_ms)
     print(
-        f"  nats-server restart: pipeline ready and publishing again {nats_recovery_s:.1f} s "
-        f"after the broker was back; crawler outage {sum(g[1] for g in gaps)} update ids "
-        f"in {len(gaps)} gaps\n"
+        f"  nats-server restart: down {nats_down_s:.1f} s; pipeline ready and publishing again "
+        f"{nats_recovery_s:.1f} s after the broker was back; crawler outage "
+        f"{sum(g[1] for g in gaps)} update ids in {len(gaps)} gaps\n"
         f"  influxd down {INFLUXD_DOWN_S:.0f} s: {marks[Stream.BOOKS] - at_stop} books "
         f"published meanwhile, all stored {influx_recovery_s:.1f} s after influxd was back"
     )
-    assert all(down_ms - 1_000 <= g[2] and g[3] <= recovered_ms + 1_000 for g in gaps), gaps
+    # A short restart loses nothing: the crawler's publisher held the books while the broker
+    # was down, the exchange buffered the frames meanwhile (the module docstring).
+    assert gaps == [], f"update ids lost across a {nats_down_s:.1f} s broker restart: {gaps}"
     assert not gaps_between(result, recovered_ms + 1_000, now_ms()), "gaps without a fault"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from fairprice.cli.pipeline import Pipeline
+from fairprice.cli.processes import Pipeline
 from fairprice.common.bus import Bus
 from fairprice.common.testing import eventually
 

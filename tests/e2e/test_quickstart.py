@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from fairprice.cli.pipeline import free_port
+from fairprice.cli.processes import free_port
 
 pytestmark = [
     pytest.mark.e2e,

@@ -19,7 +19,7 @@ from fairprice.common.feeds import STRATEGIES, Indicators
 from fairprice.common.intervals import INTERVALS
 from fairprice.common.messages import Book, Candle, Signal, decode
 from fairprice.common.subjects import Stream
-from fairprice.common.testing.servers import InfluxServer
+from fairprice.common.testing import InfluxServer
 from fairprice.converter.fair_price import Skip
 from fairprice.converter.params import Params
 from fairprice.converter.symbol_pipeline import SymbolPipeline

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from fairprice.common.intervals import INTERVALS
-from fairprice.common.testing.servers import InfluxServer
+from fairprice.common.testing import InfluxServer
 
 from .conftest import DATABASE, EXCHANGE, SYMBOLS, Window, dashboards
 

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fairprice.cli.pipeline import Pipeline
+from fairprice.cli.processes import Pipeline
 from fairprice.common.testing import eventually
 
 from .conftest import dashboards

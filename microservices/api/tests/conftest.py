@@ -1,5 +1,5 @@
 """The price API against a real pipeline: nats-server, influxd, the simulator, crawler,
-converter and storer as processes (``fairprice.cli.pipeline.Pipeline``), and the API
+converter and storer as processes (``fairprice.cli.processes.Pipeline``), and the API
 in-process through its ``run(settings, stop=..., ready=...)``."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest_asyncio
 
 from fairprice.api.service import run
 from fairprice.api.settings import ApiSection, ApiSettings, StreamSettings
-from fairprice.cli.pipeline import Pipeline
+from fairprice.cli.processes import Pipeline
 from fairprice.common.bus import Bus, connect_bus
 from fairprice.common.settings import HttpSettings, InfluxSettings, NatsSettings
 

@@ -21,8 +21,8 @@ from fairprice.common.messages import Book, decode
 from fairprice.common.settings import HttpSettings, NatsSettings
 from fairprice.common.subjects import Stream
 from fairprice.common.testing import NatsServer, eventually
+from fairprice.crawler.adapters import exchange_for
 from fairprice.crawler.binance import Binance
-from fairprice.crawler.exchanges import exchange_for
 from fairprice.crawler.recording import read_recording
 from fairprice.crawler.replay import Replayer
 from fairprice.crawler.service import run

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fairprice.common.feeds import Feed, Indicators, decode_feed, encode_feed
-from fairprice.operator.feed_spec import InvalidSpecError, feed_from_spec, feed_key
+from fairprice.common.kv import feed_key
+from fairprice.operator.feed_spec import InvalidSpecError, feed_from_spec
 
 
 def test_feed_from_spec_maps_every_field() -> None:

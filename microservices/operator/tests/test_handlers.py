@@ -145,3 +145,23 @@ async def test_apply_without_nats_is_a_temporary_error(
     assert harness.metric("fairprice_operator_errors_total", kind="nats") == 1
     await nats_server.start()
     await eventually(lambda: bus.nc.is_connected, within=30, what="reconnected")
+
+
+async def test_refresh_after_the_stop_does_nothing(bus: Bus) -> None:
+    """A timer kopf starts after its stop flag (nothing will stop it) patches nothing and
+    touches neither bucket."""
+    feeds = await open_bucket(bus.js, Bucket.FEEDS)
+    registry = CollectorRegistry()
+    handlers = FeedHandlers(
+        feeds,
+        LatestReader(bus.js),
+        OperatorSection(),
+        OperatorMetrics(registry),
+        stopping=lambda: True,
+    )
+    patch = kopf.Patch()
+    body = market_feed("btc", {"exchange": "sim", "symbols": ["BTCUSDT"]})
+    await handlers.refresh(patch=patch, **dict(kwargs(body)))
+    assert not patch
+    with pytest.raises(nats.js.errors.NoKeysError):
+        await feeds.keys()  # the refresh did not write the missing feed back

@@ -16,7 +16,7 @@ import yaml
 
 from fairprice.common.feeds import Feed
 from fairprice.common.messages import Latest
-from fairprice.crawler.exchanges import EXCHANGES
+from fairprice.crawler.adapters import EXCHANGES
 from fairprice.operator.feed_spec import feed_from_spec
 from fairprice.operator.handlers import VERSION
 from fairprice.operator.status import feed_status, symbol_states

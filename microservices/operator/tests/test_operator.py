@@ -17,7 +17,7 @@ from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import Bus
-from fairprice.common.errors import TransientError
+from fairprice.common.errors import StoppedError
 from fairprice.common.feeds import Feed, Indicators, decode_feed, encode_feed
 from fairprice.common.kv import Bucket, open_bucket
 from fairprice.common.messages import Latest, encode
@@ -297,5 +297,5 @@ async def test_operator_stops_while_nats_is_unreachable(k8s: ApiServer) -> None:
         task = asyncio.create_task(run(settings, stop=stop, registry=CollectorRegistry()))
         await eventually(lambda: not task.done(), within=1)  # it keeps trying
         stop.set()
-        with pytest.raises(TransientError, match="stopped before NATS was reachable"):
+        with pytest.raises(StoppedError, match="stopped before NATS was reachable"):
             await asyncio.wait_for(task, timeout=30)

@@ -57,4 +57,4 @@ async def test_operator_process_writes_feeds_and_stops_on_sigterm(
             await process.wait()
     assert process.returncode == 0, output.decode()[-2000:]
     events = [json.loads(line)["event"] for line in output.decode().splitlines() if line[:1] == "{"]
-    assert events[-3:] == ["nats closed", "operator stopped", "stopped"]
+    assert events[-3:] == ["nats closed", "operator stopped", "stopped"], output.decode()[-3000:]

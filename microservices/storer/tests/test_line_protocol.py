@@ -60,7 +60,9 @@ def test_one_sided_book_has_no_mid() -> None:
     assert "mid=" not in line and "ask_" not in line
 
 
-@pytest.mark.parametrize("price", ["1,evil=2", "5i", "t", "true", '"5"', "1 2", "nan", "inf", ""])
+@pytest.mark.parametrize(
+    "price", ["1,evil=2", "5i", "t", "true", '"5"', "1 2", "nan", "inf", "", "1e5", "1E+5"]
+)
 def test_book_values_that_are_not_decimal_strings_are_refused(price: str) -> None:
     with pytest.raises(InvalidMessageError):
         LineEncoder().book(_book(bids=[("100", "1"), (price, "1")]))

@@ -26,7 +26,9 @@ from fairprice.common.lifecycle import install_signal_handlers
 from fairprice.common.logs import configure_logging
 from fairprice.common.settings import LogSettings, ServiceSettings, load_settings
 from fairprice.converter.settings import ConverterSettings
-from fairprice.crawler.replay import main as replay_main
+from fairprice.crawler.replay import DESCRIPTION as REPLAY
+from fairprice.crawler.replay import add_arguments as add_replay_arguments
+from fairprice.crawler.replay import replay
 from fairprice.crawler.settings import CrawlerSettings
 from fairprice.storer.settings import StorerSettings
 
@@ -90,23 +92,20 @@ def _parser() -> argparse.ArgumentParser:
     price.add_argument("--token", help="bearer token (default: [api] token)")
     price.add_argument("--json", action="store_true", help="the API's JSON, one per line")
     replay = sub.add_parser(
-        "replay", help="replay a recording offline, one JSON book per line", add_help=False
+        "replay", help="replay a recording offline, one JSON book per line", description=REPLAY
     )
-    replay.add_argument("args", nargs=argparse.REMAINDER)
+    add_replay_arguments(replay)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["replay"]:
-        # Its own parser takes every argument in any order (argparse's REMAINDER would
-        # refuse `replay --format cryptofeed DIR`, the order the README shows).
-        sys.exit(replay_main(argv[1:]))
     args = _parser().parse_args(argv)
     try:
         sys.exit(_dispatch(args))
     except SettingsError as exc:
-        print(f"fairprice: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"fairprice: {line}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except FairpriceError as exc:
         hint = ""
@@ -119,6 +118,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "replay":
+        return replay(args)
     settings = load_settings(ServiceSettings)
     configure_logging(LogSettings(level="WARNING"), service="fairprice")
     if args.command in ("run", "demo"):

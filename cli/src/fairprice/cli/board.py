@@ -5,13 +5,20 @@ keeps one row per symbol: best bid/ask, fair price, both SMAs, the last signal a
 updates per second and lag (now minus the exchange event time of the last book). With an
 ``indicator`` (``--indicator rsi``, ...) it also follows ``candles.>`` and shows that indicator
 of the symbol's last candle that carries it (the feed's indicator interval, named in the cell).
+``q`` quits (as in top, htop and less), and so do Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
+import termios
 import time
+import tty
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -161,6 +168,33 @@ async def run_top(
             streams.append(Stream.CANDLES)
         for stream in streams:
             await bus.nc.subscribe(stream.wildcard, cb=on_msg)
-        with Live(board.table(sort, limit), console=Console(), refresh_per_second=4) as live:
+        with (
+            _quit_on_q(stop),
+            Live(board.table(sort, limit), console=Console(), refresh_per_second=4) as live,
+        ):
             while not await wait_or_stop(stop, 0.5):
                 live.update(board.table(sort, limit))
+
+
+@contextlib.contextmanager
+def _quit_on_q(stop: asyncio.Event) -> Iterator[None]:
+    """While the block runs, ``q`` typed on the terminal sets ``stop`` (the terminal reads keys
+    one by one meanwhile, and is restored after). Nothing when stdin is not a terminal."""
+    if sys.stdin is None or not sys.stdin.isatty():
+        yield
+        return
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    loop = asyncio.get_running_loop()
+
+    def on_keys() -> None:
+        if b"q" in os.read(fd, 64).lower():
+            stop.set()
+
+    loop.add_reader(fd, on_keys)
+    try:
+        yield
+    finally:
+        loop.remove_reader(fd)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)

@@ -26,12 +26,12 @@ import httpx
 
 from fairprice.api.settings import ApiSettings
 from fairprice.cli.grafana import grafana_spec
-from fairprice.cli.pipeline import service_env
+from fairprice.cli.processes import service_env
 from fairprice.cli.supervisor import ServiceSpec, Supervisor
 from fairprice.common.errors import FatalError
 from fairprice.common.lifecycle import install_signal_handlers
+from fairprice.common.local_servers import run_influxd, run_nats
 from fairprice.common.settings import load_settings
-from fairprice.common.testing.servers import run_influxd, run_nats
 from fairprice.crawler.settings import CrawlerSettings
 from fairprice.simulator.settings import SimulatorSettings
 from fairprice.storer.settings import StorerSettings

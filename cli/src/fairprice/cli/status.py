@@ -13,12 +13,13 @@ import math
 from dataclasses import dataclass
 
 import httpx
-import nats.js.errors
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
+from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import connect_bus
+from fairprice.common.errors import BrokerError
 from fairprice.common.settings import ServiceSettings
 
 __all__ = ["ServiceHealth", "collect_status", "run_status"]
@@ -101,8 +102,9 @@ async def collect_status(
                 str(state.last_seq),
             )
             try:
-                infos = await bus.jsm.consumers_info(name)
-            except nats.js.errors.Error:
+                with broker_errors(f"consumers of {name}"):
+                    infos = await bus.jsm.consumers_info(name)
+            except BrokerError:
                 continue
             for c in sorted(infos, key=lambda c: c.name):
                 consumers.add_row(

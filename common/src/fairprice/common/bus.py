@@ -21,9 +21,10 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 from nats.js.manager import JetStreamManager
 
-from fairprice.common.errors import TransientError
+from fairprice.common.errors import StoppedError, TransientError
 from fairprice.common.health import Readiness
 from fairprice.common.logs import get_logger
+from fairprice.common.retry import Backoff
 from fairprice.common.settings import NatsSettings, StreamLimits, StreamsSettings
 from fairprice.common.subjects import Stream, books_partition_transform
 
@@ -119,27 +120,34 @@ async def connect_bus(
         log.info("nats closed")
 
 
+_CONNECT_MAX_S = 10.0
+_UNREACHABLE = (nats.errors.NoServersError, OSError, TimeoutError)
+
+
 async def _connect_with_retry(
     options: dict[str, Any], settings: NatsSettings, stop: asyncio.Event | None
 ) -> NATS:
-    delay = settings.reconnect_wait_s
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            return await _unless_stopped(nats.connect(**options, allow_reconnect=True), stop)
-        except (nats.errors.NoServersError, OSError, TimeoutError) as exc:
-            if settings.max_reconnect_attempts != -1 and attempt > settings.max_reconnect_attempts:
-                raise TransientError(
-                    f"cannot connect to NATS at {settings.servers}: {exc}"
-                ) from exc
-            log.warning(
-                "waiting for nats", servers=settings.servers, attempt=attempt, error=str(exc)
-            )
-        if stop is not None and stop.is_set():
-            raise TransientError("stopped before NATS was reachable")
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 10.0)
+    async def waiting(exc: BaseException, attempt: int, delay: float) -> None:
+        log.warning(
+            "waiting for nats",
+            servers=settings.servers,
+            attempt=attempt + 1,
+            error=str(exc),
+            retry_in_s=round(delay, 2),
+        )
+
+    limit = settings.max_reconnect_attempts
+    try:
+        return await Backoff(settings.reconnect_wait_s, _CONNECT_MAX_S).retry(
+            lambda: _unless_stopped(nats.connect(**options, allow_reconnect=True), stop),
+            stop=stop,
+            what="NATS was reachable",
+            transient=_UNREACHABLE,
+            on_retry=waiting,
+            attempts=None if limit == -1 else limit + 1,
+        )
+    except _UNREACHABLE as exc:
+        raise TransientError(f"cannot connect to NATS at {settings.servers}: {exc}") from exc
 
 
 async def _unless_stopped(
@@ -168,7 +176,7 @@ async def _unless_stopped(
             await asyncio.wait({attempt}, timeout=0.05)
         if not attempt.cancelled() and attempt.exception() is None:
             await attempt.result().close()  # it connected just as we stopped
-        raise TransientError("stopped before NATS was reachable")
+        raise StoppedError("stopped before NATS was reachable")
     return attempt.result()
 
 

@@ -14,6 +14,7 @@ import prometheus_client
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from fairprice.common.errors import SettingsError
 from fairprice.common.logs import get_logger
 from fairprice.common.settings import HttpSettings
 
@@ -66,9 +67,14 @@ class HealthServer:
         site = web.TCPSite(self._runner, self._settings.host, self._settings.port)
         try:
             await site.start()
-        except OSError:
+        except OSError as exc:
             await self._runner.cleanup()
-            raise
+            # A port in use (or a host not ours) is the http setting that cannot be served.
+            host, port = self._settings.host, self._settings.port
+            reason = str(exc.strerror or exc).rpartition(": ")[2]
+            raise SettingsError(
+                f"http.port {port}: cannot listen on {host}:{port}: {reason}"
+            ) from exc
         self.port = int(self._runner.addresses[0][1])
         log.info("http listening", host=self._settings.host, port=self.port)
         return self

@@ -1,8 +1,11 @@
-"""NATS KV buckets: their names, idempotent creation, and a consistent read of their keys.
+"""NATS KV buckets: their names, their keys, idempotent creation, and a consistent read.
 
-- ``members``: ``<group>.<member id>`` -> heartbeat time; every crawler and converter replica.
-- ``feeds``: ``<namespace>.<name>`` -> ``fairprice.common.feeds.Feed`` JSON; the operator.
-- ``latest``: ``<exchange>.<SYMBOL>`` -> latest fair price and signal JSON; the converter.
+- ``members``: ``member_key(group, member id)`` = ``<group>.<member id>`` -> heartbeat time;
+  every crawler and converter replica (``member_keys(group)`` matches a group's).
+- ``feeds``: ``feed_key(namespace, name)`` = ``<namespace>.<name>`` ->
+  ``fairprice.common.feeds.Feed`` JSON; the operator.
+- ``latest``: ``latest_key(exchange, symbol)`` = ``<exchange>.<SYMBOL>`` -> latest fair price
+  and signal JSON; the converter writes it, the operator reads it.
 
 Readers take a *snapshot* (every live key and value at one moment) on a short period rather
 than keeping a watcher open: a snapshot is a fresh ordered consumer each time, so it is correct
@@ -18,7 +21,17 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-__all__ = ["Bucket", "latest_key", "open_bucket", "snapshot"]
+from fairprice.common.broker_errors import broker_errors
+
+__all__ = [
+    "Bucket",
+    "feed_key",
+    "latest_key",
+    "member_keys",
+    "member_key",
+    "open_bucket",
+    "snapshot",
+]
 
 
 class Bucket(enum.StrEnum):
@@ -27,8 +40,20 @@ class Bucket(enum.StrEnum):
     LATEST = "latest"
 
 
+def member_key(group: str, member: str) -> str:
+    return f"{group}.{member}"
+
+
+def member_keys(group: str) -> str:
+    """The key pattern of every member of ``group`` (its member id is the key's second part)."""
+    return f"{group}.*"
+
+
+def feed_key(namespace: str, name: str) -> str:
+    return f"{namespace}.{name}"
+
+
 def latest_key(exchange: str, symbol: str) -> str:
-    """The key of a symbol in the ``latest`` bucket: ``<exchange>.<SYMBOL>``."""
     return f"{exchange}.{symbol}"
 
 
@@ -57,10 +82,15 @@ async def open_bucket(
 async def snapshot(kv: KeyValue, keys: str = ">", *, idle_s: float = 5.0) -> dict[str, bytes]:
     """Every live key matching ``keys`` (a subject pattern) with its value, at one moment.
 
-    ``nats.errors.TimeoutError`` (a ``TimeoutError``) when the bucket sends nothing for
-    ``idle_s`` seconds: iterating a watcher has no deadline of its own, and a read that never
-    ends would hang a heartbeat or a service's shutdown.
+    ``BrokerError`` when the broker fails it, or sends nothing for ``idle_s`` seconds:
+    iterating a watcher has no deadline of its own, and a read that never ends would hang a
+    heartbeat or a service's shutdown.
     """
+    with broker_errors("KV snapshot"):
+        return await _snapshot(kv, keys, idle_s)
+
+
+async def _snapshot(kv: KeyValue, keys: str, idle_s: float) -> dict[str, bytes]:
     watcher = await kv.watch(keys)
     entries: dict[str, bytes] = {}
     try:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, NoReturn, TypeVar
 
-from fairprice.common.errors import FatalError, SettingsError
+from fairprice.common.errors import FairpriceError, FatalError, SettingsError, StoppedError
 from fairprice.common.logs import configure_logging, get_logger
 from fairprice.common.settings import ServiceSettings, load_settings
 
@@ -77,19 +77,43 @@ async def wait_or_stop(stop: asyncio.Event, delay: float) -> bool:
 
 
 def run_service(
-    name: str, settings_cls: type[S], run: Callable[[S], Coroutine[Any, Any, None]]
+    name: str,
+    settings_cls: type[S],
+    run: Callable[[S], Coroutine[Any, Any, None]],
+    overrides: Mapping[str, Any] | None = None,
 ) -> NoReturn:
-    """The body of every ``fairprice-<service>`` entry point."""
+    """The body of every ``fairprice-<service>`` entry point; ``overrides`` are settings given
+    on its command line (``{"crawler": {"record": DIR}}``), above environment and file."""
     try:
-        settings = load_settings(settings_cls)
+        settings = load_settings(settings_cls, **(overrides or {}))
     except SettingsError as exc:
-        print(f"fairprice-{name}: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines():
+            print(f"fairprice-{name}: {line}", file=sys.stderr)
         sys.exit(exc.exit_code)
     configure_logging(settings.log, service=name)
     try:
         asyncio.run(run(settings))
-    except FatalError as exc:
-        log.error("fatal error", error=str(exc), kind=type(exc).__name__)
-        sys.exit(exc.exit_code)
+    except (FairpriceError, BaseExceptionGroup) as exc:
+        error = _fairprice_error(exc)
+        if error is None:
+            raise
+        if isinstance(error, StoppedError):
+            log.info("stopped", reason=str(error))
+            sys.exit(0)
+        # One line, no traceback: what went wrong is the message (a busy port, a broker that
+        # stayed unreachable for every allowed attempt); Kubernetes restarts us.
+        log.error("fatal error", error=str(error), kind=type(error).__name__)
+        sys.exit(error.exit_code if isinstance(error, FatalError) else 1)
     log.info("stopped")
     sys.exit(0)
+
+
+def _fairprice_error(exc: BaseException) -> FairpriceError | None:
+    """``exc``, or the first of a task group's errors, when it is one of ours."""
+    if isinstance(exc, FairpriceError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _fairprice_error(inner)) is not None:
+                return found
+    return None

@@ -18,12 +18,12 @@ import time
 import uuid
 from types import TracebackType
 
-import nats.errors
-import nats.js.errors
 from nats.js.kv import KeyValue
 
+from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus
-from fairprice.common.kv import Bucket, open_bucket, snapshot
+from fairprice.common.errors import BrokerError
+from fairprice.common.kv import Bucket, member_key, member_keys, open_bucket, snapshot
 from fairprice.common.lifecycle import wait_or_stop
 from fairprice.common.logs import get_logger
 
@@ -71,7 +71,7 @@ class Membership:
 
     @property
     def _key(self) -> str:
-        return f"{self.group}.{self.member_id}"
+        return member_key(self.group, self.member_id)
 
     async def __aenter__(self) -> Membership:
         self._kv = await open_bucket(self._bus.js, Bucket.MEMBERS, ttl_s=self._ttl_s)
@@ -103,9 +103,10 @@ class Membership:
         if self._kv is not None and not self._bus.nc.is_closed:
             kv, self._kv = self._kv, None
             try:
-                await kv.delete(self._key)
+                with broker_errors("leave"):
+                    await kv.delete(self._key)
                 log.info("left", group=self.group, member=self.member_id)
-            except (nats.errors.Error, nats.js.errors.Error):
+            except BrokerError:
                 pass  # the TTL removes it instead
 
     def owners(self, key: str, redundancy: int = 1) -> list[str]:
@@ -123,15 +124,16 @@ class Membership:
     async def _loop(self) -> None:
         while not await wait_or_stop(self._stopping, self._heartbeat_s):
             try:
-                await self._beat()
-            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+                with broker_errors("heartbeat"):
+                    await self._beat()
+            except BrokerError as exc:
                 # A broker restart: keep the last known set; heartbeats resume with it.
                 log.warning("heartbeat failed", group=self.group, error=str(exc) or repr(exc))
 
     async def _beat(self) -> None:
         assert self._kv is not None
         await self._kv.put(self._key, f"{time.time():.3f}".encode())
-        live = await snapshot(self._kv, f"{self.group}.*")
+        live = await snapshot(self._kv, member_keys(self.group))
         members = tuple(sorted(key.split(".", 1)[1] for key in live))
         if self.member_id not in members:  # our own put is always visible to us
             members = tuple(sorted((*members, self.member_id)))

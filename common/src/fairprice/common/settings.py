@@ -4,18 +4,24 @@ Sources, highest priority first: keyword arguments, environment variables
 (``FAIRPRICE_<SECTION>__<KEY>``, nested with ``__``), then the TOML file named by
 ``$FAIRPRICE_CONFIG`` (else ``clusters_dev.toml`` in the working directory, when present).
 Every section rejects unknown keys, and the file may hold only known sections, so a typo fails
-at start-up instead of being silently ignored. ``load_settings`` raises ``SettingsError`` whose
-message names each bad setting by its file key and its environment variable.
+at start-up instead of being silently ignored; so does every ``FAIRPRICE_*`` variable that
+names no setting (``FAIRPRICE_CRAWLR__DEPTH``), and a list or table variable that is not JSON
+(``FAIRPRICE_NATS__SERVERS='["nats://nats:4222"]'``, not ``nats://nats:4222``).
+``load_settings`` raises ``SettingsError`` whose message has one line per bad setting, naming
+it by its file key and its environment variable.
 """
 
 from __future__ import annotations
 
 import contextvars
 import difflib
+import json
 import os
 import tomllib
+import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -24,6 +30,7 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+from pydantic_settings import SettingsError as SourceError
 
 from fairprice.common.errors import SettingsError
 
@@ -62,6 +69,14 @@ KNOWN_SECTIONS = frozenset(
         "kubernetes",
     }
 )
+
+NON_SETTING_VARIABLES = frozenset(
+    {CONFIG_ENV, "FAIRPRICE_CLUSTER", "FAIRPRICE_RECORDINGS", "FAIRPRICE_SERVICE"}
+)
+"""``FAIRPRICE_*`` variables that are not settings: the config file, scripts/cluster.sh's
+cluster kind, the tests' recordings folder, the service an image holds (dev.Dockerfile's
+``FAIRPRICE_SERVICE``). Any other names a setting or is an
+error."""
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "fairprice_config_file", default=None
@@ -194,22 +209,89 @@ def config_path(environ: dict[str, str] | None = None) -> Path | None:
 
 
 def load_settings(cls: type[S], path: Path | None = None, **overrides: Any) -> S:
-    """Load ``cls`` from ``path`` (default: ``config_path()``), environment and ``overrides``.
+    """Load ``cls`` from ``path`` (default: ``config_path()``), environment and ``overrides``
+    (nested tables are merged into the file's and environment's).
 
-    Raises ``SettingsError`` naming every bad setting by file key and environment variable.
+    Raises ``SettingsError`` naming every bad setting by file key and environment variable,
+    one line each.
     """
     path = path if path is not None else config_path()
     where = f"config file {path}" if path else "no config file"
     if path is not None:
         _check_file(path, where)
+    problems = dict(_check_environment(cls, os.environ))
     token = _config_file.set(path)
     try:
-        return cls(**overrides)
+        settings = cls(**overrides)
     except ValidationError as exc:
-        lines = [_describe(cls, error) for error in exc.errors()]
-        raise SettingsError(f"invalid settings ({where}):\n" + "\n".join(lines)) from None
+        for error in exc.errors():
+            key, problem = _describe(cls, error)
+            problems.setdefault(key, problem)
+    except SourceError as exc:  # a variable the checks above do not foresee: still one line
+        if not problems:
+            raise SettingsError(f"invalid settings ({where}): {exc}") from None
     finally:
         _config_file.reset(token)
+    if problems:
+        raise SettingsError("\n".join(_line(where, *problem) for problem in problems.items()))
+    return settings
+
+
+def _line(where: str, key: str, problem: str) -> str:
+    env = ENV_PREFIX + "__".join(part.upper() for part in key.split("."))
+    return f"invalid setting {key} (env {env}; {where}): {problem}"
+
+
+def _check_environment(cls: type[BaseModel], environ: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(key, problem)`` of every ``FAIRPRICE_*`` variable that names no setting of ``cls``
+    (or of another service: a known section ``cls`` does not have), or holds a list or table
+    that is not JSON."""
+    problems = []
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in NON_SETTING_VARIABLES:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        key = ".".join(path)
+        if path[0] not in cls.model_fields:
+            if path[0] not in KNOWN_SECTIONS:
+                hint = _did_you_mean(path[0], KNOWN_SECTIONS)
+                problems.append((key, f"unknown section{hint}"))
+            continue
+        model: type[BaseModel] | None = cls
+        annotation: Any = None
+        for part in path:
+            if model is None or part not in model.model_fields:
+                fields = frozenset(model.model_fields) if model is not None else frozenset()
+                problems.append((key, f"unknown setting{_did_you_mean(part, fields)}"))
+                break
+            annotation = _unwrap_optional(model.model_fields[part].annotation)
+            model = annotation if _is_model(annotation) else None
+        else:
+            if _is_complex(annotation):
+                try:
+                    json.loads(value)
+                except ValueError:
+                    table = _is_model(annotation) or get_origin(annotation) is dict
+                    example = '{"key": "value"}' if table else '["a", "b"]'
+                    problems.append((key, f"expected JSON such as {example}, got {value!r}"))
+    return problems
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Values pydantic-settings reads from the environment as JSON."""
+    return _is_model(annotation) or get_origin(annotation) in (list, dict, set, frozenset, tuple)
 
 
 def _check_file(path: Path, where: str) -> None:
@@ -220,20 +302,20 @@ def _check_file(path: Path, where: str) -> None:
     unknown = sorted(set(data) - KNOWN_SECTIONS)
     if unknown:
         lines = [
-            f"  - {key}: unknown section{_did_you_mean(key, KNOWN_SECTIONS)}" for key in unknown
+            _line(where, key, f"unknown section{_did_you_mean(key, KNOWN_SECTIONS)}")
+            for key in unknown
         ]
-        raise SettingsError(f"invalid settings ({where}):\n" + "\n".join(lines))
+        raise SettingsError("\n".join(lines))
 
 
-def _describe(cls: type[BaseModel], error: Any) -> str:
+def _describe(cls: type[BaseModel], error: Any) -> tuple[str, str]:
     loc = [str(part) for part in error["loc"]]
     key = ".".join(loc)
-    env = ENV_PREFIX + "__".join(part.upper() for part in loc)
     if error["type"] == "extra_forbidden":
         fields = _fields_at(cls, loc[:-1])
-        return f"  - {key} (env {env}): unknown setting{_did_you_mean(loc[-1], fields)}"
+        return key, f"unknown setting{_did_you_mean(loc[-1], fields)}"
     shown = "" if error["type"] == "missing" else f", got {error.get('input')!r}"
-    return f"  - {key} (env {env}): {error['msg']}{shown}"
+    return key, f"{error['msg']}{shown}"
 
 
 def _fields_at(model: type[BaseModel], path: list[str]) -> frozenset[str]:

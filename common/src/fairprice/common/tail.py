@@ -24,14 +24,14 @@ import time
 from collections.abc import Iterable
 from types import TracebackType
 
-import nats.errors
-import nats.js.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import api
 
+from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus
 from fairprice.common.delivery import delivery
+from fairprice.common.errors import BrokerError
 from fairprice.common.logs import get_logger
 from fairprice.common.subjects import Stream
 
@@ -200,11 +200,11 @@ class StreamTail:
         if self._bus.nc.is_closed:
             return
         if sub is not None:
-            with contextlib.suppress(nats.errors.Error):
+            with contextlib.suppress(BrokerError), broker_errors("unsubscribe"):
                 await sub.unsubscribe()
         if consumer is not None:
             # Gone with the subscription anyway (inactive threshold); deleting frees it now.
-            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, TimeoutError):
+            with contextlib.suppress(BrokerError), broker_errors("delete consumer"):
                 await self._bus.jsm.delete_consumer(self._stream.value, consumer)
 
     async def _reset(self, why: str) -> None:
@@ -225,9 +225,10 @@ class StreamTail:
                 )
             ):
                 try:
-                    await self._reset("no heartbeat")
-                except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-                    log.warning("tail consumer reset failed", stream=self._stream, error=repr(exc))
+                    with broker_errors("tail consumer reset"):
+                        await self._reset("no heartbeat")
+                except BrokerError as exc:
+                    log.warning("tail consumer reset failed", stream=self._stream, error=str(exc))
 
     async def _on_msg(self, generation: int, msg: Msg) -> None:
         if generation != self._generation:

@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from fairprice.common.bus import Bus, connect_bus
-from fairprice.common.settings import NatsSettings
-from fairprice.common.testing.servers import (
+from fairprice.common.local_servers import (
     InfluxServer,
     NatsServer,
     ServerError,
@@ -25,6 +24,7 @@ from fairprice.common.testing.servers import (
     run_influxd,
     run_nats,
 )
+from fairprice.common.settings import NatsSettings
 
 
 def nats_version_problem() -> str | None:

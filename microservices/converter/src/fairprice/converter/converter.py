@@ -17,8 +17,9 @@ import asyncio
 from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 
+from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus
-from fairprice.common.delivery import delivery
+from fairprice.common.delivery import stream_seq
 from fairprice.common.health import Readiness
 from fairprice.common.logs import get_logger
 from fairprice.common.publisher import Publisher
@@ -111,9 +112,10 @@ class Converter:
         self._update_readiness()
 
     async def _stored_subjects(self) -> list[str]:
-        info = await self._bus.jsm.stream_info(
-            Stream.BOOKS.value, subjects_filter=Stream.BOOKS.wildcard
-        )
+        with broker_errors("BOOKS subjects"):
+            info = await self._bus.jsm.stream_info(
+                Stream.BOOKS.value, subjects_filter=Stream.BOOKS.wildcard
+            )
         return sorted(info.state.subjects or {})
 
     # -- symbols taken over and forgotten ----------------------------------------------------
@@ -177,7 +179,7 @@ class Converter:
             state = self._symbols.get(subject)
             if state is None:  # a symbol new to this replica
                 state = self._take_over(subject)
-            seq = delivery(msg).stream_seq
+            seq = stream_seq(msg)
             if state.pipeline is None:
                 state.buffer.append((seq, msg.data))
             elif seq > state.last_seq:

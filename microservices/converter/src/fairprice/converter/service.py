@@ -13,12 +13,10 @@ import asyncio
 import contextlib
 import time
 
-import nats.errors
-import nats.js.errors
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import connect_bus, ensure_streams
-from fairprice.common.errors import InvalidMessageError
+from fairprice.common.errors import BrokerError, InvalidMessageError
 from fairprice.common.feeds import read_feeds
 from fairprice.common.health import HealthServer, Readiness
 from fairprice.common.kv import Bucket, open_bucket
@@ -39,7 +37,6 @@ __all__ = ["run"]
 log = get_logger(__name__)
 
 _RESCAN_S = 30.0
-_BROKER_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
 
 
 async def run(
@@ -104,12 +101,12 @@ async def run(
                     seen = membership.version
                     try:
                         await converter.set_members(membership.members)
-                    except _BROKER_ERRORS as exc:
-                        log.warning("ownership update failed", error=repr(exc))
+                    except BrokerError as exc:
+                        log.warning("ownership update failed", error=str(exc))
                         seen = -1
                 elif time.monotonic() - rescanned > _RESCAN_S:
                     rescanned = time.monotonic()
-                    with contextlib.suppress(*_BROKER_ERRORS):
+                    with contextlib.suppress(BrokerError):
                         await converter.rescan()
                 if ready is not None and readiness.ready:
                     ready.set()
@@ -124,8 +121,8 @@ async def run(
             while not await wait_or_stop(stop, section.feeds_refresh_s):
                 try:
                     feeds = await read_feeds(feeds_kv)
-                except _BROKER_ERRORS as exc:
-                    log.warning("feeds not read", error=repr(exc))
+                except BrokerError as exc:
+                    log.warning("feeds not read", error=str(exc))
                     continue
                 await converter.set_params(params_by_symbol(feeds.values(), section))
 

@@ -28,11 +28,10 @@ import datetime as dt
 import time
 from typing import TypeVar
 
-import nats.js.errors
-
+from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus
-from fairprice.common.delivery import delivery
-from fairprice.common.errors import InvalidMessageError
+from fairprice.common.delivery import stream_seq
+from fairprice.common.errors import InvalidMessageError, NotFoundError
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import FairPrice, Signal, decode
 from fairprice.common.subjects import Stream, prices_subject, signals_subject
@@ -105,7 +104,7 @@ class Takeover:
             async with tail:
                 while not tail.caught_up:
                     for msg in await tail.next_batch(self._settings.batch, 1.0):
-                        state.last_seq = delivery(msg).stream_seq
+                        state.last_seq = stream_seq(msg)
                         await apply(state, pipeline, msg.data)
                         replayed += 1
             # The live books that came in meanwhile, except those the replay already had.
@@ -130,8 +129,9 @@ class Takeover:
     async def _last(self, stream: Stream, subject: str, kind: type[_Out]) -> _Out | None:
         """The newest message of ``subject`` in ``stream``, if any."""
         try:
-            raw = await self._bus.jsm.get_last_msg(stream.value, subject)
-        except nats.js.errors.NotFoundError:
+            with broker_errors(f"last message of {subject}"):
+                raw = await self._bus.jsm.get_last_msg(stream.value, subject)
+        except NotFoundError:
             return None
         try:
             return decode(raw.data or b"", kind)

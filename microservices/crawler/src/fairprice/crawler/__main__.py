@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from fairprice.common.lifecycle import run_service
@@ -24,10 +23,9 @@ def main(argv: list[str] | None = None) -> None:
         help="write the raw REST and WebSocket traffic to DIR (replay it with fairprice replay)",
     )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    if args.record:
-        # The setting crawler.record, given on the command line.
-        os.environ["FAIRPRICE_CRAWLER__RECORD"] = args.record
-    run_service("crawler", CrawlerSettings, run)
+    # The setting crawler.record, given on the command line.
+    overrides = {"crawler": {"record": args.record}} if args.record else None
+    run_service("crawler", CrawlerSettings, run, overrides)
 
 
 if __name__ == "__main__":

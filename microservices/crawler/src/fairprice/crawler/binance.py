@@ -7,6 +7,7 @@
   ``{"e":"serverShutdown"}`` announces that the server is going away.
 - Snapshots: ``GET /api/v3/depth?symbol=&limit=`` ``{"lastUpdateId","bids","asks"}``, weight
   5/25/50/250 for limits up to 100/500/1000/5000; ``X-MBX-USED-WEIGHT-1M`` on every response.
+  Recordings made before v3 (cryptofeed in early 2021) have ``/api/v1/depth`` snapshots.
 - Limits: ``GET /api/v3/exchangeInfo`` (weight 20) lists ``rateLimits``, among them
   ``{"rateLimitType":"REQUEST_WEIGHT","interval":"MINUTE","intervalNum":1,"limit":6000}``.
 - Sync ("How to manage a local order book correctly"): refetch a snapshot whose
@@ -18,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
 
@@ -38,6 +40,9 @@ __all__ = ["Binance", "BinanceSimulator", "depth_weight"]
 
 _DEPTH_SUFFIX = "@depth@100ms"
 _WEIGHT_HEADER = "X-MBX-USED-WEIGHT-1M"
+# Where a recording's depth snapshots were fetched: /api/v3/depth today, /api/v1/depth in early
+# 2021 (cryptofeed then asked www.binance.com), on either host.
+_SNAPSHOT_PATH = re.compile(r"/api/v[13]/depth$")
 
 
 class _Envelope(msgspec.Struct):
@@ -181,7 +186,7 @@ class Binance:
 
     def snapshot_symbol(self, url: str) -> str | None:
         parts = urlsplit(url)
-        if not parts.path.endswith("/api/v3/depth"):
+        if _SNAPSHOT_PATH.search(parts.path) is None:
             return None
         symbols = parse_qs(parts.query).get("symbol")
         return symbols[0].upper() if symbols else None

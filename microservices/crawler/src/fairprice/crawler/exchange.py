@@ -3,7 +3,7 @@
 Everything else (the book, the sync state machine, snapshot pacing, connections, publishing,
 ownership, recording) is exchange-neutral and talks to an exchange only through ``Exchange``.
 A second exchange is one new module implementing it (``binance.py`` is the first) plus its
-line in ``exchanges.EXCHANGES``.
+line in ``adapters.EXCHANGES``.
 
 Parsed traffic comes back as the small types below; ``Frame`` is what one WebSocket text
 frame turned out to be.

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from fairprice.common.errors import InvalidMessageError
 from fairprice.common.messages import Book, encode
+from fairprice.crawler.adapters import EXCHANGES, exchange_for
 from fairprice.crawler.exchange import DepthEvent, Exchange
-from fairprice.crawler.exchanges import EXCHANGES, exchange_for
 from fairprice.crawler.recording import Format, Record, read_recording
 from fairprice.crawler.sync import SyncEngine
 
-__all__ = ["Replayer", "main"]
+__all__ = ["DESCRIPTION", "Replayer", "add_arguments", "main", "replay"]
 
 
 class Replayer:
@@ -36,6 +36,8 @@ class Replayer:
         self.exchange = exchange
         self.engine = SyncEngine(exchange, depth=depth, every_event=every_event)
         self.malformed = 0
+        self.snapshotted: set[str] = set()
+        """The symbols the recording had a depth snapshot of."""
 
     def feed(self, record: Record) -> list[Book]:
         engine = self.engine
@@ -62,6 +64,8 @@ class Replayer:
             except InvalidMessageError:
                 self.malformed += 1
                 return []
+            self.snapshotted.add(symbol)
+            return engine.on_snapshot(symbol, snapshot)
         return []
 
     def run(self, records: Iterable[Record]) -> Iterator[Book]:
@@ -69,12 +73,9 @@ class Replayer:
             yield from self.feed(record)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="fairprice replay",
-        description="Replay recorded exchange traffic through the crawler's sync code, offline; "
-        "print one JSON line per published book.",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The replay's options and its ``DIR``, on ``parser`` (this module's own, or the
+    ``fairprice replay`` subcommand's)."""
     parser.add_argument("directory", type=Path, metavar="DIR")
     parser.add_argument(
         "--format", choices=[f.value for f in Format], default=Format.FAIRPRICE.value
@@ -84,7 +85,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--every-event", action="store_true", help="a book after every applied event"
     )
-    args = parser.parse_args(argv)
+
+
+DESCRIPTION = (
+    "Replay recorded exchange traffic through the crawler's sync code, offline; "
+    "print one JSON line per published book."
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fairprice replay", description=DESCRIPTION)
+    add_arguments(parser)
+    return replay(parser.parse_args(argv))
+
+
+def replay(args: argparse.Namespace) -> int:
+    """Replay ``args.directory`` (options of ``add_arguments``): 0, 1 when a symbol never got
+    a snapshot (nothing of it could be replayed), 2 when the recording cannot be read."""
     try:
         records = read_recording(args.directory, Format(args.format))
     except (OSError, InvalidMessageError, ValueError) as exc:
@@ -112,6 +129,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     if replayer.malformed:
         print(f"malformed records skipped: {replayer.malformed}", file=sys.stderr)
+    missing = sorted(engine.symbols.keys() - replayer.snapshotted)
+    if missing:
+        print(
+            f"fairprice replay: no depth snapshot in {args.directory} for "
+            f"{', '.join(missing)}: nothing of {'it' if len(missing) == 1 else 'them'} replayed",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

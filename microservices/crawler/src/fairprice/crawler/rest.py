@@ -5,13 +5,12 @@
 - A 429 or 418 blocks *every* request until ``Retry-After`` has passed (``block``): the only
   requests after a 429 are made once the exchange said we may, so no loop can earn a ban.
 - 5xx, timeouts, transport errors and malformed bodies raise ``TransientError`` (the caller
-  retries with jittered exponential backoff, each attempt paying its weight again).
+  retries with ``fairprice.common.retry.Backoff``, each attempt paying its weight again).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import random
 
 import httpx
 
@@ -21,16 +20,11 @@ from fairprice.crawler.budget import WeightBudget
 from fairprice.crawler.exchange import Exchange, Snapshot, SnapshotRequest
 from fairprice.crawler.recording import Recorder
 
-__all__ = ["SnapshotClient", "backoff"]
+__all__ = ["SnapshotClient"]
 
 log = get_logger(__name__)
 
 _DEFAULT_RETRY_AFTER = {429: 60.0, 418: 120.0}
-
-
-def backoff(attempt: int, base: float, cap: float) -> float:
-    """Full-jitter exponential backoff: uniform in ``[0, min(cap, base * 2**attempt)]``."""
-    return random.uniform(0, min(cap, base * 2.0**attempt))
 
 
 class SnapshotClient:

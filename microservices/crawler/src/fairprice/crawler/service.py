@@ -26,13 +26,11 @@ import logging
 import time
 
 import httpx
-import nats.errors
-import nats.js.errors
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import connect_bus, ensure_streams
-from fairprice.common.errors import RateLimitedError, TransientError
+from fairprice.common.errors import BrokerError, RateLimitedError, TransientError
 from fairprice.common.feeds import read_feeds
 from fairprice.common.health import HealthServer, Readiness
 from fairprice.common.kv import Bucket, open_bucket
@@ -42,9 +40,9 @@ from fairprice.common.membership import Membership
 from fairprice.common.messages import Book, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
+from fairprice.crawler.adapters import exchange_for
 from fairprice.crawler.budget import WeightBudget, weight_limit_budget
 from fairprice.crawler.exchange import DepthEvent, Exchange
-from fairprice.crawler.exchanges import exchange_for
 from fairprice.crawler.metrics import CrawlerMetrics
 from fairprice.crawler.progress import SyncProgress
 from fairprice.crawler.recording import Recorder
@@ -194,15 +192,21 @@ async def run(
             rest_url=cfg.rest_url,
             ws_url=cfg.ws_url,
         )
+        # The root tasks: when one fails, the group stops the others.
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(owner.run(stop))
-            tg.create_task(pool.watch(stop))
+            # Crawl what this replica owns: membership and feeds -> the engine's symbols.
+            tg.create_task(owner.run(stop), name="crawler-ownership")
+            # Keep the WebSocket connections to the exchange, their streams and reconnects.
+            tg.create_task(pool.watch(stop), name="crawler-streams")
             if cfg.refresh_s > 0:
-                tg.create_task(_refresh_books(engine, cfg.refresh_s, stop))
+                # Check synced books against fresh snapshots in the background.
+                tg.create_task(_refresh_books(engine, cfg.refresh_s, stop), name="crawler-refresh")
+            # Readiness (every symbol synced), and snapshots for symbols that stay quiet.
             tg.create_task(
                 _watch_progress(
                     engine, fetcher, progress, readiness, ready, stop, cfg.quiet_snapshot_s
-                )
+                ),
+                name="crawler-progress",
             )
             await stop.wait()
             readiness.set("synced", False)
@@ -245,8 +249,8 @@ class _SymbolOwner:
                 if feed.enabled and feed.exchange == self._exchange.name
                 for symbol in feed.symbols
             }
-        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-            log.warning("cannot read feeds; keeping the last set", error=repr(exc))
+        except BrokerError as exc:
+            log.warning("cannot read feeds; keeping the last set", error=str(exc))
 
     def apply(self) -> None:
         """Crawl the owned symbols, plus those handed to another replica less than

@@ -19,7 +19,7 @@ class CrawlerSection(Section):
     http: HttpSettings = HttpSettings(port=8081)
     """/healthz, /readyz (every owned symbol synced), /metrics."""
     exchange: str = "binance"
-    """The exchange adapter (``fairprice.crawler.exchanges``): ``binance``, or ``sim`` for
+    """The exchange adapter (``fairprice.crawler.adapters``): ``binance``, or ``sim`` for
     fairprice's simulator (Binance's wire format, books published as ``books.sim.*``)."""
     rest_url: str = "https://api.binance.com"
     """REST base URL (also e.g. https://data-api.binance.vision, or the simulator)."""

@@ -20,7 +20,8 @@ from types import TracebackType
 from fairprice.common.errors import InvalidMessageError, RateLimitedError, TransientError
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import Book
-from fairprice.crawler.rest import SnapshotClient, backoff
+from fairprice.common.retry import Backoff
+from fairprice.crawler.rest import SnapshotClient
 from fairprice.crawler.sync import State, SymbolSync, SyncEngine
 
 __all__ = ["SnapshotFetcher"]
@@ -46,8 +47,7 @@ class SnapshotFetcher:
         self._client = client
         self._publish = publish
         self._concurrency = concurrency
-        self._retry_base_s = retry_base_s
-        self._retry_max_s = retry_max_s
+        self._backoff = Backoff(retry_base_s, retry_max_s)
         self._on_outcome = on_outcome
         self._queue: asyncio.PriorityQueue[tuple[int, int, str]] = asyncio.PriorityQueue()
         self._order = 0
@@ -115,7 +115,7 @@ class SnapshotFetcher:
     def _retry_later(self, symbol: str, exc: Exception) -> None:
         attempt = self._attempts.get(symbol, 0)
         self._attempts[symbol] = attempt + 1
-        delay = backoff(attempt, self._retry_base_s, self._retry_max_s)
+        delay = self._backoff.delay(attempt)
         log.warning("snapshot failed", symbol=symbol, error=str(exc), retry_in_s=round(delay, 2))
         self._retries[symbol] = asyncio.get_running_loop().call_later(delay, self._retry, symbol)
 

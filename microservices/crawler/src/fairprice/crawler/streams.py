@@ -28,9 +28,9 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from fairprice.common.errors import InvalidMessageError
 from fairprice.common.logs import get_logger
+from fairprice.common.retry import Backoff
 from fairprice.crawler.exchange import Control, DepthEvent, Exchange
 from fairprice.crawler.recording import Recorder
-from fairprice.crawler.rest import backoff
 
 __all__ = ["StreamPool"]
 
@@ -119,7 +119,7 @@ class _Connection:
             # connection attempts per IP).
             if self.opened_at and time.monotonic() - self.opened_at > pool.reconnect_max_s:
                 attempt = 0
-            delay = backoff(attempt, pool.reconnect_base_s, pool.reconnect_max_s)
+            delay = Backoff(pool.reconnect_base_s, pool.reconnect_max_s).delay(attempt)
             attempt += 1
             await asyncio.sleep(delay)
 

@@ -14,7 +14,7 @@ import msgspec
 
 from fairprice.common.feeds import Feed, candle_problems
 
-__all__ = ["InvalidSpecError", "feed_from_spec", "feed_key"]
+__all__ = ["InvalidSpecError", "feed_from_spec"]
 
 
 class InvalidSpecError(ValueError):
@@ -38,10 +38,6 @@ _CAMEL_TO_INDICATORS = {
     "rsiOverbought": "rsi_overbought",
     "rsiOversold": "rsi_oversold",
 }
-
-
-def feed_key(namespace: str, name: str) -> str:
-    return f"{namespace}.{name}"
 
 
 def feed_from_spec(spec: Mapping[str, Any]) -> Feed:

@@ -8,24 +8,27 @@
   if the bucket lost or changed it (a broker that lost its storage, a manual edit): the object
   is the source of truth, the bucket follows it.
 
-NATS errors are temporary (kopf retries the handler with a delay); a spec that cannot be a
-feed is permanent (logged and posted as a Kubernetes event, not retried until it changes).
+Broker errors (``BrokerError``) are temporary (kopf retries the handler with a delay); a spec
+that cannot be a feed is permanent (logged and posted as a Kubernetes event, not retried until
+it changes).
 """
 
 from __future__ import annotations
 
 import collections
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 import kopf
-import nats.errors
-import nats.js.errors
 from nats.js.kv import KeyValue
 
+from fairprice.common.broker_errors import broker_errors
+from fairprice.common.errors import BrokerError, NotFoundError
 from fairprice.common.feeds import Feed, encode_feed
+from fairprice.common.kv import feed_key
 from fairprice.common.logs import get_logger
-from fairprice.operator.feed_spec import InvalidSpecError, feed_from_spec, feed_key
+from fairprice.operator.feed_spec import InvalidSpecError, feed_from_spec
 from fairprice.operator.latest import LatestReader
 from fairprice.operator.metrics import OperatorMetrics
 from fairprice.operator.settings import OperatorSection
@@ -44,7 +47,6 @@ PLURAL = "marketfeeds"
 
 log = get_logger(__name__)
 
-_NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
 _RETRY_DELAY_S = 2.0
 _STATUS_KEYS = ("summary", "symbols", "conditions", "observedGeneration")
 
@@ -58,8 +60,10 @@ class FeedHandlers:
         latest: LatestReader,
         settings: OperatorSection,
         metrics: OperatorMetrics,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self._feeds = feeds
+        self._stopping = stopping
         self._latest = latest
         self._settings = settings
         self._metrics = metrics
@@ -99,10 +103,11 @@ class FeedHandlers:
     async def remove(self, namespace: str | None, name: str | None, **_: Any) -> None:
         key = feed_key(str(namespace), str(name))
         try:
-            await self._feeds.delete(key)
-        except _NATS_ERRORS as exc:
+            with broker_errors(f"cannot delete feed {key}"):
+                await self._feeds.delete(key)
+        except BrokerError as exc:
             self._metrics.errors.labels("nats").inc()
-            raise kopf.TemporaryError(f"cannot delete feed {key}: {exc}", _RETRY_DELAY_S) from exc
+            raise kopf.TemporaryError(str(exc), _RETRY_DELAY_S) from exc
         self._metrics.feed_writes.labels("delete").inc()
         self._forget(key)
         log.info("feed removed", key=key)
@@ -118,6 +123,11 @@ class FeedHandlers:
         **_: Any,
     ) -> None:
         """Refresh the status from the latest values, and repair the bucket's entry."""
+        if self._stopping():
+            # An event kopf handles after its stop flag (kmock, like any API server, can have
+            # one in flight) starts this timer after kopf's daemon killer has run: nothing stops
+            # it, and a status patch from it would open an API session after kopf closed them.
+            return
         try:
             feed = feed_from_spec(spec)
         except InvalidSpecError as exc:
@@ -125,13 +135,14 @@ class FeedHandlers:
             return
         key = feed_key(str(namespace), str(name))
         try:
-            entry = await self._feeds.get(key)
+            with broker_errors(f"cannot read feed {key}"):
+                entry = await self._feeds.get(key)
             stored = entry.value
-        except nats.js.errors.KeyNotFoundError:
+        except NotFoundError:
             stored = None
-        except _NATS_ERRORS as exc:
+        except BrokerError as exc:
             self._metrics.errors.labels("nats").inc()
-            raise kopf.TemporaryError(f"cannot read feed {key}: {exc}", _RETRY_DELAY_S) from exc
+            raise kopf.TemporaryError(str(exc), _RETRY_DELAY_S) from exc
         if stored != encode_feed(feed):
             log.warning("feed missing or changed in the bucket, writing it again", key=key)
             await self._put(key, feed)
@@ -148,10 +159,11 @@ class FeedHandlers:
         """Put into ``patch`` the status keys whose value changed: a refresh that finds nothing
         new patches nothing, so an idle feed costs no API writes and no watch events."""
         try:
-            latest = await self._latest.read(feed)
-        except _NATS_ERRORS as exc:
+            with broker_errors("cannot read latest values"):
+                latest = await self._latest.read(feed)
+        except BrokerError as exc:
             self._metrics.errors.labels("nats").inc()
-            raise kopf.TemporaryError(f"cannot read latest values: {exc}", _RETRY_DELAY_S) from exc
+            raise kopf.TemporaryError(str(exc), _RETRY_DELAY_S) from exc
         now = datetime.datetime.now(tz=datetime.UTC)
         generation = meta.get("generation")
         conditions = status.get("conditions")
@@ -198,10 +210,11 @@ class FeedHandlers:
 
     async def _put(self, key: str, feed: Feed) -> None:
         try:
-            await self._feeds.put(key, encode_feed(feed))
-        except _NATS_ERRORS as exc:
+            with broker_errors(f"cannot write feed {key}"):
+                await self._feeds.put(key, encode_feed(feed))
+        except BrokerError as exc:
             self._metrics.errors.labels("nats").inc()
-            raise kopf.TemporaryError(f"cannot write feed {key}: {exc}", _RETRY_DELAY_S) from exc
+            raise kopf.TemporaryError(str(exc), _RETRY_DELAY_S) from exc
         self._metrics.feed_writes.labels("put").inc()
 
     def _forget(self, key: str) -> None:

@@ -13,12 +13,11 @@ them at hand when it publishes, and one KV entry per symbol is the smallest thin
 
 from __future__ import annotations
 
-import nats.errors
-import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 
-from fairprice.common.errors import InvalidMessageError
+from fairprice.common.broker_errors import broker_errors
+from fairprice.common.errors import InvalidMessageError, NotFoundError
 from fairprice.common.feeds import Feed
 from fairprice.common.kv import Bucket, latest_key
 from fairprice.common.logs import get_logger
@@ -56,8 +55,9 @@ class LatestReader:
             return values
         for symbol in feed.symbols:
             try:
-                entry = await kv.get(latest_key(feed.exchange, symbol))
-            except nats.js.errors.KeyNotFoundError:
+                with broker_errors(f"latest value of {symbol}"):
+                    entry = await kv.get(latest_key(feed.exchange, symbol))
+            except NotFoundError:
                 continue
             if entry.value:
                 values[symbol] = decode_latest(entry.value)
@@ -66,7 +66,8 @@ class LatestReader:
     async def _bucket(self) -> KeyValue | None:
         if self._kv is None:
             try:
-                self._kv = await self._js.key_value(Bucket.LATEST.value)
-            except nats.js.errors.BucketNotFoundError:
+                with broker_errors("KV latest"):
+                    self._kv = await self._js.key_value(Bucket.LATEST.value)
+            except NotFoundError:
                 return None
         return self._kv

@@ -125,7 +125,9 @@ async def _operate(
         )
         feeds = await open_bucket(bus.js, Bucket.FEEDS, replicas=settings.nats.streams.replicas)
         registry = kopf.OperatorRegistry()
-        FeedHandlers(feeds, LatestReader(bus.js), section, metrics).register(registry)
+        FeedHandlers(
+            feeds, LatestReader(bus.js), section, metrics, stopping=stop_flag.done
+        ).register(registry)
         _register_login(registry, section)
         namespaces = section.watched_namespaces()
         await kopf.operator(
@@ -162,6 +164,11 @@ def kopf_settings() -> kopf.OperatorSettings:
     settings.posting.loggers = True
     settings.posting.level = logging.WARNING
     settings.posting.reporting_component = "fairprice-operator"
+    # A deleted object keeps its finalizer until its status timer has exited. A timer caught
+    # mid-refresh does not exit "instantly", and kopf looks again only after this long
+    # (default 60 s): the object would linger a minute after `kubectl delete`. A refresh takes
+    # milliseconds, so look again soon.
+    settings.background.cancellation_polling = 0.5
     return settings
 
 

@@ -14,12 +14,13 @@ The original is acked only after JetStream stored its dead letter.
 
 from __future__ import annotations
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import api
 
+from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus, ensure_stream
 from fairprice.common.delivery import delivery
+from fairprice.common.errors import BrokerError
 from fairprice.common.settings import StreamsSettings
 from fairprice.common.subjects import (
     DEADLETTER_STREAM,
@@ -78,8 +79,9 @@ class DeadLetters:
             SEQ_HEADER: str(seq),
         }
         try:
-            await self._bus.js.publish(
-                deadletter_subject(SERVICE, stream), msg.data, timeout=5.0, headers=headers
-            )
-        except (nats.errors.Error, TimeoutError) as exc:
-            raise DeadLetterError(f"dead letter not stored: {exc!r}") from exc
+            with broker_errors("dead letter not stored"):
+                await self._bus.js.publish(
+                    deadletter_subject(SERVICE, stream), msg.data, timeout=5.0, headers=headers
+                )
+        except BrokerError as exc:
+            raise DeadLetterError(str(exc)) from exc

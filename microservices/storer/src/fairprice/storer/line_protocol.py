@@ -17,9 +17,10 @@ Book prices and quantities are the exchange's own decimal strings, written as th
 float round trip (``repr(float)`` costs ~45-80 us a book against ~7 us for joining strings) and
 no precision lost. In line protocol a bare number is a float (integers need the ``i``), so
 ``"5"`` is stored as the float 5.0. The strings come from outside, so a book is refused unless
-every one of them is made of digits, ``.``, ``-``, ``+``, ``e``, ``E`` only: nothing can inject
-a field or a type suffix. (Malformed numbers such as ``1.2.3`` pass this cheap check and are
-caught by InfluxDB's parser, which the storer's bisection turns into a dead letter.)
+every one of them is made of digits, ``.`` and ``-`` only (fixed-point, as exchanges write
+them; no exponent, see ``_NUMBER_CHARS``): nothing can inject a field or a type suffix.
+(Malformed numbers such as ``1.2.3`` pass this cheap check and are caught by InfluxDB's parser,
+which the storer's bisection turns into a dead letter.)
 """
 
 from __future__ import annotations

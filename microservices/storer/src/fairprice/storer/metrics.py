@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 __all__ = ["StorerMetrics"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-# Fine below a second, where the 500 ms end-to-end target lies (bench/pipeline.py reads its
+# Fine below a second, where the 500 ms end-to-end target lies (bench/end_to_end.py reads its
 # percentiles from these buckets), coarse above for backlogs after an outage.
 _E2E_BUCKETS = (
     0.025,

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import connect_bus, ensure_streams
 from fairprice.common.consumer import PullConsumer
+from fairprice.common.errors import StoppedError
 from fairprice.common.health import HealthServer, Readiness
 from fairprice.common.lifecycle import install_signal_handlers, wait_or_stop
 from fairprice.common.logs import get_logger
@@ -110,19 +111,22 @@ async def _prepare_database(
     influx: InfluxWriter, section: StorerSection, readiness: Readiness, stop: asyncio.Event
 ) -> bool:
     """Create the database and retention policy, waiting for InfluxDB; False if stopped."""
-    attempt = 0
-    while True:
-        try:
-            await influx.ensure_database()
-        except InfluxUnavailableError as exc:
-            delay = section.retry.delay(attempt)
-            log.warning("waiting for influxdb", error=str(exc), attempt=attempt + 1)
-            if await wait_or_stop(stop, delay):
-                return False
-            attempt += 1
-            continue
-        readiness.set("influx", True)
-        return True
+
+    async def waiting(exc: BaseException, attempt: int, delay: float) -> None:
+        log.warning("waiting for influxdb", error=str(exc), attempt=attempt + 1)
+
+    try:
+        await section.retry.backoff().retry(
+            influx.ensure_database,
+            stop=stop,
+            what="InfluxDB was reachable",
+            transient=(InfluxUnavailableError,),
+            on_retry=waiting,
+        )
+    except StoppedError:
+        return False
+    readiness.set("influx", True)
+    return True
 
 
 async def _watch(

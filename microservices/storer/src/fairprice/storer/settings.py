@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from fairprice.common.retry import Backoff
 from fairprice.common.settings import HttpSettings, InfluxSettings, Section, ServiceSettings
 from fairprice.common.subjects import Stream
 
@@ -40,15 +41,16 @@ class ConsumerNames(Section):
 
 
 class RetrySettings(Section):
-    """Capped exponential backoff while InfluxDB (or NATS, for dead letters) is unavailable."""
+    """Backoff while InfluxDB (or NATS, for dead letters) is unavailable: the project's retry
+    policy (``fairprice.common.retry``), full jitter under ``min(max_s, initial_s *
+    multiplier**attempt)``."""
 
     initial_s: float = Field(default=0.2, gt=0)
     max_s: float = Field(default=10.0, gt=0)
     multiplier: float = Field(default=2.0, ge=1)
 
-    def delay(self, attempt: int) -> float:
-        """The wait before retry number ``attempt`` (0 for the first retry)."""
-        return float(min(self.initial_s * self.multiplier**attempt, self.max_s))
+    def backoff(self) -> Backoff:
+        return Backoff(self.initial_s, self.max_s, self.multiplier)
 
 
 class StorerSection(Section):

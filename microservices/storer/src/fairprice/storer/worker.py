@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from nats.aio.msg import Msg
 
 from fairprice.common.consumer import PullConsumer
-from fairprice.common.errors import InvalidMessageError
+from fairprice.common.errors import InvalidMessageError, StoppedError
 from fairprice.common.health import Readiness
 from fairprice.common.intervals import INTERVAL_MS
-from fairprice.common.lifecycle import wait_or_stop
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import Book, Candle, FairPrice, Signal, decode
 from fairprice.common.subjects import Stream
@@ -70,10 +69,6 @@ class _Batch:
     entries: list[_Entry] = field(default_factory=list)
     thinned: list[Msg] = field(default_factory=list)
     invalid: list[tuple[Msg, str]] = field(default_factory=list)
-
-
-class _Stopped(Exception):
-    """Stop was asked for while waiting to retry: give the batch back unacked."""
 
 
 def codec(stream: Stream, encoder: LineEncoder) -> Callable[[bytes], Encoded]:
@@ -135,6 +130,7 @@ class StreamWorker:
         self._deadletters = deadletters
         self._metrics = metrics
         self._settings = settings
+        self._backoff = settings.retry.backoff()
         self._readiness = readiness
         self._stop = stop
         self._failing = False
@@ -192,7 +188,7 @@ class StreamWorker:
                 await self._dead_letter(msg, reason, "invalid")
             for entry, reason in rejected:
                 await self._dead_letter(entry.msg, reason, "rejected")
-        except _Stopped:
+        except StoppedError:  # while waiting to retry: give the batch back unacked
             for msg in [e.msg for e in batch.entries] + batch.thinned:
                 await msg.nak()
             for msg, _ in batch.invalid:
@@ -227,31 +223,37 @@ class StreamWorker:
 
     async def _write_until_done(self, body: bytes, entries: list[_Entry]) -> None:
         """Write ``body`` once InfluxDB takes it; ``PointsRejectedError`` if it never will."""
-        attempt = 0
-        while True:
+        started = 0.0
+
+        async def write() -> None:
+            nonlocal started
             started = time.perf_counter()
-            try:
-                await self._influx.write(body)
-                break
-            except InfluxUnavailableError as exc:
-                self._metrics.write_errors.labels(exc.kind).inc()
-                self._readiness.set("influx", False)
-                self._failing = True
-                delay = self._settings.retry.delay(attempt)
-                log.warning(
-                    "influxdb write failed, retrying",
-                    stream=self._label,
-                    kind=exc.kind,
-                    error=str(exc),
-                    attempt=attempt + 1,
-                    retry_in_s=round(delay, 2),
-                )
-                if await wait_or_stop(self._stop, delay):
-                    raise _Stopped from exc
-                self._metrics.write_retries.inc()
-                attempt += 1
-                if exc.kind == "not_found":
-                    await self._recreate_database()
+            await self._influx.write(body)
+
+        async def failed(exc: BaseException, attempt: int, delay: float) -> None:
+            kind = exc.kind if isinstance(exc, InfluxUnavailableError) else "unavailable"
+            self._metrics.write_errors.labels(kind).inc()
+            self._readiness.set("influx", False)
+            self._failing = True
+            log.warning(
+                "influxdb write failed, retrying",
+                stream=self._label,
+                kind=kind,
+                error=str(exc),
+                attempt=attempt + 1,
+                retry_in_s=round(delay, 2),
+            )
+            self._metrics.write_retries.inc()
+            if kind == "not_found":
+                await self._recreate_database()
+
+        await self._backoff.retry(
+            write,
+            stop=self._stop,
+            what="the batch was written",
+            transient=(InfluxUnavailableError,),
+            on_retry=failed,
+        )
         now = time.time()
         self._metrics.write_latency.observe(time.perf_counter() - started)
         if self._failing:
@@ -274,16 +276,15 @@ class StreamWorker:
             log.warning("cannot create the influxdb database", error=str(exc))
 
     async def _dead_letter(self, msg: Msg, reason: str, why: str) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._deadletters.send(self._stream, msg, reason)
-                break
-            except DeadLetterError as exc:
-                delay = self._settings.retry.delay(attempt)
-                log.warning("dead letter not stored, retrying", error=str(exc), attempt=attempt)
-                if await wait_or_stop(self._stop, delay):
-                    raise _Stopped from exc
-                attempt += 1
+        async def failed(exc: BaseException, attempt: int, delay: float) -> None:
+            log.warning("dead letter not stored, retrying", error=str(exc), attempt=attempt + 1)
+
+        await self._backoff.retry(
+            lambda: self._deadletters.send(self._stream, msg, reason),
+            stop=self._stop,
+            what="the dead letter was stored",
+            transient=(DeadLetterError,),
+            on_retry=failed,
+        )
         self._metrics.dead_letters.labels(self._label, why).inc()
         log.warning("message dead-lettered", stream=self._label, subject=msg.subject, why=why)

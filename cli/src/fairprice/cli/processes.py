@@ -4,7 +4,7 @@
 simulator, storer, converter and crawler as separate processes (``python -m
 fairprice.<service>``), each configured only through ``FAIRPRICE_*`` environment variables and
 an empty config file (so the repository's ``clusters_dev.toml`` never leaks in). End-to-end
-tests, fault tests and ``bench/pipeline.py`` use it to start, kill -9, restart and stop any
+tests, fault tests and ``bench/end_to_end.py`` use it to start, kill -9, restart and stop any
 part, and read each service's health and metrics on its own port.
 
 ``service_env`` is the one place that knows how to point a service at NATS, InfluxDB and the
@@ -27,7 +27,7 @@ from types import TracebackType
 import httpx
 
 from fairprice.common.lifecycle import die_with_parent
-from fairprice.common.testing import InfluxServer, NatsServer, run_influxd, run_nats
+from fairprice.common.local_servers import InfluxServer, NatsServer, run_influxd, run_nats
 
 __all__ = ["SERVICES", "Pipeline", "ServiceProcess", "free_port", "service_env"]
 

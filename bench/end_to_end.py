@@ -1,9 +1,9 @@
 """Whole-pipeline capacity and latency: simulator -> crawler -> converter -> storer -> influxd.
 
-    uv run python bench/pipeline.py [--quick] [--seconds 60] [--steps 250 500 1000 1500 2000]
-                                    [--modes interval full] [--profile] [--converter all]
+    uv run python bench/end_to_end.py [--quick] [--seconds 60] [--steps 250 500 1000 1500 2000]
+                                      [--modes interval full] [--profile] [--converter all]
 
-Every part runs as a real process (``fairprice.cli.pipeline.Pipeline``: nats-server, influxd,
+Every part runs as a real process (``fairprice.cli.processes.Pipeline``: nats-server, influxd,
 simulator, storer, converter, crawler on free loopback ports, ``FAIRPRICE_*`` env only). For each
 books mode and each symbol count (every symbol a ``@depth@100ms`` stream, 10 diff events a
 second, 1,000-level snapshots), a fresh pipeline is started, every symbol synced, warmed up,
@@ -60,7 +60,7 @@ from crawler import memory_per_symbol
 from prometheus_client.parser import text_string_to_metric_families
 from storer import book_bodies, ceiling, make_books
 
-from fairprice.cli.pipeline import SERVICES, Pipeline
+from fairprice.cli.processes import SERVICES, Pipeline
 from fairprice.common.feeds import STRATEGIES
 from fairprice.common.intervals import INTERVALS
 from fairprice.common.messages import encode

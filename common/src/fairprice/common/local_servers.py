@@ -1,4 +1,7 @@
-"""Start and stop the real nats-server and influxd binaries for tests and local runs.
+"""The real nats-server and influxd binaries as child processes: ``run_nats()``, ``run_influxd()``.
+
+``fairprice run`` and ``fairprice demo`` start them this way, and so do the tests' fixtures
+(``fairprice.common.testing``), benchmarks and fault tests.
 
 Each server binds port 0 on 127.0.0.1 and its actual address is read from its own log file (a
 file, not a pipe: a server that logs into a full pipe nobody reads would block). ``restart()``
