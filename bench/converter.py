@@ -32,9 +32,10 @@ from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
 from fairprice.common.testing import eventually, run_nats
-from fairprice.converter.pipeline import Params, SymbolPipeline
+from fairprice.converter.params import Params
 from fairprice.converter.service import run
 from fairprice.converter.settings import ConverterSection, ConverterSettings
+from fairprice.converter.symbol_pipeline import SymbolPipeline
 
 
 def _books(count: int, symbols: int, offset: int) -> list[Book]:

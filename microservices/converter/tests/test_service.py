@@ -23,12 +23,13 @@ from fairprice.common.messages import Book, FairPrice, Latest, decode, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
+from fairprice.common.tail import StreamTail
 from fairprice.common.testing import NatsServer, eventually, run_nats
 from fairprice.converter.fair_price import Skip
-from fairprice.converter.pipeline import Params, SymbolPipeline
+from fairprice.converter.params import Params
 from fairprice.converter.service import run
 from fairprice.converter.settings import ConverterSection, ConverterSettings
-from fairprice.converter.tail import StreamTail
+from fairprice.converter.symbol_pipeline import SymbolPipeline
 
 PARAMS = Params(sma_fast_s=5.0, sma_slow_s=20.0, min_gap=0.0002)
 SYMBOLS = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT", "FFFUSDT")

@@ -25,6 +25,7 @@ from nats.aio.subscription import Subscription
 from nats.js import api
 
 from fairprice.common.bus import Bus
+from fairprice.common.delivery import delivery
 from fairprice.common.logs import get_logger
 from fairprice.common.subjects import Stream
 
@@ -159,8 +160,7 @@ class PullConsumer:
             return
         self._buffer.append(msg)
         self._owed -= 1
-        # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
-        self.pending = int(msg.reply.rpartition(".")[2])
+        self.pending = delivery(msg).pending
         self._arrived.set()
         if self._owed <= 0:
             self._owed = 0

@@ -28,10 +28,11 @@ from fairprice.common.membership import Membership
 from fairprice.common.messages import Book, decode
 from fairprice.common.publisher import Publisher
 from fairprice.common.subjects import Stream
-from fairprice.converter.converter import Converter, params_by_symbol
+from fairprice.common.tail import StreamTail
+from fairprice.converter.converter import Converter
 from fairprice.converter.metrics import ConverterMetrics
+from fairprice.converter.params import params_by_symbol
 from fairprice.converter.settings import ConverterSettings
-from fairprice.converter.tail import StreamTail
 
 __all__ = ["run"]
 

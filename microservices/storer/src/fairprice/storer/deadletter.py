@@ -19,6 +19,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from fairprice.common.bus import Bus, ensure_stream
+from fairprice.common.delivery import delivery
 from fairprice.common.settings import StreamsSettings
 from fairprice.common.subjects import (
     DEADLETTER_STREAM,
@@ -67,7 +68,7 @@ class DeadLetters:
 
     async def send(self, stream: Stream, msg: Msg, reason: str) -> None:
         """Store ``msg`` with ``reason`` in the dead-letter stream; ``DeadLetterError`` if not."""
-        seq = msg.metadata.sequence.stream
+        seq = delivery(msg).stream_seq
         # Header values are one line of text.
         reason = " ".join(reason.split())[:_REASON_MAX]
         headers = {

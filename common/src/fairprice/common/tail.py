@@ -1,7 +1,7 @@
 """Reading a stream in order, from a chosen point, without acknowledgements: ``StreamTail``.
 
-The converter keeps no position in a durable consumer: where it resumes is a fact of its output
-(the last price of each symbol in PRICES), so it reads BOOKS with ephemeral, ordered, push
+For a reader that keeps no position in a durable consumer (the converter: where it resumes is a
+fact of its output, the last price of each symbol in PRICES): ephemeral, ordered, push
 consumers: no acks (half the messages on the wire), flow control so a slow reader bounds what is
 in flight, idle heartbeats so a consumer lost in a broker restart is noticed. The tail tracks
 the stream sequence it has reached; when the consumer sequence skips (a message lost on the way)
@@ -30,20 +30,15 @@ from nats.aio.subscription import Subscription
 from nats.js import api
 
 from fairprice.common.bus import Bus
+from fairprice.common.delivery import delivery
 from fairprice.common.logs import get_logger
 from fairprice.common.subjects import Stream
 
-__all__ = ["StreamTail", "stream_seq"]
+__all__ = ["StreamTail"]
 
 log = get_logger(__name__)
 
 _HEARTBEAT_S = 2.0
-
-
-def stream_seq(msg: Msg) -> int:
-    """The stream sequence of a delivered JetStream message (from its reply subject,
-    ``$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>``)."""
-    return int(msg.reply.split(".")[5])
 
 
 class StreamTail:
@@ -218,15 +213,15 @@ class StreamTail:
             elif reply:
                 await self._bus.nc.publish(reply, b"")
             return
-        tokens = msg.reply.split(".")
-        consumer_seq = int(tokens[6])
+        meta = delivery(msg)
+        consumer_seq = meta.consumer_seq
         if consumer_seq != self._expected:
             # A message lost between the server and us: start again after the last one kept.
             self._generation += 1  # ignore what the old consumer still sends
             self._reset_task = asyncio.create_task(self._reset("sequence gap"))
             return
         self._expected = consumer_seq + 1
-        self.next_seq = int(tokens[5]) + 1
-        self.pending = int(tokens[8])
+        self.next_seq = meta.stream_seq + 1
+        self.pending = meta.pending
         self._buffer.append(msg)
         self._arrived.set()

@@ -15,9 +15,6 @@ PRICES.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from fairprice.common.feeds import FairPriceMethod
 from fairprice.common.messages import Book, Candle, FairPrice, Signal, encode
 from fairprice.common.subjects import (
     Stream,
@@ -31,22 +28,11 @@ from fairprice.common.subjects import (
 )
 from fairprice.converter.fair_price import Skip, price_book
 from fairprice.converter.indicators import CandleBuilder, Crossover, SmaWindow
+from fairprice.converter.params import Params
 
-__all__ = ["STRATEGY", "Output", "Params", "SymbolPipeline"]
+__all__ = ["STRATEGY", "Output", "SymbolPipeline"]
 
 STRATEGY = "sma_cross"
-
-
-@dataclass(frozen=True, slots=True)
-class Params:
-    """The per-symbol parameters (from the symbol's feed, else the converter's settings)."""
-
-    method: FairPriceMethod = "microprice"
-    notional: float = 10_000.0
-    depth: int = 20
-    sma_fast_s: float = 20.0
-    sma_slow_s: float = 60.0
-    min_gap: float = 0.0001
 
 
 Output = tuple[Stream, str, bytes, str]

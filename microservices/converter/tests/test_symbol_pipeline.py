@@ -9,7 +9,8 @@ import pytest
 from fairprice.common.messages import Book, FairPrice, decode
 from fairprice.common.subjects import Stream
 from fairprice.converter.fair_price import Skip
-from fairprice.converter.pipeline import Output, Params, SymbolPipeline
+from fairprice.converter.params import Params
+from fairprice.converter.symbol_pipeline import Output, SymbolPipeline
 
 PARAMS = Params(sma_fast_s=5.0, sma_slow_s=20.0, min_gap=0.0002)
 
