@@ -1,10 +1,17 @@
-"""Real servers for tests: ``run_nats()`` and ``run_influxd()``, and a pytest plugin.
+"""Real servers for tests: ``run_nats()``, ``run_influxd()``, ``run_prometheus()`` and
+``run_alertmanager()``, and a pytest plugin.
 
 Tests never mock the broker or the database: they start the real ``nats-server -js`` and
 ``influxd`` (1.x) on free loopback ports with their data in a temporary folder.
 """
 
 from fairprice.common.testing.data import recordings_dir
+from fairprice.common.testing.monitoring import (
+    AlertmanagerServer,
+    PrometheusServer,
+    run_alertmanager,
+    run_prometheus,
+)
 from fairprice.common.testing.polling import eventually
 from fairprice.common.testing.servers import (
     InfluxServer,
@@ -16,12 +23,16 @@ from fairprice.common.testing.servers import (
 )
 
 __all__ = [
+    "AlertmanagerServer",
     "InfluxServer",
     "NatsServer",
+    "PrometheusServer",
     "ServerError",
     "eventually",
     "find_binary",
     "recordings_dir",
+    "run_alertmanager",
     "run_influxd",
     "run_nats",
+    "run_prometheus",
 ]

@@ -8,7 +8,11 @@ Label values come from small fixed sets: ``stream`` (books, prices, signals, can
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from fairprice.storer.influx import UnavailableKind
 
 __all__ = ["StorerMetrics"]
 
@@ -72,6 +76,8 @@ class StorerMetrics:
             ["kind"],
             registry=registry,
         )
+        for kind in get_args(UnavailableKind):  # at 0 from the start: increase() sees the first
+            self.write_errors.labels(kind)
         self.write_retries = Counter(
             "fairprice_storer_write_retries_total",
             "InfluxDB writes retried after a backoff",
