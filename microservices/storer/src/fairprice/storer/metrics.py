@@ -98,6 +98,14 @@ class StorerMetrics:
         for stream in ("books", "prices", "signals", "candles"):
             for reason in ("invalid", "rejected"):
                 self.dead_letters.labels(stream, reason)
+        self.messages_lost = Counter(
+            "fairprice_storer_messages_lost_total",
+            "Messages the stream discarded (max_bytes/max_age) before they were stored, by stream",
+            ["stream"],
+            registry=registry,
+        )
+        for stream in ("books", "prices", "signals", "candles"):
+            self.messages_lost.labels(stream)
         self.consumer_lag = Gauge(
             "fairprice_storer_consumer_lag_messages",
             "Messages in the stream not yet delivered to the storer's consumer",

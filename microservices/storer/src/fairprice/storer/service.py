@@ -70,6 +70,9 @@ async def run(
                     batch=section.batch_size,
                 )
             )
+            # Where the consumer stands before this replica pulls: a stream that discarded
+            # messages while no storer ran shows in the first delivery (retention.py).
+            position = await bus.jsm.consumer_info(stream.value, section.consumers.of(stream))
             workers.append(
                 StreamWorker(
                     stream,
@@ -81,6 +84,7 @@ async def run(
                     section,
                     readiness,
                     stop,
+                    position=position,
                 )
             )
         readiness.set("consumers", True)
