@@ -12,7 +12,7 @@ import msgspec
 import pytest
 import yaml
 
-from fairprice.common.feeds import FairPriceMethod, Feed, decode_feed
+from fairprice.common.feeds import AlertKind, AlertRule, FairPriceMethod, Feed, decode_feed
 
 from .conftest import K8S, chart_crds, validate_strictly
 
@@ -21,6 +21,15 @@ EXAMPLES = sorted((K8S / "examples").glob("*.yaml"))
 # The CEL rules of the schema, each with its Python equivalent (applied after defaulting).
 CEL_RULES = {
     "self.smaFastSeconds < self.smaSlowSeconds": lambda s: s["smaFastSeconds"] < s["smaSlowSeconds"]
+}
+# The CEL rules of each spec.alerts[] item, and the list's map key (unique names).
+ALERT_CEL_RULES = {
+    "self.kind in ['above', 'below'] ? has(self.level) : true": (
+        lambda a: a["kind"] not in ("above", "below") or "level" in a
+    ),
+    "self.kind == 'move' ? has(self.percent) && has(self.windowSeconds) : true": (
+        lambda a: a["kind"] != "move" or ("percent" in a and "windowSeconds" in a)
+    ),
 }
 
 
@@ -67,6 +76,14 @@ def validate_marketfeed(obj: dict[str, Any]) -> None:
     for rule in spec_schema.get("x-kubernetes-validations", []):
         if not CEL_RULES[rule["rule"]](spec):
             raise jsonschema.ValidationError(rule["message"])
+    alerts = spec_schema["properties"]["alerts"]
+    names = [alert["name"] for alert in spec["alerts"]]
+    if len(names) != len(set(names)):
+        raise jsonschema.ValidationError("alert names repeat (list-map-keys: name)")
+    for alert in spec["alerts"]:
+        for rule in alerts["items"]["x-kubernetes-validations"]:
+            if not ALERT_CEL_RULES[rule["rule"]](alert):
+                raise jsonschema.ValidationError(rule["message"])
 
 
 def test_crd_validates_and_is_namespaced_with_a_status_subresource() -> None:
@@ -84,6 +101,9 @@ def test_crd_validates_and_is_namespaced_with_a_status_subresource() -> None:
 def test_every_cel_rule_is_checked_here() -> None:
     rules = _version_schema()["properties"]["spec"]["x-kubernetes-validations"]
     assert {r["rule"] for r in rules} == set(CEL_RULES)
+    alerts = _version_schema()["properties"]["spec"]["properties"]["alerts"]
+    assert {r["rule"] for r in alerts["items"]["x-kubernetes-validations"]} == set(ALERT_CEL_RULES)
+    assert alerts["x-kubernetes-list-map-keys"] == ["name"]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -125,6 +145,17 @@ GOOD = {
         {"symbols": ["BTCUSDT"], "enabled": "yes"},
         {"exchange": "Binance!", "symbols": ["BTCUSDT"]},
         {},
+        {"symbols": ["BTCUSDT"], "alerts": [{"name": "x", "kind": "above"}]},
+        {"symbols": ["BTCUSDT"], "alerts": [{"name": "x", "kind": "move", "percent": 1}]},
+        {"symbols": ["BTCUSDT"], "alerts": [{"name": "x", "kind": "cross", "level": 1}]},
+        {"symbols": ["BTCUSDT"], "alerts": [{"name": "X y", "kind": "signal"}]},
+        {"symbols": ["BTCUSDT"], "alerts": [{"kind": "signal"}]},
+        {"symbols": ["BTCUSDT"], "alerts": [{"name": "x", "kind": "signal", "action": "HOLD"}]},
+        {"symbols": ["BTCUSDT"], "alerts": [{"name": "x", "kind": "below", "level": 1, "lvl": 2}]},
+        {
+            "symbols": ["BTCUSDT"],
+            "alerts": [{"name": "x", "kind": "signal"}, {"name": "x", "kind": "below", "level": 1}],
+        },
     ],
 )
 def test_bad_marketfeeds_are_rejected(spec: dict[str, Any]) -> None:
@@ -143,6 +174,7 @@ SPEC_TO_FEED = {
     "smaFastSeconds": "sma_fast_s",
     "smaSlowSeconds": "sma_slow_s",
     "enabled": "enabled",
+    "alerts": "alerts",
 }
 
 
@@ -154,8 +186,32 @@ def test_crd_spec_matches_the_feed_contract_and_its_defaults() -> None:
     for crd_name, feed_name in SPEC_TO_FEED.items():
         default = fields[feed_name].default
         if default is not msgspec.NODEFAULT:
-            assert spec[crd_name]["default"] == default, crd_name
+            expected = list(default) if isinstance(default, tuple) else default
+            assert spec[crd_name]["default"] == expected, crd_name
     assert spec["method"]["enum"] == list(get_args(FairPriceMethod))
+    alert = spec["alerts"]["items"]["properties"]
+    assert alert["kind"]["enum"] == list(get_args(AlertKind))
+    rule_fields = {f.encode_name for f in msgspec.structs.fields(AlertRule)}
+    assert set(alert) == rule_fields
+
+
+def test_a_valid_alert_list_validates_and_decodes_as_the_feeds_rules() -> None:
+    alerts = [
+        {"name": "btc-above-100k", "kind": "above", "level": 100000, "severity": "critical"},
+        {"name": "fast-move", "kind": "move", "percent": 1, "windowSeconds": 60},
+        {"name": "buy", "kind": "signal", "action": "BUY"},
+    ]
+    validate_marketfeed({**GOOD, "spec": {"symbols": ["BTCUSDT"], "alerts": alerts}})
+    spec = _defaulted(
+        _version_schema()["properties"]["spec"], {"symbols": ["BTCUSDT"], "alerts": alerts}
+    )
+    feed = decode_feed(msgspec.json.encode({SPEC_TO_FEED[k]: v for k, v in spec.items()}))
+    assert [(r.name, r.kind, r.severity) for r in feed.alerts] == [
+        ("btc-above-100k", "above", "critical"),
+        ("fast-move", "move", "warning"),
+        ("buy", "signal", "warning"),
+    ]
+    assert feed.alerts[1].window_seconds == 60
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

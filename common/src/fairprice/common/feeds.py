@@ -16,11 +16,38 @@ from fairprice.common.errors import InvalidMessageError
 from fairprice.common.kv import snapshot
 from fairprice.common.logs import get_logger
 
-__all__ = ["Feed", "FairPriceMethod", "decode_feed", "encode_feed", "read_feeds"]
+__all__ = [
+    "AlertKind",
+    "AlertRule",
+    "FairPriceMethod",
+    "Feed",
+    "decode_feed",
+    "encode_feed",
+    "read_feeds",
+]
 
 log = get_logger(__name__)
 
 FairPriceMethod = Literal["mid", "microprice", "impact"]
+AlertKind = Literal["above", "below", "move", "signal"]
+
+
+class AlertRule(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"
+):
+    """A market alert of a feed (the MarketFeed's ``spec.alerts[]``, same camelCase names)."""
+
+    name: str
+    kind: AlertKind
+    level: float | None = None
+    """above / below: the price level."""
+    percent: float | None = None
+    """move: the move, in percent, between the window's low and high."""
+    window_seconds: int | None = None
+    """move: the window, in seconds of event time."""
+    action: Literal["BUY", "SELL"] | None = None
+    """signal: the signal that fires it (``None``: either)."""
+    severity: Literal["info", "warning", "critical"] = "warning"
 
 
 class Feed(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -34,6 +61,8 @@ class Feed(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     sma_fast_s: float = 20.0
     sma_slow_s: float = 60.0
     enabled: bool = True
+    alerts: tuple[AlertRule, ...] = ()
+    """Market alerts, evaluated by the converter on every fair price (docs/alerts.md)."""
 
 
 _decoder = msgspec.json.Decoder(Feed)

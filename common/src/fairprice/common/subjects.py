@@ -6,6 +6,7 @@
 | PRICES  | ``prices.<exchange>.<SYMBOL>`` | ``<book id>:price``                             |
 | SIGNALS | ``signals.<exchange>.<SYMBOL>``| ``<book id>:<strategy>:<action>``               |
 | CANDLES | ``candles.<exchange>.<SYMBOL>``| ``<exchange>:<SYMBOL>:candle_1m:<start ms>``    |
+| ALERTS  | ``alerts.<exchange>.<SYMBOL>`` | ``<book id>:alert:<rule>:<firing|resolved>``    |
 
 Every id is a pure function of the input, so a replayed or redundant publish of the same
 output carries the same id and JetStream's duplicate window drops it.
@@ -24,6 +25,8 @@ __all__ = [
     "DEADLETTER_STREAM",
     "DEADLETTER_WILDCARD",
     "Stream",
+    "alert_msg_id",
+    "alerts_subject",
     "book_msg_id",
     "books_subject",
     "candle_msg_id",
@@ -45,6 +48,7 @@ class Stream(enum.StrEnum):
     PRICES = "PRICES"
     SIGNALS = "SIGNALS"
     CANDLES = "CANDLES"
+    ALERTS = "ALERTS"
 
     @property
     def prefix(self) -> str:
@@ -73,6 +77,10 @@ def signals_subject(exchange: str, symbol: str) -> str:
 
 def candles_subject(exchange: str, symbol: str) -> str:
     return Stream.CANDLES.subject(exchange, symbol)
+
+
+def alerts_subject(exchange: str, symbol: str) -> str:
+    return Stream.ALERTS.subject(exchange, symbol)
 
 
 DEADLETTER_STREAM = "DEADLETTER"
@@ -105,6 +113,11 @@ def signal_msg_id(book_id: str, strategy: str, action: str) -> str:
 
 def candle_msg_id(exchange: str, symbol: str, start_ms: int) -> str:
     return f"{exchange}:{symbol}:candle_1m:{start_ms}"
+
+
+def alert_msg_id(book_id: str, rule: str, state: str) -> str:
+    """The id of a market alert's firing or resolution: one per rule and event."""
+    return f"{book_id}:alert:{rule}:{state}"
 
 
 def deadletter_msg_id(service: str, stream: Stream, stream_seq: int) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from fairprice.common.feeds import FairPriceMethod, Feed
+from fairprice.common.feeds import AlertRule, FairPriceMethod, Feed
 from fairprice.converter.settings import ConverterSection
 
 __all__ = ["Params", "params_by_symbol", "params_for"]
@@ -27,6 +27,14 @@ class Params:
     sma_fast_s: float = 20.0
     sma_slow_s: float = 60.0
     min_gap: float = 0.0001
+    alerts: tuple[AlertRule, ...] = ()
+    """The feed's market alerts (``alerting``)."""
+
+    @property
+    def history_s(self) -> float:
+        """The event time a symbol's state depends on: what a takeover replays."""
+        windows = [rule.window_seconds or 0 for rule in self.alerts]
+        return float(max([self.sma_slow_s, *windows]))
 
 
 class _Choices(Protocol):
@@ -52,6 +60,7 @@ def params_for(settings: ConverterSection, feed: _Choices | None = None) -> Para
         sma_fast_s=chosen.sma_fast_s,
         sma_slow_s=chosen.sma_slow_s,
         min_gap=settings.min_gap,
+        alerts=feed.alerts if isinstance(feed, Feed) else (),
     )
 
 

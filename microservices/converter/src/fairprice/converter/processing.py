@@ -58,5 +58,7 @@ class BookProcessor:
                 self._signals[pipeline.last_signal.action].inc()
             elif stream is Stream.CANDLES:
                 self._metrics.candles.inc()
+            elif stream is Stream.ALERTS:
+                self._metrics.alerts.inc()
         self._metrics.prices.inc()
         self._latest.mark(state.subject)

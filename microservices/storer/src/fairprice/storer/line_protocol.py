@@ -1,4 +1,4 @@
-"""InfluxDB line protocol for the five measurements of DESIGN.md, built for speed.
+"""InfluxDB line protocol for the measurements of DESIGN.md (and ``alert``), built for speed.
 
     <measurement>,<tag>=<value>,... <field>=<value>,... <timestamp ms>
 
@@ -28,9 +28,10 @@ from decimal import Decimal
 from itertools import chain
 
 from fairprice.common.errors import InvalidMessageError
-from fairprice.common.messages import Book, Candle, FairPrice, Signal
+from fairprice.common.messages import Alert, Book, Candle, FairPrice, Signal
 
 __all__ = [
+    "ALERT",
     "CANDLE",
     "FAIR_PRICE",
     "INDICATOR",
@@ -48,6 +49,7 @@ FAIR_PRICE = "fair_price"
 INDICATOR = "indicator"
 SIGNAL = "signal"
 CANDLE = "candle_1m"
+ALERT = "alert"
 
 _MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ "})
 _TAG = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ "})
@@ -213,4 +215,15 @@ class LineEncoder:
         return (
             f"{prefix}open={candle.open!r},high={candle.high!r},low={candle.low!r},"
             f"close={candle.close!r},count={candle.count}i {candle.start_ms}"
+        )
+
+    def alert(self, alert: Alert) -> str:
+        """A market alert's firing or resolution: tags exchange, symbol, rule, state (so that
+        an instantaneous alert's two events at one time are two points) and severity."""
+        return (
+            f"{ALERT},exchange={escape_tag(alert.exchange)},symbol={escape_tag(alert.symbol)},"
+            f"rule={escape_tag(alert.rule)},state={escape_tag(alert.state)},"
+            f"severity={escape_tag(alert.severity)} kind={escape_string(alert.kind)},"
+            f"price={alert.price!r},summary={escape_string(alert.summary)},"
+            f"update_id={alert.update_id}i {alert.event_time_ms}"
         )

@@ -1,7 +1,7 @@
 """The storer's Prometheus metrics (registered on the registry passed to ``run``).
 
-Label values come from small fixed sets: ``stream`` (books, prices, signals, candles),
-``measurement`` (the five of the schema), ``kind`` (``InfluxUnavailableError.kind``),
+Label values come from small fixed sets: ``stream`` (books, prices, signals, candles,
+alerts), ``measurement`` (the six of the schema), ``kind`` (``InfluxUnavailableError.kind``),
 ``reason`` (``invalid``: not decodable or not encodable; ``rejected``: InfluxDB refused it),
 ``outcome`` (``stored``, ``thinned``, ``dead_letter``).
 """
@@ -41,6 +41,7 @@ _E2E_BUCKETS = (
     300,
     1800,
 )
+_STREAMS = ("books", "prices", "signals", "candles", "alerts")
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000)
 
 
@@ -95,7 +96,7 @@ class StorerMetrics:
             registry=registry,
         )
         # Every series exists from the start at 0, so rate() and alerts see the first one.
-        for stream in ("books", "prices", "signals", "candles"):
+        for stream in _STREAMS:
             for reason in ("invalid", "rejected"):
                 self.dead_letters.labels(stream, reason)
         self.messages_lost = Counter(
@@ -104,8 +105,16 @@ class StorerMetrics:
             ["stream"],
             registry=registry,
         )
-        for stream in ("books", "prices", "signals", "candles"):
+        for stream in _STREAMS:
             self.messages_lost.labels(stream)
+        self.alertmanager_posts = Counter(
+            "fairprice_storer_alertmanager_alerts_total",
+            "Market alerts posted to Alertmanager, by outcome (accepted, retried, refused)",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("accepted", "retried", "refused"):
+            self.alertmanager_posts.labels(outcome)
         self.consumer_lag = Gauge(
             "fairprice_storer_consumer_lag_messages",
             "Messages in the stream not yet delivered to the storer's consumer",

@@ -33,11 +33,12 @@ from fairprice.common.errors import InvalidMessageError
 from fairprice.common.health import Readiness
 from fairprice.common.lifecycle import wait_or_stop
 from fairprice.common.logs import get_logger
-from fairprice.common.messages import Book, Candle, FairPrice, Signal, decode
+from fairprice.common.messages import Alert, Book, Candle, FairPrice, Signal, decode
 from fairprice.common.subjects import Stream
 from fairprice.storer.deadletter import DeadLetterError, DeadLetters
 from fairprice.storer.influx import InfluxUnavailableError, InfluxWriter, PointsRejectedError
 from fairprice.storer.line_protocol import (
+    ALERT,
     CANDLE,
     FAIR_PRICE,
     INDICATOR,
@@ -108,6 +109,13 @@ def codec(stream: Stream, encoder: LineEncoder) -> Callable[[bytes], Encoded]:
             return encoder.signal(signal), signal.event_time_ms, (SIGNAL,)
 
         return signals
+    if stream is Stream.ALERTS:
+
+        def alerts(data: bytes) -> Encoded:
+            alert = decode(data, Alert)
+            return encoder.alert(alert), alert.event_time_ms, (ALERT,)
+
+        return alerts
 
     def candles(data: bytes) -> Encoded:
         candle = decode(data, Candle)
