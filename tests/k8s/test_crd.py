@@ -222,3 +222,11 @@ def test_example_feeds_decode_as_feed_entries(path: Path) -> None:
     )
     entry = {SPEC_TO_FEED[k]: v for k, v in spec.items()}
     assert decode_feed(msgspec.json.encode(entry)).symbols == spec["symbols"]
+
+
+def test_the_marketfeed_of_the_alerts_docs_validates() -> None:
+    """docs/alerts.md's example of a MarketFeed with alerts is one the CRD accepts."""
+    docs = (K8S.parent / "docs" / "alerts.md").read_text()
+    example = yaml.safe_load(docs.split("```yaml\n", 1)[1].split("```", 1)[0])
+    validate_marketfeed(example)
+    assert len(example["spec"]["alerts"]) == 4

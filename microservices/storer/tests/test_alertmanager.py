@@ -20,7 +20,7 @@ from fairprice.common.subjects import alert_msg_id, alerts_subject, book_msg_id
 from fairprice.common.testing import AlertmanagerServer, eventually, run_alertmanager
 from fairprice.storer.settings import AlertmanagerSettings
 
-from .conftest import BASE_MS, Harness
+from .conftest import Harness
 
 
 @dataclass
