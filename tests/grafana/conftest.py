@@ -54,7 +54,8 @@ def market_points(
 ) -> Iterator[str]:
     """Line protocol for ``seconds`` of one book per symbol per 500 ms, as the storer writes it:
     orderbook, fair_price (one point per method), indicator, signal on SMA crossovers (and
-    the market alert of a signal rule), and candle_1m. Deterministic for a seed; prices follow a random walk so SMAs cross."""
+    the market alert of a signal rule), and candle_1m. Deterministic for a seed; prices follow
+    a random walk so SMAs cross."""
     rng = random.Random(seed)
     for s_index, symbol in enumerate(symbols):
         price = 50_000.0 / (s_index * 15 + 1)
