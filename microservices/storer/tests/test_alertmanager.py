@@ -6,57 +6,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from aiohttp import web
 
 from fairprice.common.messages import Alert, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.subjects import alert_msg_id, alerts_subject, book_msg_id
-from fairprice.common.testing import AlertmanagerServer, eventually, run_alertmanager
+from fairprice.common.testing import (
+    AlertmanagerServer,
+    WebhookReceiver,
+    eventually,
+    run_alertmanager,
+    run_webhook_receiver,
+)
 from fairprice.storer.settings import AlertmanagerSettings
 
 from .conftest import Harness
 
 
-@dataclass
-class Webhook:
-    """A webhook receiver: what Alertmanager notified, as (status, rule) per alert."""
-
-    url: str = ""
-    received: list[tuple[str, str]] = field(default_factory=list)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        for alert in body["alerts"]:
-            self.received.append((alert["status"], alert["labels"]["rule"]))
-        return web.Response()
-
-
 @pytest.fixture
-async def webhook() -> AsyncIterator[Webhook]:
-    hook = Webhook()
-    app = web.Application()
-    app.router.add_post("/hook", hook.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    hook.url = f"http://127.0.0.1:{port}/hook"
-    try:
-        yield hook
-    finally:
-        await runner.cleanup()
+async def webhook() -> AsyncIterator[WebhookReceiver]:
+    async with run_webhook_receiver() as receiver:
+        yield receiver
 
 
 @pytest.fixture
 async def alertmanager_hooked(
-    tmp_path: Path, webhook: Webhook
+    tmp_path: Path, webhook: WebhookReceiver
 ) -> AsyncIterator[AlertmanagerServer]:
     async with run_alertmanager(tmp_path / "alertmanager", webhook_url=webhook.url) as server:
         yield server
@@ -102,7 +81,7 @@ def _settings(h: Harness, server: AlertmanagerServer) -> Any:
 
 
 async def test_an_alert_reaches_alertmanager_and_its_webhook_once_then_resolves(
-    h: Harness, alertmanager_hooked: AlertmanagerServer, webhook: Webhook
+    h: Harness, alertmanager_hooked: AlertmanagerServer, webhook: WebhookReceiver
 ) -> None:
     server = alertmanager_hooked
     async with h.storer(_settings(h, server)) as storer:
@@ -127,17 +106,19 @@ async def test_an_alert_reaches_alertmanager_and_its_webhook_once_then_resolves(
         await _publish(h, [_alert("above-100", "resolved", 5)])
 
         async def resolved() -> bool:
-            return ("resolved", "above-100") in webhook.received and not await _active(server)
+            statuses = [status for status, _ in webhook.received]
+            return "resolved" in statuses and not await _active(server)
 
         await eventually(resolved, within=20, what="the resolution notified")
-        assert webhook.received == [("firing", "above-100"), ("resolved", "above-100")]
+        notified = [(status, labels["rule"]) for status, labels in webhook.received]
+        assert notified == [("firing", "above-100"), ("resolved", "above-100")]
         assert storer.metric("fairprice_storer_alertmanager_alerts_total", outcome="accepted") == 2
     rows = await h.rows_all('SELECT price, "state" FROM alert GROUP BY rule')
     assert sorted(row["state"] for row in rows) == ["firing", "resolved"]
 
 
 async def test_alertmanager_down_for_30_s_loses_no_alert(
-    h: Harness, alertmanager_hooked: AlertmanagerServer, webhook: Webhook
+    h: Harness, alertmanager_hooked: AlertmanagerServer, webhook: WebhookReceiver
 ) -> None:
     server = alertmanager_hooked
     async with h.storer(_settings(h, server)) as storer:
@@ -159,5 +140,6 @@ async def test_alertmanager_down_for_30_s_loses_no_alert(
 
         await eventually(all_active, within=30, what="every alert in alertmanager")
         await eventually(lambda: len(webhook.received) == 5, within=30, what="5 notifications")
-        assert sorted(webhook.received) == [("firing", rule) for rule in rules]
+        notified = sorted((status, labels["rule"]) for status, labels in webhook.received)
+        assert notified == [("firing", rule) for rule in rules]
         assert storer.metric("fairprice_storer_alertmanager_alerts_total", outcome="accepted") == 5

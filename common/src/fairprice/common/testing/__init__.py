@@ -9,8 +9,10 @@ from fairprice.common.testing.data import recordings_dir
 from fairprice.common.testing.monitoring import (
     AlertmanagerServer,
     PrometheusServer,
+    WebhookReceiver,
     run_alertmanager,
     run_prometheus,
+    run_webhook_receiver,
 )
 from fairprice.common.testing.polling import eventually
 from fairprice.common.testing.servers import (
@@ -28,6 +30,7 @@ __all__ = [
     "NatsServer",
     "PrometheusServer",
     "ServerError",
+    "WebhookReceiver",
     "eventually",
     "find_binary",
     "recordings_dir",
@@ -35,4 +38,5 @@ __all__ = [
     "run_influxd",
     "run_nats",
     "run_prometheus",
+    "run_webhook_receiver",
 ]

@@ -3,7 +3,8 @@
 
 Both bind port 0 on 127.0.0.1 and their actual address is read from their own log ("Listening
 on" address=...), their data lives in the work folder, and ``restart()`` brings a server back on
-the same port with the same data (an Alertmanager outage in a test).
+the same port with the same data (an Alertmanager outage in a test). ``run_webhook_receiver``
+is the other end of Alertmanager: the notifications it sends, as a receiver sees them.
 """
 
 from __future__ import annotations
@@ -15,13 +16,17 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiohttp import web
+
 from fairprice.common.testing.servers import _Process, _workdir, find_binary
 
 __all__ = [
     "AlertmanagerServer",
     "PrometheusServer",
+    "WebhookReceiver",
     "run_alertmanager",
     "run_prometheus",
+    "run_webhook_receiver",
 ]
 
 _LISTENING = re.compile(r'msg="Listening on" address=[\d.]+:(\d+)')
@@ -172,3 +177,34 @@ async def run_alertmanager(
             yield server
         finally:
             server.stop()
+
+
+@dataclass
+class WebhookReceiver:
+    """Alertmanager's webhook notifications: ``(status, labels)`` of each alert in each."""
+
+    url: str = ""
+    received: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        for alert in body["alerts"]:
+            self.received.append((alert["status"], alert["labels"]))
+        return web.Response()
+
+
+@contextlib.asynccontextmanager
+async def run_webhook_receiver() -> AsyncIterator[WebhookReceiver]:
+    """An HTTP receiver of Alertmanager webhooks on a free port of 127.0.0.1."""
+    receiver = WebhookReceiver()
+    app = web.Application()
+    app.router.add_post("/hook", receiver._handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        receiver.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+        yield receiver
+    finally:
+        await runner.cleanup()
