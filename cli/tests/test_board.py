@@ -9,8 +9,13 @@ from rich.console import Console
 
 from fairprice.cli.board import Board
 from fairprice.common.bus import Bus
-from fairprice.common.messages import Book, FairPrice, Signal, encode
-from fairprice.common.subjects import books_subject, prices_subject, signals_subject
+from fairprice.common.messages import Alert, Book, FairPrice, Signal, encode
+from fairprice.common.subjects import (
+    alerts_subject,
+    books_subject,
+    prices_subject,
+    signals_subject,
+)
 from fairprice.common.testing import eventually
 
 NOW_MS = 1_700_000_000_000
@@ -94,3 +99,40 @@ def test_board_sorts_by_lag() -> None:
     text = _render(board, sort="lag")
     order = [s for line in text.splitlines() for s in ("AAA", "BBB", "CCC") if s in line]
     assert order == ["BBB", "CCC", "AAA"]
+
+
+async def test_board_footer_lists_firing_alerts_until_they_resolve(bus: Bus) -> None:
+    board = Board()
+
+    async def on_msg(msg: Msg) -> None:
+        board.apply(msg.subject, msg.data, now=NOW_MS / 1000)
+
+    await bus.nc.subscribe(">", cb=on_msg)
+
+    def alert(rule: str, state: str) -> Alert:
+        return Alert(
+            exchange="sim",
+            symbol="BTCUSDT",
+            rule=rule,
+            kind="above",
+            severity="critical",
+            state=state,  # type: ignore[arg-type]
+            update_id=7,
+            event_time_ms=NOW_MS - 11_000,
+            price=101.0,
+            summary="BTCUSDT 101 above 100",
+        )
+
+    subject = alerts_subject("sim", "BTCUSDT")
+    await bus.nc.publish(subject, encode(alert("btc-above", "firing")))
+    await bus.nc.publish(subject, encode(alert("btc-high", "firing")))
+    await eventually(lambda: len(board.firing) == 2)
+    text = _render(board)
+    assert "2 alert(s) firing" in text
+    assert "sim BTCUSDT btc-above (critical, 12s): BTCUSDT 101 above 100" in text
+    await bus.nc.publish(subject, encode(alert("btc-above", "resolved")))
+    await eventually(lambda: len(board.firing) == 1)
+    assert "btc-above" not in _render(board) and "1 alert(s) firing" in _render(board)
+    await bus.nc.publish(subject, encode(alert("btc-high", "resolved")))
+    await eventually(lambda: not board.firing)
+    assert "firing" not in _render(board)

@@ -1,8 +1,10 @@
 """`fairprice top`: a live terminal board of every symbol flowing through NATS.
 
-It subscribes (core NATS, no consumer state) to ``books.>``, ``prices.>`` and ``signals.>`` and
-keeps one row per symbol: best bid/ask, fair price, both SMAs, the last signal and its age,
-updates per second and lag (now minus the exchange event time of the last book).
+It subscribes (core NATS, no consumer state) to ``books.>``, ``prices.>``, ``signals.>`` and
+``alerts.>`` and keeps one row per symbol: best bid/ask, fair price, both SMAs, the last signal
+and its age, updates per second and lag (now minus the exchange event time of the last book);
+a footer lists the market alerts firing (those that fired while it runs; a resolution takes
+one off).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rich.table import Table
 from fairprice.common.bus import connect_bus
 from fairprice.common.errors import InvalidMessageError
 from fairprice.common.lifecycle import wait_or_stop
-from fairprice.common.messages import Book, FairPrice, Signal, decode
+from fairprice.common.messages import Alert, Book, FairPrice, Signal, decode
 from fairprice.common.settings import ServiceSettings
 from fairprice.common.subjects import Stream, parse_subject
 
@@ -58,6 +60,8 @@ class Board:
 
     def __init__(self) -> None:
         self.rows: dict[tuple[str, str], Row] = {}
+        self.firing: dict[tuple[str, str, str], Alert] = {}
+        """Market alerts firing, by (exchange, symbol, rule)."""
         self.invalid = 0
 
     def _row(self, exchange: str, symbol: str) -> Row:
@@ -84,6 +88,13 @@ class Board:
             elif stream is Stream.SIGNALS:
                 signal = decode(data, Signal)
                 row.signal, row.signal_at = signal.action, signal.event_time_ms / 1000
+            elif stream is Stream.ALERTS:
+                alert = decode(data, Alert)
+                key = (exchange, symbol, alert.rule)
+                if alert.state == "firing":
+                    self.firing[key] = alert
+                else:
+                    self.firing.pop(key, None)
         except (InvalidMessageError, ValueError):
             self.invalid += 1
 
@@ -98,7 +109,11 @@ class Board:
             "signal": lambda r: -(r.signal_at or 0.0),
         }
         rows.sort(key=keys[sort])
-        table = Table(title=f"fairprice top: {len(self.rows)} symbols, sorted by {sort}")
+        table = Table(
+            title=f"fairprice top: {len(self.rows)} symbols, sorted by {sort}",
+            caption=self._firing_footer(now),
+            caption_justify="left",
+        )
         for name in (
             "exchange",
             "symbol",
@@ -131,6 +146,17 @@ class Board:
             )
         return table
 
+    def _firing_footer(self, now: float) -> str | None:
+        if not self.firing:
+            return None
+        lines = [f"[bold red]{len(self.firing)} alert(s) firing[/]"]
+        for (exchange, symbol, rule), alert in sorted(self.firing.items()):
+            since = now - alert.event_time_ms / 1000
+            lines.append(
+                f"  {exchange} {symbol} {rule} ({alert.severity}, {since:.0f}s): {alert.summary}"
+            )
+        return "\n".join(lines)
+
 
 def _num(value: float | None) -> str:
     return "" if value is None else f"{value:.10g}"
@@ -149,7 +175,7 @@ async def run_top(
         name="fairprice-top",
         stop=stop,
     ) as bus:
-        for stream in (Stream.BOOKS, Stream.PRICES, Stream.SIGNALS):
+        for stream in (Stream.BOOKS, Stream.PRICES, Stream.SIGNALS, Stream.ALERTS):
             await bus.nc.subscribe(stream.wildcard, cb=on_msg)
         with Live(board.table(sort, limit), console=Console(), refresh_per_second=4) as live:
             while not await wait_or_stop(stop, 0.5):
