@@ -145,6 +145,8 @@ class Latest(msgspec.Struct, frozen=True, kw_only=True):
     """The last signal the writing replica published, if any."""
     signal_time_ms: int | None = None
     """Event time of that signal."""
+    alerts: list[str] = []
+    """The market alerts of the symbol firing at that price (rule names, sorted)."""
 
 
 Message = Book | FairPrice | Signal | Candle | Alert | Latest

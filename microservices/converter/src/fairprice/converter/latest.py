@@ -53,6 +53,7 @@ class LatestWriter:
                 sma_slow=price.sma_slow,
                 signal=signal.action if signal is not None else None,
                 signal_time_ms=signal.event_time_ms if signal is not None else None,
+                alerts=sorted(n for n, on in state.pipeline.alerts.firing.items() if on),
             )
             puts.append(kv.put(f"{price.exchange}.{price.symbol}", encode(latest)))
         results = await asyncio.gather(*puts, return_exceptions=True)
