@@ -5,12 +5,16 @@ a ServiceMonitor or PodMonitor the same way. kustomize ships the same rules file
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
 import pytest
 import yaml
 from helm_python import _native
+
+from fairprice.common.settings import load_settings
+from fairprice.storer.settings import StorerSettings
 
 from .conftest import (
     CHART,
@@ -121,3 +125,18 @@ def test_kustomize_ships_the_same_rules_file(overlay: str) -> None:
     rules = by_kind(kustomize(overlay), "ConfigMap")["fairprice-prometheus-rules"]
     assert rules["data"]["fairprice.rules.yaml"].rstrip("\n") == RULES.read_text().rstrip("\n")
     assert (CHART / "files" / "prometheus").resolve() == RULES.parent.resolve()
+
+
+def test_the_chart_points_the_storer_at_an_existing_alertmanager(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/alerts.md: ``storer.settings.alertmanager.url`` reaches the storer's settings."""
+    url = "http://alertmanager-operated.monitoring:9093"
+    docs = render_chart({"storer": {"settings": {"alertmanager": {"url": url}}}})
+    path = tmp_path / "config.toml"
+    path.write_text(by_kind(docs, "ConfigMap")["fairprice-storer"]["data"]["config.toml"])
+    storer = by_kind(docs, "Deployment")["fairprice-storer"]
+    (container,) = storer["spec"]["template"]["spec"]["containers"]
+    for env in container.get("env", []):
+        monkeypatch.setenv(env["name"], env.get("value", "from-a-secret"))
+    assert load_settings(StorerSettings, path).storer.alertmanager.url == url
