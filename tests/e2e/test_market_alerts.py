@@ -157,6 +157,9 @@ async def test_a_crossing_and_a_move_alert_once_each_through_a_converter_kill(
                     return len(await _influx_alerts(pipeline)) == 4
 
                 await eventually(stored, within=30, interval=0.5, what="4 alert points")
+                # Both converter runs (one log file): each event logged once, none replayed.
+                lines = converter.log_path.read_text().splitlines()
+                assert sum('"event": "market alert"' in line for line in lines) == 4
 
 
 async def _has_price(bus: Bus) -> bool:
