@@ -11,8 +11,9 @@ from rich.console import Console
 from fairprice.cli.__main__ import _parser, main
 from fairprice.cli.board import Board
 from fairprice.common.bus import Bus
-from fairprice.common.messages import Book, Candle, FairPrice, IndicatorState, Signal, encode
+from fairprice.common.messages import Alert, Book, Candle, FairPrice, IndicatorState, Signal, encode
 from fairprice.common.subjects import (
+    alerts_subject,
     books_subject,
     candles_subject,
     prices_subject,
@@ -162,3 +163,40 @@ def test_top_takes_an_indicator_column_as_the_readme_shows(
         main(["top", "--indicator", "stochastic"])
     assert exited.value.code == 2
     assert "invalid choice: 'stochastic'" in capsys.readouterr().err
+
+
+async def test_board_footer_lists_firing_alerts_until_they_resolve(bus: Bus) -> None:
+    board = Board()
+
+    async def on_msg(msg: Msg) -> None:
+        board.apply(msg.subject, msg.data, now=NOW_MS / 1000)
+
+    await bus.nc.subscribe(">", cb=on_msg)
+
+    def alert(rule: str, state: str) -> Alert:
+        return Alert(
+            exchange="sim",
+            symbol="BTCUSDT",
+            rule=rule,
+            kind="above",
+            severity="critical",
+            state=state,  # type: ignore[arg-type]
+            update_id=7,
+            event_time_ms=NOW_MS - 11_000,
+            price=101.0,
+            summary="BTCUSDT 101 above 100",
+        )
+
+    subject = alerts_subject("sim", "BTCUSDT")
+    await bus.nc.publish(subject, encode(alert("btc-above", "firing")))
+    await bus.nc.publish(subject, encode(alert("btc-high", "firing")))
+    await eventually(lambda: len(board.firing) == 2)
+    text = _render(board)
+    assert "2 alert(s) firing" in text
+    assert "sim BTCUSDT btc-above (critical, 12s): BTCUSDT 101 above 100" in text
+    await bus.nc.publish(subject, encode(alert("btc-above", "resolved")))
+    await eventually(lambda: len(board.firing) == 1)
+    assert "btc-above" not in _render(board) and "1 alert(s) firing" in _render(board)
+    await bus.nc.publish(subject, encode(alert("btc-high", "resolved")))
+    await eventually(lambda: not board.firing)
+    assert "firing" not in _render(board)

@@ -30,7 +30,7 @@ async def test_streams_created_twice_without_error(bus: Bus) -> None:
     await ensure_streams(bus.jsm, settings)
     await ensure_streams(bus.jsm, settings)
     names = {info.config.name for info in await bus.jsm.streams_info()}
-    assert names == {"BOOKS", "PRICES", "SIGNALS", "CANDLES"}
+    assert names == {"BOOKS", "PRICES", "SIGNALS", "CANDLES", "ALERTS"}
     books = await bus.jsm.stream_info("BOOKS")
     assert books.config.subjects == ["books.>"]
     assert books.config.duplicate_window == 120

@@ -120,3 +120,29 @@ def test_a_trend_walks_the_price_through_the_levels() -> None:
     for _ in range(40):
         book.step()
     assert book.center == start + 210
+
+
+def test_market_drift_moves_the_price_on_purpose_and_history_stays_exact() -> None:
+    """``drift(1.5, 20)``: the centre is 1.5 % higher after 20 steps, then back with -1.5 %;
+    the book stays uncrossed and the true book of any kept update id still replays."""
+    book = Market(MarketSettings()).book("BTCUSDT")
+    for _ in range(20):
+        book.step()
+    start = book.center
+    ticks = book.drift(1.5, 20)
+    assert ticks == round(start * 0.015)
+    middle_id = 0
+    for n in range(20):
+        book.step()
+        best = book.best()
+        assert best is not None and best[0] < best[2]
+        if n == 10:
+            middle_id = book.last_update_id
+    # The random walk moves at most one tick a step besides the drift.
+    assert abs(book.center - (start + ticks)) <= 20
+    view = book.book_at(middle_id, 5)
+    assert view.last_update_id == middle_id and view.bids and view.asks
+    book.drift(-1.5, 20)
+    for _ in range(20):
+        book.step()
+    assert abs(book.center - start) <= 40 + abs(ticks) * 0.02

@@ -61,10 +61,10 @@ def market_points(
     *, exchange: str, symbols: tuple[str, ...], start_ms: int, seconds: int, seed: int = 7
 ) -> Iterator[str]:
     """Line protocol for ``seconds`` of one book per symbol per 500 ms, as the storer writes it:
-    orderbook, fair_price (one point per method), indicator, signal on SMA crossovers, and
-    from the converter's own pipeline (``pipeline_points``) the candles of every interval
-    with their indicators and the candle strategies' signals. Deterministic for a seed;
-    prices follow a random walk so SMAs cross."""
+    orderbook, fair_price (one point per method), indicator, signal on SMA crossovers (and
+    the market alert of a signal rule), and from the converter's own pipeline
+    (``pipeline_points``) the candles of every interval with their indicators and the candle
+    strategies' signals. Deterministic for a seed; prices follow a random walk so SMAs cross."""
     rng = random.Random(seed)
     for s_index, symbol in enumerate(symbols):
         price = 50_000.0 / (s_index * 15 + 1)
@@ -111,6 +111,12 @@ def market_points(
                 yield (
                     f'signal,{tags},strategy=sma_cross action="{action}",price={micro!r},'
                     f"sma_fast={sma_fast!r},sma_slow={sma_slow!r} {ts}"
+                )
+                # The market alert of a MarketFeed rule on that signal (kind signal).
+                yield (
+                    f"alert,{tags},rule={action.lower()},state=firing,severity=info "
+                    f'kind="signal",price={micro!r},summary="{symbol} signal {action}",'
+                    f"update_id={1000 + step}i {ts}"
                 )
             previous_side = side or previous_side
             books.append(_book(exchange, symbol, 1000 + step, ts, bids, asks))

@@ -99,7 +99,8 @@ def test_dashboard_provider_loads_the_dashboards_folder() -> None:
 
 
 def test_pipeline_dashboard_reads_the_expected_metrics() -> None:
-    """The names the services must export; tests/test_pipeline_metrics (lead) scrapes them."""
+    """The names the services must export; tests/prometheus/test_live_prometheus.py has a real
+    Prometheus scrape the running services and run every panel query."""
     assert prometheus_metric_names(dashboards()["pipeline"]) == PIPELINE_METRICS
 
 

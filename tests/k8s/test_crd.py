@@ -12,7 +12,14 @@ import msgspec
 import pytest
 import yaml
 
-from fairprice.common.feeds import STRATEGIES, FairPriceMethod, Feed, decode_feed
+from fairprice.common.feeds import (
+    STRATEGIES,
+    AlertKind,
+    AlertRule,
+    FairPriceMethod,
+    Feed,
+    decode_feed,
+)
 from fairprice.common.intervals import INTERVALS
 from fairprice.operator.feed_spec import feed_from_spec
 
@@ -34,6 +41,15 @@ CEL_RULES = {
     ),
     "self.indicators.rsiOversold < self.indicators.rsiOverbought": lambda s: (
         s["indicators"]["rsiOversold"] < s["indicators"]["rsiOverbought"]
+    ),
+}
+# The CEL rules of each spec.alerts[] item, and the list's map key (unique names).
+ALERT_CEL_RULES = {
+    "self.kind in ['above', 'below'] ? has(self.level) : true": (
+        lambda a: a["kind"] not in ("above", "below") or "level" in a
+    ),
+    "self.kind == 'move' ? has(self.percent) && has(self.windowSeconds) : true": (
+        lambda a: a["kind"] != "move" or ("percent" in a and "windowSeconds" in a)
     ),
 }
 
@@ -81,6 +97,14 @@ def validate_marketfeed(obj: dict[str, Any]) -> None:
     for rule in spec_schema.get("x-kubernetes-validations", []):
         if not CEL_RULES[rule["rule"]](spec):
             raise jsonschema.ValidationError(rule["message"])
+    alerts = spec_schema["properties"]["alerts"]
+    names = [alert["name"] for alert in spec["alerts"]]
+    if len(names) != len(set(names)):
+        raise jsonschema.ValidationError("alert names repeat (list-map-keys: name)")
+    for alert in spec["alerts"]:
+        for rule in alerts["items"]["x-kubernetes-validations"]:
+            if not ALERT_CEL_RULES[rule["rule"]](alert):
+                raise jsonschema.ValidationError(rule["message"])
 
 
 def test_crd_validates_and_is_namespaced_with_a_status_subresource() -> None:
@@ -98,6 +122,9 @@ def test_crd_validates_and_is_namespaced_with_a_status_subresource() -> None:
 def test_every_cel_rule_is_checked_here() -> None:
     rules = _version_schema()["properties"]["spec"]["x-kubernetes-validations"]
     assert {r["rule"] for r in rules} == set(CEL_RULES)
+    alerts = _version_schema()["properties"]["spec"]["properties"]["alerts"]
+    assert {r["rule"] for r in alerts["items"]["x-kubernetes-validations"]} == set(ALERT_CEL_RULES)
+    assert alerts["x-kubernetes-list-map-keys"] == ["name"]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -147,6 +174,17 @@ GOOD = {
         {"symbols": ["BTCUSDT"], "enabled": "yes"},
         {"exchange": "Binance!", "symbols": ["BTCUSDT"]},
         {},
+        {"symbols": ["BTCUSDT"], "alerts": [{"name": "x", "kind": "above"}]},
+        {"symbols": ["BTCUSDT"], "alerts": [{"name": "x", "kind": "move", "percent": 1}]},
+        {"symbols": ["BTCUSDT"], "alerts": [{"name": "x", "kind": "cross", "level": 1}]},
+        {"symbols": ["BTCUSDT"], "alerts": [{"name": "X y", "kind": "signal"}]},
+        {"symbols": ["BTCUSDT"], "alerts": [{"kind": "signal"}]},
+        {"symbols": ["BTCUSDT"], "alerts": [{"name": "x", "kind": "signal", "action": "HOLD"}]},
+        {"symbols": ["BTCUSDT"], "alerts": [{"name": "x", "kind": "below", "level": 1, "lvl": 2}]},
+        {
+            "symbols": ["BTCUSDT"],
+            "alerts": [{"name": "x", "kind": "signal"}, {"name": "x", "kind": "below", "level": 1}],
+        },
     ],
 )
 def test_bad_marketfeeds_are_rejected(spec: dict[str, Any]) -> None:
@@ -168,6 +206,7 @@ SPEC_TO_FEED = {
     "indicators": "indicators",
     "strategies": "strategies",
     "enabled": "enabled",
+    "alerts": "alerts",
 }
 
 
@@ -190,6 +229,10 @@ def test_crd_spec_matches_the_feed_contract_and_its_defaults() -> None:
     assert spec["method"]["enum"] == list(get_args(FairPriceMethod))
     assert spec["candleIntervals"]["items"]["enum"] == list(INTERVALS)
     assert spec["strategies"]["items"]["enum"] == list(STRATEGIES)
+    alert = spec["alerts"]["items"]["properties"]
+    assert alert["kind"]["enum"] == list(get_args(AlertKind))
+    rule_fields = {f.encode_name for f in msgspec.structs.fields(AlertRule)}
+    assert set(alert) == rule_fields
 
 
 def _camel_indicators(indicators: dict[str, Any]) -> dict[str, Any]:
@@ -198,6 +241,26 @@ def _camel_indicators(indicators: dict[str, Any]) -> dict[str, Any]:
         names.get(k, "".join(w.capitalize() if i else w for i, w in enumerate(k.split("_")))): v
         for k, v in indicators.items()
     }
+
+
+def test_a_valid_alert_list_validates_and_decodes_as_the_feeds_rules() -> None:
+    alerts = [
+        {"name": "btc-above-100k", "kind": "above", "level": 100000, "severity": "critical"},
+        {"name": "fast-move", "kind": "move", "percent": 1, "windowSeconds": 60},
+        {"name": "buy", "kind": "signal", "action": "BUY"},
+    ]
+    validate_marketfeed({**GOOD, "spec": {"symbols": ["BTCUSDT"], "alerts": alerts}})
+    spec = _defaulted(
+        _version_schema()["properties"]["spec"], {"symbols": ["BTCUSDT"], "alerts": alerts}
+    )
+    feed = feed_from_spec(spec)
+    assert decode_feed(msgspec.json.encode(feed)) == feed
+    assert [(r.name, r.kind, r.severity) for r in feed.alerts] == [
+        ("btc-above-100k", "above", "critical"),
+        ("fast-move", "move", "warning"),
+        ("buy", "signal", "warning"),
+    ]
+    assert feed.alerts[1].window_seconds == 60
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -209,3 +272,11 @@ def test_example_feeds_decode_as_feed_entries(path: Path) -> None:
     feed = feed_from_spec(spec)
     assert decode_feed(msgspec.json.encode(feed)) == feed
     assert feed.symbols == spec["symbols"]
+
+
+def test_the_marketfeed_of_the_alerts_docs_validates() -> None:
+    """docs/alerts.md's example of a MarketFeed with alerts is one the CRD accepts."""
+    docs = (K8S.parent / "docs" / "alerts.md").read_text()
+    example = yaml.safe_load(docs.split("```yaml\n", 1)[1].split("```", 1)[0])
+    validate_marketfeed(example)
+    assert len(example["spec"]["alerts"]) == 4

@@ -150,3 +150,14 @@ readinessProbe:
 {{- else -}}{{ fail (printf "settings: cannot write %v (%s) as TOML" . (kindOf .)) }}
 {{- end -}}
 {{- end -}}
+
+{{/*
+Whether to create a Prometheus Operator object of kind .kind: its value .enabled is true, or
+"auto" and the cluster serves the kind (monitoring.coreos.com/v1; `helm template` needs
+`--api-versions monitoring.coreos.com/v1/<Kind>` to see it). Prints "true" or nothing.
+*/}}
+{{- define "fairprice.prometheusOperator" -}}
+{{- $enabled := toString .enabled -}}
+{{- $served := .root.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" .kind) -}}
+{{- if or (eq $enabled "true") (and (eq $enabled "auto") $served) -}}true{{- end -}}
+{{- end -}}

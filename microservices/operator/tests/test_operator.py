@@ -62,7 +62,14 @@ async def stored_feed(feeds: KeyValue, key: str) -> Feed | None:
     return decode_feed(entry.value) if entry.value else None
 
 
-def latest(symbol: str, price: float, *, method: str = "mid", signal: str | None = None) -> bytes:
+def latest(
+    symbol: str,
+    price: float,
+    *,
+    method: str = "mid",
+    signal: str | None = None,
+    alerts: tuple[str, ...] = (),
+) -> bytes:
     now_ms = int(time.time() * 1000)
     return encode(
         Latest(
@@ -76,6 +83,7 @@ def latest(symbol: str, price: float, *, method: str = "mid", signal: str | None
             sma_slow=price - 1,
             signal=signal,  # type: ignore[arg-type]
             signal_time_ms=now_ms if signal else None,
+            alerts=list(alerts),
         )
     )
 
@@ -230,6 +238,42 @@ def role_grants() -> set[tuple[str, str, str]]:
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
+
+
+async def test_operator_records_an_event_per_market_alert_firing_and_resolving(
+    k8s: ApiServer, crd: dict[str, Any], operator: RunningOperator, bus: Bus
+) -> None:
+    """The converter's latest value of a symbol names the alerts firing; each one that starts
+    or stops is one Event on its MarketFeed, and the status lists those firing."""
+    prices = await open_bucket(bus.js, Bucket.LATEST)
+    rule = {"name": "btc-above", "kind": "above", "level": 60000}
+    await create(k8s, crd, "alerting", exchange="sim", symbols=["BTCUSDT"], alerts=[rule])
+    await prices.put("sim.BTCUSDT", latest("BTCUSDT", 65000.5, alerts=("btc-above",)))
+
+    def events(reason: str) -> list[dict[str, Any]]:
+        return [
+            r.data
+            for r in list(k8s)
+            if r.resource and r.resource.plural == "events" and r.data.get("reason") == reason
+        ]
+
+    await eventually(lambda: bool(events("MarketAlertFiring")), within=15, what="firing event")
+    (firing,) = events("MarketAlertFiring")
+    assert firing["involvedObject"]["name"] == "alerting"
+    assert firing["message"] == "BTCUSDT: alert btc-above firing"
+    assert firing["type"] == "Warning"
+
+    async def listed() -> bool:
+        obj = await get_object(k8s, "alerting") or {}
+        symbols = obj.get("status", {}).get("symbols") or [{}]
+        return bool(symbols[0].get("alerts") == ["btc-above"])
+
+    await eventually(listed, within=15, what="the alert in the status")
+    await prices.put("sim.BTCUSDT", latest("BTCUSDT", 59000.0))
+    await eventually(lambda: bool(events("MarketAlertResolved")), within=15, what="resolved")
+    assert len(events("MarketAlertFiring")) == 1
+    (resolved,) = events("MarketAlertResolved")
+    assert resolved["message"] == "BTCUSDT: alert btc-above resolved"
 
 
 async def test_operator_refuses_a_bad_spec_with_an_event_and_needs_only_its_role(

@@ -161,3 +161,17 @@ def test_format_price_is_a_short_decimal() -> None:
 
 def test_format_time_is_rfc3339_utc() -> None:
     assert format_time(NOW_MS + 999) == "2026-03-01T12:00:00Z"
+
+
+def test_status_shows_the_market_alerts_firing_per_symbol_and_their_count() -> None:
+    feed = Feed(symbols=["AAAUSDT", "BBBUSDT"])
+    values = {
+        "AAAUSDT": latest("AAAUSDT", 100.0, alerts=["above", "fast-move"]),
+        "BBBUSDT": latest("BBBUSDT", 50.0),
+    }
+    status = status_of(feed, values)
+    entries = {entry["symbol"]: entry for entry in status["symbols"]}
+    assert entries["AAAUSDT"]["alerts"] == ["above", "fast-move"]
+    assert "alerts" not in entries["BBBUSDT"]
+    assert status["summary"]["alertsFiring"] == 2
+    assert "alertsFiring" not in status_of(feed, {"AAAUSDT": None, "BBBUSDT": None})["summary"]

@@ -1,11 +1,13 @@
 """`fairprice top`: a live terminal board of every symbol flowing through NATS.
 
-It subscribes (core NATS, no consumer state) to ``books.>``, ``prices.>`` and ``signals.>`` and
-keeps one row per symbol: best bid/ask, fair price, both SMAs, the last signal and its age,
-updates per second and lag (now minus the exchange event time of the last book). With an
-``indicator`` (``--indicator rsi``, ...) it also follows ``candles.>`` and shows that indicator
-of the symbol's last candle that carries it (the feed's indicator interval, named in the cell).
-``q`` quits (as in top, htop and less), and so do Ctrl-C and SIGTERM.
+It subscribes (core NATS, no consumer state) to ``books.>``, ``prices.>``, ``signals.>`` and
+``alerts.>`` and keeps one row per symbol: best bid/ask, fair price, both SMAs, the last signal
+and its age, updates per second and lag (now minus the exchange event time of the last book);
+a footer lists the market alerts firing (those that fired while it runs; a resolution takes
+one off). With an ``indicator`` (``--indicator rsi``, ...) it also follows ``candles.>`` and
+shows that indicator of the symbol's last candle that carries it (the feed's indicator
+interval, named in the cell). ``q`` quits (as in top, htop and less), and so do Ctrl-C and
+SIGTERM.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from rich.table import Table
 from fairprice.common.bus import connect_bus
 from fairprice.common.errors import InvalidMessageError
 from fairprice.common.lifecycle import wait_or_stop
-from fairprice.common.messages import Book, Candle, FairPrice, Signal, decode
+from fairprice.common.messages import Alert, Book, Candle, FairPrice, Signal, decode
 from fairprice.common.settings import ServiceSettings
 from fairprice.common.subjects import Stream, parse_subject
 
@@ -72,6 +74,8 @@ class Board:
 
     def __init__(self, indicator: IndicatorColumn | None = None) -> None:
         self.rows: dict[tuple[str, str], Row] = {}
+        self.firing: dict[tuple[str, str, str], Alert] = {}
+        """Market alerts firing, by (exchange, symbol, rule)."""
         self.invalid = 0
         self.indicator = indicator
 
@@ -104,6 +108,13 @@ class Board:
                 value = getattr(candle, self.indicator)
                 if candle.state is not None and value is not None:
                     row.indicator = f"{value:.6g} ({candle.interval})"
+            elif stream is Stream.ALERTS:
+                alert = decode(data, Alert)
+                key = (exchange, symbol, alert.rule)
+                if alert.state == "firing":
+                    self.firing[key] = alert
+                else:
+                    self.firing.pop(key, None)
         except (InvalidMessageError, ValueError):
             self.invalid += 1
 
@@ -118,7 +129,11 @@ class Board:
             "signal": lambda r: -(r.signal_at or 0.0),
         }
         rows.sort(key=keys[sort])
-        table = Table(title=f"fairprice top: {len(self.rows)} symbols, sorted by {sort}")
+        table = Table(
+            title=f"fairprice top: {len(self.rows)} symbols, sorted by {sort}",
+            caption=self._firing_footer(now),
+            caption_justify="left",
+        )
         names = ["exchange", "symbol", "bid", "ask", "fair", "sma fast", "sma slow"]
         if self.indicator is not None:
             names.append(self.indicator.replace("_", " "))
@@ -140,6 +155,17 @@ class Board:
             ]
             table.add_row(*cells)
         return table
+
+    def _firing_footer(self, now: float) -> str | None:
+        if not self.firing:
+            return None
+        lines = [f"[bold red]{len(self.firing)} alert(s) firing[/]"]
+        for (exchange, symbol, rule), alert in sorted(self.firing.items()):
+            since = now - alert.event_time_ms / 1000
+            lines.append(
+                f"  {exchange} {symbol} {rule} ({alert.severity}, {since:.0f}s): {alert.summary}"
+            )
+        return "\n".join(lines)
 
 
 def _num(value: float | None) -> str:
@@ -163,7 +189,7 @@ async def run_top(
         name="fairprice-top",
         stop=stop,
     ) as bus:
-        streams = [Stream.BOOKS, Stream.PRICES, Stream.SIGNALS]
+        streams = [Stream.BOOKS, Stream.PRICES, Stream.SIGNALS, Stream.ALERTS]
         if indicator is not None:
             streams.append(Stream.CANDLES)
         for stream in streams:

@@ -28,10 +28,14 @@ from fairprice.api.settings import ApiSettings
 from fairprice.cli.grafana import grafana_spec
 from fairprice.cli.processes import service_env
 from fairprice.cli.supervisor import ServiceSpec, Supervisor
+from fairprice.common.bus import connect_bus
 from fairprice.common.errors import FatalError
+from fairprice.common.feeds import AlertRule, Feed, encode_feed
+from fairprice.common.kv import Bucket, open_bucket
 from fairprice.common.lifecycle import install_signal_handlers
 from fairprice.common.local_servers import run_influxd, run_nats
 from fairprice.common.settings import load_settings
+from fairprice.converter.settings import ConverterSettings
 from fairprice.crawler.settings import CrawlerSettings
 from fairprice.simulator.settings import SimulatorSettings
 from fairprice.storer.settings import StorerSettings
@@ -111,6 +115,36 @@ def _specs(
     return specs, symbols
 
 
+DEMO_FEED_KEY = "local.demo"
+DEMO_ALERTS = (
+    AlertRule(name="buy-signal", kind="signal", action="BUY", severity="info"),
+    AlertRule(name="fast-move", kind="move", percent=0.1, window_seconds=30),
+)
+"""The demo's market alerts: `fairprice top` lists them while they fire."""
+
+
+def demo_feed(symbols: list[str]) -> Feed:
+    """The feed the demo writes where the operator would (KV ``feeds``): its symbols with the
+    converter's own pricing settings and ``DEMO_ALERTS``."""
+    converter = load_settings(ConverterSettings).converter
+    return Feed(
+        exchange=DEMO_EXCHANGE,
+        symbols=symbols,
+        method=converter.method,
+        notional=converter.notional,
+        sma_fast_s=converter.sma_fast_s,
+        sma_slow_s=converter.sma_slow_s,
+        alerts=DEMO_ALERTS,
+    )
+
+
+async def _put_demo_feed(nats_url: str, symbols: list[str]) -> None:
+    settings = load_settings(StorerSettings).nats.model_copy(update={"servers": [nats_url]})
+    async with connect_bus(settings, name="fairprice-demo") as bus:
+        feeds = await open_bucket(bus.js, Bucket.FEEDS)
+        await feeds.put(DEMO_FEED_KEY, encode_feed(demo_feed(symbols)))
+
+
 async def run_local(mode: Mode, state_dir: Path, extra_symbols: int = 0) -> int:
     """Run until Ctrl-C or SIGTERM; the exit code."""
     settings = load_settings(StorerSettings)  # the shared [nats] and [influx] sections
@@ -139,6 +173,10 @@ async def run_local(mode: Mode, state_dir: Path, extra_symbols: int = 0) -> int:
             f"{len(symbols)} symbols",
             flush=True,
         )
+        if mode == "demo":
+            await _put_demo_feed(nats_server.url, symbols)
+            names = ", ".join(rule.name for rule in DEMO_ALERTS)
+            print(f"fairprice: market alerts {names} on every symbol", flush=True)
         grafana = grafana_spec(state_dir / "grafana", influxd.url, settings.influx.database)
         if grafana is not None:
             specs.append(grafana)

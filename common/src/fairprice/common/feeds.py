@@ -20,6 +20,8 @@ from fairprice.common.logs import get_logger
 
 __all__ = [
     "STRATEGIES",
+    "AlertKind",
+    "AlertRule",
     "FairPriceMethod",
     "Feed",
     "Indicators",
@@ -76,6 +78,27 @@ def candle_problems(intervals: Iterable[str], indicators: Indicators) -> list[st
     return problems
 
 
+AlertKind = Literal["above", "below", "move", "signal"]
+
+
+class AlertRule(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"
+):
+    """A market alert of a feed (the MarketFeed's ``spec.alerts[]``, same camelCase names)."""
+
+    name: str
+    kind: AlertKind
+    level: float | None = None
+    """above / below: the price level."""
+    percent: float | None = None
+    """move: the move, in percent, between the window's low and high."""
+    window_seconds: int | None = None
+    """move: the window, in seconds of event time."""
+    action: Literal["BUY", "SELL"] | None = None
+    """signal: the signal that fires it (``None``: either)."""
+    severity: Literal["info", "warning", "critical"] = "warning"
+
+
 class Feed(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     exchange: str = "binance"
     symbols: list[str]
@@ -93,6 +116,8 @@ class Feed(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     indicators: Indicators = msgspec.field(default_factory=Indicators)
     strategies: list[Strategy] = msgspec.field(default_factory=lambda: ["sma_cross"])
     enabled: bool = True
+    alerts: tuple[AlertRule, ...] = ()
+    """Market alerts, evaluated by the converter on every fair price (docs/alerts.md)."""
 
 
 _decoder = msgspec.json.Decoder(Feed)

@@ -18,6 +18,8 @@ from fairprice.common.intervals import CandleInterval
 
 __all__ = [
     "Action",
+    "Alert",
+    "AlertState",
     "Book",
     "Candle",
     "FairPrice",
@@ -34,6 +36,7 @@ Level = tuple[str, str]
 """One price level: ``(price, quantity)`` exactly as the exchange wrote them."""
 
 Action = Literal["BUY", "SELL"]
+AlertState = Literal["firing", "resolved"]
 
 
 class Book(msgspec.Struct, frozen=True, kw_only=True):
@@ -167,6 +170,26 @@ class Candle(msgspec.Struct, frozen=True, kw_only=True):
     state: IndicatorState | None = None
 
 
+class Alert(msgspec.Struct, frozen=True, kw_only=True):
+    """A market alert of a MarketFeed's rule firing or resolving (``alerts.<ex>.<SYM>``), at
+    the fair price that made it so."""
+
+    exchange: str
+    symbol: str
+    rule: str
+    """The rule's name, unique within its feed."""
+    kind: str
+    """``above``, ``below``, ``move`` or ``signal``."""
+    severity: str
+    state: AlertState
+    update_id: int
+    """The book whose fair price fired or resolved it."""
+    event_time_ms: int
+    price: float
+    summary: str
+    """What happened, for people (Alertmanager's ``summary`` annotation)."""
+
+
 class Latest(msgspec.Struct, frozen=True, kw_only=True):
     """The latest fair price and signal of a symbol: KV bucket ``latest``, key
     ``<exchange>.<SYMBOL>``, written by the converter at most about once a second per symbol
@@ -188,14 +211,16 @@ class Latest(msgspec.Struct, frozen=True, kw_only=True):
     """(best bid + best ask) / 2 of the book (``None`` from a converter older than the field)."""
     spread: float | None = None
     """Best ask - best bid of the book (``None`` likewise)."""
+    alerts: list[str] = []
+    """The market alerts of the symbol firing at that price (rule names, sorted)."""
 
 
-Message = Book | FairPrice | Signal | Candle | Latest
-M = TypeVar("M", Book, FairPrice, Signal, Candle, Latest)
+Message = Book | FairPrice | Signal | Candle | Alert | Latest
+M = TypeVar("M", Book, FairPrice, Signal, Candle, Alert, Latest)
 
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type[msgspec.Struct], msgspec.json.Decoder[msgspec.Struct]] = {
-    cls: msgspec.json.Decoder(cls) for cls in (Book, FairPrice, Signal, Candle, Latest)
+    cls: msgspec.json.Decoder(cls) for cls in (Book, FairPrice, Signal, Candle, Alert, Latest)
 }
 
 

@@ -122,6 +122,7 @@ class StreamsSettings(Section):
     prices: StreamLimits = StreamLimits(max_age_s=86400, max_bytes=1024**3)
     signals: StreamLimits = StreamLimits(max_age_s=7 * 86400, max_bytes=256 * 1024**2)
     candles: StreamLimits = StreamLimits(max_age_s=7 * 86400, max_bytes=256 * 1024**2)
+    alerts: StreamLimits = StreamLimits(max_age_s=7 * 86400, max_bytes=64 * 1024**2)
 
 
 class NatsSettings(Section):

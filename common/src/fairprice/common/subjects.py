@@ -7,6 +7,7 @@
 | PRICES  | ``prices.<exchange>.<SYMBOL>``          | ``<book id>:price``                          |
 | SIGNALS | ``signals.<exchange>.<SYMBOL>``         | ``<book id>:<strategy>:<action>``            |
 | CANDLES | ``candles.<exchange>.<SYMBOL>.<iv>``    | ``<exchange>:<SYMBOL>:candle_<iv>:<start>``  |
+| ALERTS  | ``alerts.<exchange>.<SYMBOL>``          | ``<book id>:alert:<rule>:<firing|resolved>`` |
 
 (``<iv>``: the candle interval, ``1m`` ... ``1d``; ``<start>``: its start, ms.)
 
@@ -32,6 +33,8 @@ __all__ = [
     "DEADLETTER_STREAM",
     "DEADLETTER_WILDCARD",
     "Stream",
+    "alert_msg_id",
+    "alerts_subject",
     "book_msg_id",
     "books_partition",
     "books_partition_filter",
@@ -57,6 +60,7 @@ class Stream(enum.StrEnum):
     PRICES = "PRICES"
     SIGNALS = "SIGNALS"
     CANDLES = "CANDLES"
+    ALERTS = "ALERTS"
 
     @property
     def prefix(self) -> str:
@@ -108,6 +112,10 @@ def candles_subject(exchange: str, symbol: str, interval: str) -> str:
     return f"{Stream.CANDLES.subject(exchange, symbol)}.{interval}"
 
 
+def alerts_subject(exchange: str, symbol: str) -> str:
+    return Stream.ALERTS.subject(exchange, symbol)
+
+
 DEADLETTER_STREAM = "DEADLETTER"
 """The stream that keeps every service's dead letters (subjects ``DEADLETTER_WILDCARD``)."""
 DEADLETTER_WILDCARD = "deadletter.>"
@@ -149,6 +157,11 @@ def signal_msg_id(book_id: str, strategy: str, action: str) -> str:
 
 def candle_msg_id(exchange: str, symbol: str, interval: str, start_ms: int) -> str:
     return f"{exchange}:{symbol}:candle_{interval}:{start_ms}"
+
+
+def alert_msg_id(book_id: str, rule: str, state: str) -> str:
+    """The id of a market alert's firing or resolution: one per rule and event."""
+    return f"{book_id}:alert:{rule}:{state}"
 
 
 def deadletter_msg_id(service: str, stream: Stream, stream_seq: int) -> str:

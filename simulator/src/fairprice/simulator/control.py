@@ -8,6 +8,8 @@
 - ``POST /control/disconnect`` ``{"count": null, "symbol": null, "abort": false}``.
 - ``POST /control/shutdown`` ``{"close_after_s": 1.0}``: the ``serverShutdown`` event.
 - ``POST /control/weights/reset``: forget every IP's used weight and bans.
+- ``POST /control/drift`` ``{"symbol": "BTCUSDT", "percent": 1.5, "steps": 30}``: move the
+  symbol's price by ``percent`` over the next ``steps`` ticks (a crossing made on purpose).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from fairprice.simulator.market import HistoryError
 if TYPE_CHECKING:
     from fairprice.simulator.server import Simulator
 
-__all__ = ["DisconnectRequest", "ShutdownRequest", "control_routes"]
+__all__ = ["DisconnectRequest", "DriftRequest", "ShutdownRequest", "control_routes"]
 
 
 class DisconnectRequest(BaseModel):
@@ -37,6 +39,13 @@ class DisconnectRequest(BaseModel):
 class ShutdownRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     close_after_s: float = Field(default=1.0, ge=0)
+
+
+class DriftRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    symbol: str
+    percent: float = Field(ge=-50, le=100)
+    steps: int = Field(default=10, ge=1)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -97,6 +106,16 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
             return _error(400, str(exc))
         return web.json_response({"notified": sim.server_shutdown(body.close_after_s)})
 
+    async def drift(request: web.Request) -> web.Response:
+        try:
+            body = DriftRequest.model_validate(await _body(request))
+        except (ValidationError, ValueError) as exc:
+            return _error(400, str(exc))
+        symbol = body.symbol.upper()
+        if symbol not in sim.market:
+            return _error(404, f"unknown symbol {symbol!r}")
+        return web.json_response({"ticks": sim.market.book(symbol).drift(body.percent, body.steps)})
+
     async def reset_weights(_request: web.Request) -> web.Response:
         sim.reset_weights()
         return web.json_response({"reset": True})
@@ -108,6 +127,7 @@ def control_routes(sim: Simulator) -> list[web.RouteDef]:
         web.post("/control/faults", post_faults),
         web.delete("/control/faults", delete_faults),
         web.post("/control/disconnect", disconnect),
+        web.post("/control/drift", drift),
         web.post("/control/shutdown", shutdown),
         web.post("/control/weights/reset", reset_weights),
     ]

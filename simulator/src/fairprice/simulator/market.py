@@ -129,6 +129,17 @@ class SymbolBook:
         self._history: deque[array[int]] = deque(maxlen=settings.history_ticks)
         self._price_names: dict[int, str] = {}
         self._qty_names: dict[int, str] = {}
+        self._drift = 0  # ticks the centre still has to move on purpose (+ up, - down)
+        self._drift_per_step = 0
+
+    def drift(self, percent: float, steps: int) -> int:
+        """Move the price by ``percent`` (negative: down) over the next ``steps`` steps, on
+        top of the random walk: a move or a level crossing made on purpose (tests, demos).
+        Returns the ticks it will move."""
+        ticks = round(self.center * percent / 100)
+        self._drift = ticks
+        self._drift_per_step = max(1, -(-abs(ticks) // max(1, steps)))
+        return ticks
 
     def _quantity(self) -> int:
         return 1 + int(self._rng.expovariate(1.0 / _MEAN_QTY_STEPS))
@@ -170,6 +181,29 @@ class SymbolBook:
                 change(True, self.center, 0)
             if book[(self.center + depth + 1) % size]:
                 change(False, self.center + depth + 1, 0)
+        if self._drift:
+            ticks = min(abs(self._drift), self._drift_per_step)
+            up = self._drift > 0
+            self._drift -= ticks if up else -ticks
+            # Tick by tick, as the walk moves; the book keeps its shape: the level left
+            # behind gets the other side's quantity, the far end of the front side a new one.
+            for _ in range(ticks):
+                if up:
+                    self.center += 1
+                    if book[self.center % size]:
+                        change(False, self.center, 0)
+                    if book[(self.center - depth - 1) % size]:
+                        change(True, self.center - depth - 1, 0)
+                    change(True, self.center - 1, self._quantity())
+                    change(False, self.center + depth, self._quantity())
+                elif self.center - depth > 1:
+                    self.center -= 1
+                    if book[self.center % size]:
+                        change(True, self.center, 0)
+                    if book[(self.center + depth + 1) % size]:
+                        change(False, self.center + depth + 1, 0)
+                    change(False, self.center + 1, self._quantity())
+                    change(True, self.center - depth, self._quantity())
         low, high = settings.levels_per_event
         for _ in range(rng.randint(low, high)):
             is_bid = rng.random() < 0.5

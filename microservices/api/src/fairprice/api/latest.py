@@ -12,12 +12,11 @@ symbol is known.
 
 from __future__ import annotations
 
-import nats.errors
-import nats.js.errors
 from nats.js.kv import KeyValue
 
+from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus
-from fairprice.common.errors import InvalidMessageError, TransientError
+from fairprice.common.errors import BrokerError, InvalidMessageError, NotFoundError, TransientError
 from fairprice.common.kv import Bucket, latest_key, snapshot
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import Latest, decode
@@ -43,11 +42,12 @@ class LatestReader:
         if kv is None:
             return None
         try:
-            entry = await kv.get(latest_key(exchange, symbol))
-        except nats.js.errors.KeyNotFoundError:
+            with broker_errors("latest get"):
+                entry = await kv.get(latest_key(exchange, symbol))
+        except NotFoundError:
             return None
-        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-            raise NatsUnavailableError(f"nats: {exc!r}") from exc
+        except BrokerError as exc:
+            raise NatsUnavailableError(f"nats: {exc}") from exc
         return _decode(entry.value or b"")
 
     async def all(self) -> list[Latest]:
@@ -56,9 +56,10 @@ class LatestReader:
         if kv is None:
             return []
         try:
-            entries = await snapshot(kv, idle_s=self._timeout_s)
-        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-            raise NatsUnavailableError(f"nats: {exc!r}") from exc
+            with broker_errors("latest snapshot"):
+                entries = await snapshot(kv, idle_s=self._timeout_s)
+        except BrokerError as exc:
+            raise NatsUnavailableError(f"nats: {exc}") from exc
         values = [v for v in (_decode(data) for data in entries.values()) if v is not None]
         return sorted(values, key=lambda v: (v.exchange, v.symbol))
 
@@ -67,11 +68,12 @@ class LatestReader:
             raise NatsUnavailableError("nats is not connected")
         if self._kv is None:
             try:
-                self._kv = await self._bus.js.key_value(Bucket.LATEST.value)
-            except nats.js.errors.BucketNotFoundError:
+                with broker_errors("latest bucket"):
+                    self._kv = await self._bus.js.key_value(Bucket.LATEST.value)
+            except NotFoundError:
                 return None
-            except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-                raise NatsUnavailableError(f"nats: {exc!r}") from exc
+            except BrokerError as exc:
+                raise NatsUnavailableError(f"nats: {exc}") from exc
         return self._kv
 
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import nats.js.errors
-
+from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus
-from fairprice.common.errors import InvalidMessageError
+from fairprice.common.errors import InvalidMessageError, NotFoundError
 from fairprice.common.intervals import BASE_INTERVAL, INTERVAL_MS
 from fairprice.common.logs import get_logger
 from fairprice.common.messages import Candle, FairPrice, decode
@@ -41,9 +40,10 @@ async def read_candle_history(
     indicator_candle = None
     subject = candles_subject(exchange, symbol, params.indicators.interval)
     try:
-        raw = await bus.jsm.get_last_msg(Stream.CANDLES.value, subject)
+        with broker_errors("last indicator candle"):
+            raw = await bus.jsm.get_last_msg(Stream.CANDLES.value, subject)
         indicator_candle = decode(raw.data or b"", Candle)
-    except nats.js.errors.NotFoundError:
+    except NotFoundError:
         pass
     except InvalidMessageError as exc:
         log.warning("unreadable last candle, indicators start over", error=str(exc))

@@ -56,6 +56,7 @@ class LatestWriter:
                 signal_time_ms=signal.event_time_ms if signal is not None else None,
                 mid=price.mid,
                 spread=price.spread,
+                alerts=sorted(n for n, on in state.pipeline.alerts.firing.items() if on),
             )
             puts.append(kv.put(latest_key(price.exchange, price.symbol), encode(latest)))
         results = await asyncio.gather(*puts, return_exceptions=True)

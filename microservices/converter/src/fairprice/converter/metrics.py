@@ -38,6 +38,11 @@ class ConverterMetrics:
             f"{prefix}_signals_total", "Signals published", ["action"], registry=registry
         )
         self.candles = Counter(f"{prefix}_candles_total", "Candles published", registry=registry)
+        self.alerts = Counter(
+            f"{prefix}_alert_events_total",
+            "Market alert firings and resolutions published",
+            registry=registry,
+        )
         self.owned_partitions = Gauge(
             f"{prefix}_owned_partitions", "Partitions this replica owns", registry=registry
         )

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from fairprice.common.feeds import FairPriceMethod, Feed, Indicators, Strategy
+from fairprice.common.feeds import AlertRule, FairPriceMethod, Feed, Indicators, Strategy
 from fairprice.common.intervals import BASE_INTERVAL, DEFAULT_INTERVALS, CandleInterval
 from fairprice.converter.settings import ConverterSection
 
@@ -32,6 +32,14 @@ class Params:
     intervals: tuple[CandleInterval, ...] = DEFAULT_INTERVALS
     indicators: Indicators = field(default_factory=Indicators)
     strategies: frozenset[Strategy] = frozenset({"sma_cross"})
+    alerts: tuple[AlertRule, ...] = ()
+    """The feed's market alerts (``alerting``)."""
+
+    @property
+    def history_s(self) -> float:
+        """The event time a symbol's state depends on: what a takeover replays."""
+        windows = [rule.window_seconds or 0 for rule in self.alerts]
+        return float(max([self.sma_slow_s, *windows]))
 
 
 class _Choices(Protocol):
@@ -68,6 +76,7 @@ def params_for(settings: ConverterSection, feed: _Choices | None = None) -> Para
         sma_fast_s=chosen.sma_fast_s,
         sma_slow_s=chosen.sma_slow_s,
         min_gap=settings.min_gap,
+        alerts=feed.alerts if isinstance(feed, Feed) else (),
     )
 
 

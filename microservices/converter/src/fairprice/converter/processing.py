@@ -58,5 +58,9 @@ class BookProcessor:
                 self._signals[msg_id.rsplit(":", 1)[1]].inc()
             elif stream is Stream.CANDLES:
                 self._metrics.candles.inc()
+            elif stream is Stream.ALERTS:
+                self._metrics.alerts.inc()
+                # Once per event: a replay publishes only what comes after the last price.
+                log.info("market alert", subject=subject, id=msg_id)
         self._metrics.prices.inc()
         self._latest.mark(state.subject)

@@ -2,7 +2,8 @@
 
 ``SymbolPipeline.process(book)`` is a pure function of the sequence of books it has been fed:
 the same books give the same outputs, byte for byte, whichever replica runs it and whether it
-lived through them or replayed them after a takeover. Its whole state is the two SMA windows
+lived through them or replayed them after a takeover (market alerts too: ``alerting``). Its
+whole state is the two SMA windows
 (which depend only on the books of the last ``sma_slow``), the open minute (the books of the
 current minute), the last update id and event time, the crossover ``trend``, which depends
 on the whole past and therefore rides on every price message so that a takeover can resume it
@@ -29,6 +30,7 @@ from fairprice.common.subjects import (
     signal_msg_id,
     signals_subject,
 )
+from fairprice.converter.alerting import AlertPrice, SymbolAlerts
 from fairprice.converter.fair_price import Skip, price_book
 from fairprice.converter.indicators import Crossover, SmaWindow
 from fairprice.converter.params import Params
@@ -61,6 +63,7 @@ class SymbolPipeline:
         self._sma_signals = "sma_cross" in params.strategies
         self.last_price: FairPrice | None = None
         self.last_signal: Signal | None = None
+        self.alerts = SymbolAlerts(exchange, symbol, params.alerts)
         self._resume_trend: int | None = None
         self._prices_subject = prices_subject(exchange, symbol)
         self._signals_subject = signals_subject(exchange, symbol)
@@ -117,6 +120,8 @@ class SymbolPipeline:
             if emit:
                 action = self.crossover.update(sma_fast, sma_slow)
         closed, decisions = self.candles.push(time_ms, price, emit)
+        at = AlertPrice(book.update_id, book.event_time_ms, time_ms, price, self.crossover.trend)
+        alerts = self.alerts.evaluate(at, action, emit)
         if not emit:
             return []
         outputs: list[Output] = []
@@ -192,4 +197,5 @@ class SymbolPipeline:
         )
         self.last_price = fair
         outputs.append((Stream.PRICES, self._prices_subject, encode(fair), price_msg_id(book_id)))
+        outputs.extend(alerts)
         return outputs

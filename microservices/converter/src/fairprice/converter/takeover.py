@@ -8,7 +8,8 @@ after a kill -9 of the previous owner, on a scale up or down) means:
    everything stored from now on; the converter does this before calling ``rebuild``);
 2. read the newest price (and signal) of the symbol; it carries the crossover trend; and
    what CANDLES holds for the longer candles and the indicators (``read_candle_history``);
-3. replay the symbol's BOOKS from (that price's event time - slow window, or the start of its
+3. replay the symbol's BOOKS from (that price's event time - slow window (or the longest alert
+   window, ``Params.history_s``), or the start of its
    minute if earlier, - ``replay_margin_s``) through a per-subject tail, feeding the pipeline
    but publishing only what comes after that price (the windows and candle before it are what
    the previous owner had, exactly: they depend only on those books);
@@ -88,7 +89,7 @@ class Takeover:
                 )
                 pipeline.resume(last, minutes, indicator_candle)
                 start_ms = min(
-                    last.event_time_ms - round(params.sma_slow_s * 1000),
+                    last.event_time_ms - round(params.history_s * 1000),
                     last.event_time_ms - last.event_time_ms % _MINUTE_MS,
                 ) - round(self._settings.replay_margin_s * 1000)
                 start_time = dt.datetime.fromtimestamp(max(start_ms, 0) / 1000, dt.UTC)

@@ -68,6 +68,8 @@ class FeedHandlers:
         self._settings = settings
         self._metrics = metrics
         self._states: dict[str, collections.Counter[SymbolState]] = {}
+        self._firing: dict[str, set[tuple[str, str]]] = {}
+        """(symbol, rule) of the market alerts firing per feed key, as last refreshed."""
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         resource = (GROUP, VERSION, PLURAL)
@@ -91,6 +93,7 @@ class FeedHandlers:
         status: kopf.Status,
         meta: kopf.Meta,
         patch: kopf.Patch,
+        body: kopf.Body | None = None,
         **_: Any,
     ) -> None:
         """Write the object's feed into the bucket; show its symbols at once in the status."""
@@ -98,7 +101,7 @@ class FeedHandlers:
         key = feed_key(str(namespace), str(name))
         await self._put(key, feed)
         log.info("feed written", key=key, symbols=len(feed.symbols), enabled=feed.enabled)
-        await self._refresh_status(key, feed, status, meta, patch)
+        await self._refresh_status(key, feed, status, meta, patch, body)
 
     async def remove(self, namespace: str | None, name: str | None, **_: Any) -> None:
         key = feed_key(str(namespace), str(name))
@@ -120,6 +123,7 @@ class FeedHandlers:
         status: kopf.Status,
         meta: kopf.Meta,
         patch: kopf.Patch,
+        body: kopf.Body | None = None,
         **_: Any,
     ) -> None:
         """Refresh the status from the latest values, and repair the bucket's entry."""
@@ -146,7 +150,7 @@ class FeedHandlers:
         if stored != encode_feed(feed):
             log.warning("feed missing or changed in the bucket, writing it again", key=key)
             await self._put(key, feed)
-        await self._refresh_status(key, feed, status, meta, patch)
+        await self._refresh_status(key, feed, status, meta, patch, body)
 
     async def _refresh_status(
         self,
@@ -155,9 +159,12 @@ class FeedHandlers:
         status: kopf.Status,
         meta: kopf.Meta,
         patch: kopf.Patch,
+        body: kopf.Body | None,
     ) -> None:
         """Put into ``patch`` the status keys whose value changed: a refresh that finds nothing
-        new patches nothing, so an idle feed costs no API writes and no watch events."""
+        new patches nothing, so an idle feed costs no API writes and no watch events. A market
+        alert that started or stopped firing is an Event on the MarketFeed (``body``: kopf
+        always passes it)."""
         try:
             with broker_errors("cannot read latest values"):
                 latest = await self._latest.read(feed)
@@ -184,6 +191,13 @@ class FeedHandlers:
         self._metrics.status_refreshes.labels(str(changed).lower()).inc()
         self._states[key] = collections.Counter(states.values())
         self._update_symbol_gauge()
+        # What was firing: as this replica last saw it, else (after a restart) the status.
+        before = self._firing.get(key)
+        if before is None:
+            before = _firing(status.get("symbols"))
+        self._firing[key] = now_firing = _firing(fresh["symbols"])
+        if body is not None:
+            _post_alert_events(body, before, now_firing)
 
     def _show_invalid(
         self, message: str, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch
@@ -219,6 +233,7 @@ class FeedHandlers:
 
     def _forget(self, key: str) -> None:
         self._states.pop(key, None)
+        self._firing.pop(key, None)
         self._update_symbol_gauge()
 
     def _update_symbol_gauge(self) -> None:
@@ -227,3 +242,30 @@ class FeedHandlers:
             totals.update(counts)
         for state in SymbolState:
             self._metrics.symbols.labels(state.value).set(totals[state])
+
+
+def _firing(symbols: Any) -> set[tuple[str, str]]:
+    """(symbol, rule) of the market alerts firing in a status's ``symbols`` list."""
+    if not isinstance(symbols, list):
+        return set()
+    return {
+        (str(entry.get("symbol")), str(rule))
+        for entry in symbols
+        if isinstance(entry, dict)
+        for rule in entry.get("alerts") or ()
+    }
+
+
+def _post_alert_events(
+    body: kopf.Body, before: set[tuple[str, str]], now: set[tuple[str, str]]
+) -> None:
+    for symbol, rule in sorted(now - before):
+        kopf.warn(body, reason="MarketAlertFiring", message=f"{symbol}: alert {rule} firing")
+    for symbol, rule in sorted(before - now):
+        # kopf.event: kopf.info obeys the posting level (warning, for the logs' events).
+        kopf.event(
+            body,
+            type="Normal",
+            reason="MarketAlertResolved",
+            message=f"{symbol}: alert {rule} resolved",
+        )

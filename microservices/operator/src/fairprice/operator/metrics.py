@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from fairprice.operator.status import SymbolState
+
 __all__ = ["OperatorMetrics"]
 
 
@@ -33,3 +35,5 @@ class OperatorMetrics:
             ["state"],
             registry=registry,
         )
+        for state in SymbolState:  # every state at 0 until the first refresh: alerts see it
+            self.symbols.labels(state.value)

@@ -125,6 +125,8 @@ def _symbol_entry(symbol: str, values: Latest | None, state: SymbolState) -> dic
     if values.signal_time_ms is not None:
         entry["signalTime"] = format_time(values.signal_time_ms)
     entry["lastUpdate"] = format_time(values.event_time_ms)
+    if values.alerts:
+        entry["alerts"] = list(values.alerts)
     return entry
 
 
@@ -138,6 +140,9 @@ def _summary(
         "symbols": f"{shown} +{more}" if more > 0 else shown,
         "synced": f"{synced}/{len(feed.symbols)}",
     }
+    firing = sum(len(v.alerts) for v in latest.values() if v is not None)
+    if firing:
+        summary["alertsFiring"] = firing
     first = latest.get(feed.symbols[0])
     if first is not None:
         summary["fairPrice"] = format_price(first.price)

@@ -1,4 +1,4 @@
-"""InfluxDB line protocol for the five measurements of docs/architecture.md, built for speed.
+"""InfluxDB line protocol for the measurements of docs/architecture.md, built for speed.
 
     <measurement>,<tag>=<value>,... <field>=<value>,... <timestamp ms>
 
@@ -29,9 +29,10 @@ from decimal import Decimal
 from itertools import chain
 
 from fairprice.common.errors import InvalidMessageError
-from fairprice.common.messages import Book, Candle, FairPrice, Signal
+from fairprice.common.messages import Alert, Book, Candle, FairPrice, Signal
 
 __all__ = [
+    "ALERT",
     "CANDLE",
     "FAIR_PRICE",
     "INDICATOR",
@@ -49,6 +50,7 @@ FAIR_PRICE = "fair_price"
 INDICATOR = "indicator"
 SIGNAL = "signal"
 CANDLE = "candle"
+ALERT = "alert"
 _CANDLE_VALUES = (
     "rsi",
     "macd",
@@ -237,3 +239,14 @@ class LineEncoder:
                 if value is not None:
                     line += f",{name}={value!r}"
         return f"{line} {candle.start_ms}"
+
+    def alert(self, alert: Alert) -> str:
+        """A market alert's firing or resolution: tags exchange, symbol, rule, state (so that
+        an instantaneous alert's two events at one time are two points) and severity."""
+        return (
+            f"{ALERT},exchange={escape_tag(alert.exchange)},symbol={escape_tag(alert.symbol)},"
+            f"rule={escape_tag(alert.rule)},state={escape_tag(alert.state)},"
+            f"severity={escape_tag(alert.severity)} kind={escape_string(alert.kind)},"
+            f"price={alert.price!r},summary={escape_string(alert.summary)},"
+            f"update_id={alert.update_id}i {alert.event_time_ms}"
+        )

@@ -1,14 +1,18 @@
 """The storer's Prometheus metrics (registered on the registry passed to ``run``).
 
-Label values come from small fixed sets: ``stream`` (books, prices, signals, candles),
-``measurement`` (the five of the schema), ``kind`` (``InfluxUnavailableError.kind``),
+Label values come from small fixed sets: ``stream`` (books, prices, signals, candles,
+alerts), ``measurement`` (the six of the schema), ``kind`` (``InfluxUnavailableError.kind``),
 ``reason`` (``invalid``: not decodable or not encodable; ``rejected``: InfluxDB refused it),
 ``outcome`` (``stored``, ``thinned``, ``dead_letter``).
 """
 
 from __future__ import annotations
 
+from typing import get_args
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from fairprice.storer.influx import UnavailableKind
 
 __all__ = ["StorerMetrics"]
 
@@ -37,6 +41,7 @@ _E2E_BUCKETS = (
     300,
     1800,
 )
+_STREAMS = ("books", "prices", "signals", "candles", "alerts")
 _BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000)
 
 
@@ -72,6 +77,8 @@ class StorerMetrics:
             ["kind"],
             registry=registry,
         )
+        for kind in get_args(UnavailableKind):  # at 0 from the start: increase() sees the first
+            self.write_errors.labels(kind)
         self.write_retries = Counter(
             "fairprice_storer_write_retries_total",
             "InfluxDB writes retried after a backoff",
@@ -89,9 +96,25 @@ class StorerMetrics:
             registry=registry,
         )
         # Every series exists from the start at 0, so rate() and alerts see the first one.
-        for stream in ("books", "prices", "signals", "candles"):
+        for stream in _STREAMS:
             for reason in ("invalid", "rejected"):
                 self.dead_letters.labels(stream, reason)
+        self.messages_lost = Counter(
+            "fairprice_storer_messages_lost_total",
+            "Messages the stream discarded (max_bytes/max_age) before they were stored, by stream",
+            ["stream"],
+            registry=registry,
+        )
+        for stream in _STREAMS:
+            self.messages_lost.labels(stream)
+        self.alertmanager_posts = Counter(
+            "fairprice_storer_alertmanager_alerts_total",
+            "Market alerts posted to Alertmanager, by outcome (accepted, retried, refused)",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("accepted", "retried", "refused"):
+            self.alertmanager_posts.labels(outcome)
         self.consumer_lag = Gauge(
             "fairprice_storer_consumer_lag_messages",
             "Messages in the stream not yet delivered to the storer's consumer",

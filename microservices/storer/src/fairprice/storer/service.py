@@ -22,6 +22,7 @@ from fairprice.common.health import HealthServer, Readiness
 from fairprice.common.lifecycle import install_signal_handlers, wait_or_stop
 from fairprice.common.logs import get_logger
 from fairprice.common.subjects import Stream
+from fairprice.storer.alertmanager import AlertmanagerDelivery
 from fairprice.storer.deadletter import DeadLetters
 from fairprice.storer.influx import InfluxUnavailableError, InfluxWriter
 from fairprice.storer.line_protocol import LineEncoder
@@ -71,6 +72,9 @@ async def run(
                     batch=section.batch_size,
                 )
             )
+            # Where the consumer stands before this replica pulls: a stream that discarded
+            # messages while no storer ran shows in the first delivery (retention.py).
+            position = await bus.jsm.consumer_info(stream.value, section.consumers.of(stream))
             workers.append(
                 StreamWorker(
                     stream,
@@ -82,7 +86,28 @@ async def run(
                     section,
                     readiness,
                     stop,
+                    position=position,
                 )
+            )
+        delivery = None
+        if section.alertmanager.url is not None:
+            alerts = await stack.enter_async_context(
+                PullConsumer(
+                    bus,
+                    Stream.ALERTS,
+                    section.alertmanager.consumer,
+                    ack_wait=section.ack_wait_s,
+                    max_ack_pending=1000,
+                    batch=100,
+                )
+            )
+            delivery = AlertmanagerDelivery(
+                alerts,
+                section.alertmanager,
+                section.retry,
+                deadletters,
+                metrics.alertmanager_posts,
+                stop,
             )
         readiness.set("consumers", True)
         if ready is not None:
@@ -98,6 +123,8 @@ async def run(
             for worker in workers:
                 tg.create_task(worker.run(), name="storer-worker")
             tg.create_task(_watch(influx, section, readiness, stop), name="storer-watch")
+            if delivery is not None:
+                tg.create_task(delivery.run(), name="storer-alertmanager")
     log.info("storer stopped")
 
 

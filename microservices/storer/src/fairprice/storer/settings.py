@@ -11,6 +11,7 @@ from fairprice.common.settings import HttpSettings, InfluxSettings, Section, Ser
 from fairprice.common.subjects import Stream
 
 __all__ = [
+    "AlertmanagerSettings",
     "BooksSettings",
     "ConsumerNames",
     "RetrySettings",
@@ -34,6 +35,7 @@ class ConsumerNames(Section):
     prices: str = "storer-prices"
     signals: str = "storer-signals"
     candles: str = "storer-candles"
+    alerts: str = "storer-alerts"
 
     def of(self, stream: Stream) -> str:
         name: str = getattr(self, stream.prefix)
@@ -53,6 +55,19 @@ class RetrySettings(Section):
         return Backoff(self.initial_s, self.max_s, self.multiplier)
 
 
+class AlertmanagerSettings(Section):
+    """Where the storer delivers market alerts (the ALERTS stream): Alertmanager's v2 API."""
+
+    url: str | None = None
+    """e.g. ``http://alertmanager:9093``; ``None``: alerts are only stored in InfluxDB."""
+    consumer: str = "alertmanager"
+    """The durable consumer of ALERTS: a message is acked once Alertmanager accepted it."""
+    hold_s: float = Field(default=86400.0, gt=0)
+    """A firing alert's ``endsAt`` is this long after it fired, unless it resolves first
+    (Alertmanager resolves an alert that is not sent again by its ``endsAt``)."""
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
 class StorerSection(Section):
     batch_size: int = Field(default=5000, ge=1)
     """Messages per InfluxDB write (a fair price makes two points, every other message one)."""
@@ -68,6 +83,7 @@ class StorerSection(Section):
     max_ack_pending: int = Field(default=20_000, ge=1)
     """Messages delivered and not yet acked per consumer: bounds the memory of every replica."""
     retry: RetrySettings = RetrySettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     influx_ping_s: float = Field(default=5.0, gt=0)
     """How often an idle storer checks that InfluxDB answers (for /readyz)."""
     deadletter_max_age_s: float = Field(default=14 * 86400, gt=0)

@@ -7,7 +7,8 @@ influxd busy while the first one's response travels. Batches are independent (a 
 by its own timestamp), so their order of writing does not matter. A message is acked only once
 InfluxDB accepted the write that holds it, or once its dead letter is stored. What the process
 holds unacked is bounded by the consumer's ``max_ack_pending``: at most the batches being
-written, the one queued behind them and the consumer's buffer.
+written, the one queued behind them and the consumer's buffer. Messages the stream discarded
+before anyone was given them are counted and logged (retention.py).
 
 A write that InfluxDB refuses for bad points is bisected: each half is written again until
 the bad messages stand alone; those become dead letters and everything else is stored. A
@@ -25,17 +26,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
+from nats.js.api import ConsumerInfo
 
 from fairprice.common.consumer import PullConsumer
 from fairprice.common.errors import InvalidMessageError, StoppedError
 from fairprice.common.health import Readiness
 from fairprice.common.intervals import INTERVAL_MS
 from fairprice.common.logs import get_logger
-from fairprice.common.messages import Book, Candle, FairPrice, Signal, decode
+from fairprice.common.messages import Alert, Book, Candle, FairPrice, Signal, decode
 from fairprice.common.subjects import Stream
 from fairprice.storer.deadletter import DeadLetterError, DeadLetters
 from fairprice.storer.influx import InfluxUnavailableError, InfluxWriter, PointsRejectedError
 from fairprice.storer.line_protocol import (
+    ALERT,
     CANDLE,
     FAIR_PRICE,
     INDICATOR,
@@ -44,6 +47,7 @@ from fairprice.storer.line_protocol import (
     LineEncoder,
 )
 from fairprice.storer.metrics import StorerMetrics
+from fairprice.storer.retention import RetentionLosses
 from fairprice.storer.settings import StorerSection
 
 __all__ = ["StreamWorker"]
@@ -100,6 +104,13 @@ def codec(stream: Stream, encoder: LineEncoder) -> Callable[[bytes], Encoded]:
             return encoder.signal(signal), signal.event_time_ms, (SIGNAL,)
 
         return signals
+    if stream is Stream.ALERTS:
+
+        def alerts(data: bytes) -> Encoded:
+            alert = decode(data, Alert)
+            return encoder.alert(alert), alert.event_time_ms, (ALERT,)
+
+        return alerts
 
     def candles(data: bytes) -> Encoded:
         candle = decode(data, Candle)
@@ -121,6 +132,8 @@ class StreamWorker:
         settings: StorerSection,
         readiness: Readiness,
         stop: asyncio.Event,
+        *,
+        position: ConsumerInfo | None = None,
     ) -> None:
         self._stream = stream
         self._label = stream.prefix
@@ -134,6 +147,9 @@ class StreamWorker:
         self._readiness = readiness
         self._stop = stop
         self._failing = False
+        self._losses = RetentionLosses(self._label, metrics.messages_lost.labels(self._label))
+        if position is not None:
+            self._losses.start_at(position)
 
     async def run(self) -> None:
         """Store until ``stop`` is set, then finish what was pulled and return."""
@@ -150,6 +166,7 @@ class StreamWorker:
         while not self._stop.is_set():
             msgs = await self._consumer.next_batch(size, delay)
             lag.set(self._consumer.pending)
+            self._losses.observe(msgs)
             if msgs:
                 await queue.put(await self._encode(msgs))
         # Only on a clean stop: after an error the task group cancels the writers anyway, and
