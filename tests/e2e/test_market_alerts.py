@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from fairprice.cli.pipeline import Pipeline
+from fairprice.cli.processes import Pipeline
 from fairprice.common.bus import Bus, connect_bus
 from fairprice.common.feeds import AlertRule, Feed, encode_feed
 from fairprice.common.kv import Bucket, open_bucket

@@ -20,7 +20,7 @@ import pytest_asyncio
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fairprice.cli.pipeline import Pipeline
+from fairprice.cli.processes import Pipeline
 from fairprice.common.testing import PrometheusServer, eventually, run_prometheus
 from fairprice.operator.metrics import OperatorMetrics
 
