@@ -55,9 +55,16 @@ all: ## build images, deploy to the local cluster (kind/minikube/k3d/docker-desk
 stop: ## remove fairprice from the local cluster (release, volumes, namespace, CRD)
 	@bash scripts/cluster.sh down
 
-# Benchmarks: the whole pipeline as real processes (bench/pipeline.py; results in bench/results/).
+# Benchmarks: the whole pipeline as real processes, and beside it the peer (cryptofeed 2.4.1,
+# the `peer` dependency group) on the same simulator (bench/pipeline.py, bench/peer.py; results
+# in bench/results/). SOAK=1 then runs bench/soak.py: SOAK_MINUTES at 70% of the highest
+# kept-up rate just measured, or at SOAK_RATE events/s (then without the capacity steps).
 .PHONY: bench
 QUICK ?=
+SOAK ?=
+SOAK_MINUTES ?= 20
+SOAK_RATE ?=
 
-bench: setup ## pipeline capacity, latency, CPU and memory (QUICK=1: one short step per mode)
-	$(UV) run --frozen python bench/pipeline.py $(if $(QUICK),--quick,--profile)
+bench: setup ## capacity, latency, CPU, memory, and the peer's (QUICK=1: short; SOAK=1: soak too)
+	$(if $(and $(SOAK),$(SOAK_RATE)),,$(UV) run --frozen --group peer python bench/pipeline.py $(if $(QUICK),--quick,--profile))
+	$(if $(SOAK),$(UV) run --frozen python bench/soak.py --minutes $(SOAK_MINUTES) $(if $(SOAK_RATE),--rate $(SOAK_RATE)))

@@ -1,0 +1,233 @@
+"""Soak: the whole pipeline for many minutes at a steady load below its capacity.
+
+    uv run python bench/soak.py [--minutes 20] [--rate EVENTS_S | --share 0.7] [--mode interval]
+
+The load is ``--rate`` events/s, or ``--share`` of the highest kept-up rate of ``--mode`` in
+the last capacity run (bench/results/pipeline.json, which ``make bench`` writes first), in
+symbols of 10 events/s. One ``Pipeline`` (as bench/pipeline.py's steps), every symbol synced,
+then every ``--every`` seconds: each process's resident memory, the end-to-end p99 of that
+interval (books and prices), the consumers' backlogs and the JetStream streams' sizes.
+
+It passes when no service logged an error (a JSON line at level error or critical, or a
+traceback), no process's resident memory grew faster than ``GROWTH_BOUND_MB_PER_MIN`` over the
+second half (least squares; the first half is warm-up: caches, buffers, the streams filling),
+and every interval's p99 stayed <= ``LAG_BOUND_S``. Prints a table per sample and the verdict;
+writes bench/results/soak.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from _metrics import quantiles
+from _report import RESULTS, report
+from _step import EVENTS_PER_SYMBOL_S, LAG_BOUND_S
+from pipeline import PROCESSES, backlogs_of, processes_of, step_env, sync_symbols, take_sample
+
+from fairprice.cli.pipeline import Pipeline
+from fairprice.common.bus import connect_bus
+from fairprice.common.settings import NatsSettings
+from fairprice.common.subjects import Stream
+
+GROWTH_BOUND_MB_PER_MIN = 0.5
+"""30 MB an hour: more than that after warm-up, kept up for hours, is a leak."""
+E2E = "fairprice_storer_end_to_end_latency_seconds"
+
+
+@dataclass
+class Point:
+    """One sample of the soak."""
+
+    minute: float
+    rss_mb: dict[str, float]
+    p99_s: dict[str, float | None]
+    """books and prices, over the interval that ends here."""
+    events_s: float
+    backlog: dict[str, float]
+    streams: dict[str, dict[str, int]]
+    """Per stream: messages and bytes held."""
+
+
+def _slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of (x, y); None for fewer than 3 points."""
+    if len(points) < 3:
+        return None
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else None
+
+
+def _errors(pipeline: Pipeline) -> dict[str, list[str]]:
+    """Error lines in each service's log (structured JSON: level error/critical; tracebacks)."""
+    found: dict[str, list[str]] = {}
+    for process in pipeline.processes:
+        try:
+            lines = process.log_path.read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            continue
+        bad = []
+        for line in lines:
+            if line.startswith("Traceback"):
+                bad.append(line)
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("level") in ("error", "critical"):
+                bad.append(line)
+        if bad:
+            found[f"{process.name}-{process.index}"] = bad
+    return found
+
+
+def _capacity_rate(mode: str) -> float:
+    path = RESULTS / "pipeline.json"
+    try:
+        summary = json.loads(path.read_text())["summary"][mode]
+    except (FileNotFoundError, KeyError) as exc:
+        raise SystemExit(
+            f"no capacity of {mode} mode in {path}: run bench/pipeline.py first, or give --rate"
+        ) from exc
+    return float(summary["capacity_events_s"])
+
+
+async def soak(
+    mode: str, symbols: int, minutes: float, every: float, workdir: Path
+) -> dict[str, Any]:
+    names = [f"SIM{n:04d}USDT" for n in range(symbols)]
+    async with Pipeline(workdir, symbols=names, env=step_env(mode, symbols)) as pipeline:
+        synced = await sync_symbols(pipeline, symbols, within=120)
+        print(f"   {synced} of {symbols} symbols synced; soaking {minutes:g} min", flush=True)
+        procs = processes_of(pipeline)
+        settings = NatsSettings(servers=[pipeline.nats.url])
+        points: list[Point] = []
+        async with connect_bus(settings, name="bench-soak") as bus:
+            previous = await take_sample(pipeline, procs)
+            start = previous.at
+            while previous.at - start < minutes * 60:
+                await asyncio.sleep(every)
+                current = await take_sample(pipeline, procs)
+                streams = {}
+                for stream in Stream:
+                    state = (await bus.jsm.stream_info(stream.value)).state
+                    streams[stream.value] = {"messages": state.messages, "bytes": state.bytes}
+                dt = current.at - previous.at
+                applied = "fairprice_crawler_events_applied_total"
+                events = sum(
+                    v for (n, _), v in current.metrics["crawler"].items() if n == applied
+                ) - sum(v for (n, _), v in previous.metrics["crawler"].items() if n == applied)
+                point = Point(
+                    minute=(current.at - start) / 60,
+                    rss_mb={name: current.rss[name] / 2**20 for name in PROCESSES},
+                    p99_s={
+                        stream: quantiles(
+                            previous.metrics["storer"],
+                            current.metrics["storer"],
+                            E2E,
+                            (0.99,),
+                            stream=stream,
+                        )["p99"]
+                        for stream in ("books", "prices")
+                    },
+                    events_s=events / dt,
+                    backlog=backlogs_of(current),
+                    streams=streams,
+                )
+                points.append(point)
+                _print_point(point)
+                previous = current
+        errors = _errors(pipeline)
+    return _verdict(mode, symbols, minutes, points, errors)
+
+
+def _print_point(p: Point) -> None:
+    rss = " ".join(f"{name} {mb:,.0f}" for name, mb in p.rss_mb.items())
+    p99 = " ".join(f"{s} {'-' if v is None else f'{v * 1000:,.0f} ms'}" for s, v in p.p99_s.items())
+    held = " ".join(f"{s} {v['messages']:,}" for s, v in p.streams.items())
+    print(
+        f"  {p.minute:5.1f} min  {p.events_s:,.0f} ev/s  p99 {p99}  RSS MB {rss}  "
+        f"backlog {max(p.backlog.values(), default=0):,.0f}  streams {held}",
+        flush=True,
+    )
+
+
+def _verdict(
+    mode: str, symbols: int, minutes: float, points: list[Point], errors: dict[str, list[str]]
+) -> dict[str, Any]:
+    half = [p for p in points if p.minute >= minutes / 2]
+    slopes = {name: _slope([(p.minute, p.rss_mb[name]) for p in half]) for name in PROCESSES}
+    growing = {
+        name: s for name, s in slopes.items() if s is not None and s > GROWTH_BOUND_MB_PER_MIN
+    }
+    slow = [
+        (round(p.minute, 1), stream, v)
+        for p in points
+        for stream, v in p.p99_s.items()
+        if v is not None and v > LAG_BOUND_S
+    ]
+    problems = [f"{name} RSS grows {s:.2f} MB/min" for name, s in growing.items()]
+    problems += [
+        f"{name}: {len(lines)} errors logged, first: {lines[0]}" for name, lines in errors.items()
+    ]
+    problems += [f"p99 {v:.2f} s > {LAG_BOUND_S} s at {m} min ({s})" for m, s, v in slow]
+    return {
+        "mode": mode,
+        "symbols": symbols,
+        "events_s_asked": symbols * EVENTS_PER_SYMBOL_S,
+        "minutes": minutes,
+        "load_average": os.getloadavg(),
+        "rss_slope_mb_per_min_second_half": slopes,
+        "growth_bound_mb_per_min": GROWTH_BOUND_MB_PER_MIN,
+        "errors": errors,
+        "passed": not problems,
+        "problems": problems,
+        "points": [asdict(p) for p in points],
+    }
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, help="events/s (default: --share of capacity)")
+    parser.add_argument("--share", type=float, default=0.7)
+    parser.add_argument("--mode", choices=["interval", "full"], default="interval")
+    parser.add_argument("--every", type=float, help="seconds between samples (default: ~40)")
+    args = parser.parse_args()
+    rate = args.rate if args.rate else args.share * _capacity_rate(args.mode)
+    symbols = max(1, round(rate / EVENTS_PER_SYMBOL_S))
+    every = args.every or max(5.0, args.minutes * 60 / 40)
+    print(
+        f"soak: {args.mode} mode, {symbols} symbols ({symbols * EVENTS_PER_SYMBOL_S:,} events/s), "
+        f"{args.minutes:g} min, a sample every {every:.0f} s; load average "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="fairprice-soak-") as tmp:
+        result = await soak(args.mode, symbols, args.minutes, every, Path(tmp))
+    rows = (
+        [
+            (name, slope if slope is not None else "-", result["points"][-1]["rss_mb"][name])
+            for name, slope in result["rss_slope_mb_per_min_second_half"].items()
+        ]
+        if result["points"]
+        else []
+    )
+    print()
+    report("soak", ["process", "rss_mb_per_min_second_half", "rss_mb_end"], rows, **result)
+    print("soak " + ("PASSED" if result["passed"] else "FAILED: " + "; ".join(result["problems"])))
+    if not result["passed"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
