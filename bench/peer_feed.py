@@ -14,7 +14,7 @@ Two small changes make it reach the simulator: the endpoints (REST and WebSocket
 ``Binance`` subclass, and ``connect()`` building a ``WSAsyncConn`` subclass, since
 ``WSAsyncConn`` refuses any address that is not ``wss://``.
 
-Every second it writes ``--status`` (JSON: books seen, symbols seen, the backend's queue).
+Every second it writes ``--status`` (JSON: books seen, symbols seen).
 On SIGUSR1 it takes the next book of each symbol (up to ``CHECK_SYMBOLS``), asks the
 simulator for its true book at that book's update id (``/control/book``), and writes
 ``--check`` (JSON: how many books were checked and how many differ in their top 20).
@@ -107,8 +107,7 @@ class MidInflux(InfluxCallback):  # type: ignore[misc]
 class Watch:
     """The first callback of every book: counts, status file, and the true-book check."""
 
-    def __init__(self, backend: InfluxCallback, status: Path, check: Path, sim_url: str) -> None:
-        self.backend = backend
+    def __init__(self, status: Path, check: Path, sim_url: str) -> None:
         self.status, self.check, self.sim_url = status, check, sim_url
         self.books = 0
         self.symbols: set[str] = set()
@@ -132,13 +131,7 @@ class Watch:
 
     async def report(self) -> None:
         while True:
-            queue = getattr(self.backend, "queue", None)
-            state = {
-                "at": time.time(),
-                "books": self.books,
-                "symbols": len(self.symbols),
-                "queue": queue.qsize() if queue is not None else 0,
-            }
+            state = {"at": time.time(), "books": self.books, "symbols": len(self.symbols)}
             self.status.with_suffix(".tmp").write_text(json.dumps(state))
             self.status.with_suffix(".tmp").replace(self.status)
             await asyncio.sleep(1.0)
@@ -205,7 +198,7 @@ def main() -> None:
     backend: InfluxCallback = (
         BookInflux(**influx, snapshots_only=True) if args.store == "books" else MidInflux(**influx)
     )
-    watch = Watch(backend, args.status, args.check, args.rest)
+    watch = Watch(args.status, args.check, args.rest)
     handler.add_feed(
         feed_class(
             symbols=symbols,

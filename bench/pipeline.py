@@ -650,7 +650,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fairprice-bench-") as tmp:
         for mode in args.modes:
             plan = quick_steps[mode] if args.quick else args.steps
-            peer_plan = [50] if args.quick and args.peer_steps else args.peer_steps
+            peer_plan = [25, 50] if args.quick and args.peer_steps else args.peer_steps
             ours, theirs = await interleaved(mode, plan, peer_plan, args, Path(tmp))
             steps += ours
             peer_steps += theirs

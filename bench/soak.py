@@ -8,6 +8,11 @@ symbols of 10 events/s. One ``Pipeline`` (as bench/pipeline.py's steps), every s
 then every ``--every`` seconds: each process's resident memory, the end-to-end p99 of that
 interval (books and prices), the consumers' backlogs and the JetStream streams' sizes.
 
+The streams keep ``--retention`` seconds (default a quarter of the soak), so that they reach
+their steady size in the first half: with the services' defaults (an hour of books) nats-server
+would still be filling them at the end, and its memory with them. influxd keeps every point;
+its memory levels off once its cache is snapshotted to disk, within minutes.
+
 It passes when no service logged an error (a JSON line at level error or critical, or a
 traceback), no process's resident memory grew faster than ``GROWTH_BOUND_MB_PER_MIN`` over the
 second half (least squares; the first half is warm-up: caches, buffers, the streams filling),
@@ -202,18 +207,22 @@ async def main() -> None:
     parser.add_argument("--share", type=float, default=0.7)
     parser.add_argument("--mode", choices=["interval", "full"], default="interval")
     parser.add_argument("--every", type=float, help="seconds between samples (default: ~40)")
+    parser.add_argument(
+        "--retention", type=float, help="seconds the streams keep (default: a quarter of it)"
+    )
     args = parser.parse_args()
+    retention_s = args.retention or max(30.0, args.minutes * 60 / 4)
     rate = args.rate if args.rate else args.share * _capacity_rate(args.mode)
     symbols = max(1, round(rate / EVENTS_PER_SYMBOL_S))
     every = args.every or max(5.0, args.minutes * 60 / 40)
     print(
         f"soak: {args.mode} mode, {symbols} symbols ({symbols * EVENTS_PER_SYMBOL_S:,} events/s), "
-        f"{args.minutes:g} min, a sample every {every:.0f} s; load average "
-        + " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        f"{args.minutes:g} min, a sample every {every:.0f} s, streams keep {retention_s:.0f} s; "
+        "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()),
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="fairprice-soak-") as tmp:
-        result = await soak(args.mode, symbols, args.minutes, every, Path(tmp))
+        result = await soak(args.mode, symbols, args.minutes, every, retention_s, Path(tmp))
     rows = (
         [
             (name, slope if slope is not None else "-", result["points"][-1]["rss_mb"][name])
