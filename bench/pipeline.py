@@ -81,6 +81,7 @@ from fairprice.cli.pipeline import SERVICES, Pipeline
 from fairprice.common.lifecycle import die_with_parent
 from fairprice.common.messages import encode
 
+DEFAULT_STEPS = [250, 500, 750, 1000, 1500, 2000]
 TARGET_EVENTS_S = {"interval": 10_000, "full": 5_000}
 TARGET_P99_S = 0.5
 TARGET_RSS_PER_SYMBOL = 2 * 2**20
@@ -609,10 +610,12 @@ def _summary(steps: list[Step]) -> dict[str, Any]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one short step per mode")
+    parser.add_argument("--quick", action="store_true", help="short steps, no bisection")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
-    parser.add_argument("--steps", type=int, nargs="+", default=[250, 500, 750, 1000, 1500, 2000])
+    parser.add_argument(
+        "--steps", type=int, nargs="+", help="symbol counts (default 250 500 750 1000 1500 2000)"
+    )
     parser.add_argument("--bisect", type=int, default=1)
     parser.add_argument("--modes", nargs="+", default=["interval", "full"])
     parser.add_argument("--sync-seconds", type=float, default=90.0, help="then measure anyway")
@@ -622,11 +625,13 @@ async def main() -> None:
         "--peer-steps",
         type=int,
         nargs="*",
-        default=[25, 50, 100, 250, 500, 1000],
-        help="symbol counts for cryptofeed 2.4.1 (bench/peer.py); none: no peer",
+        help="symbol counts of cryptofeed 2.4.1 (bench/peer.py; default 25 50 100 250 500 1000,"
+        " --quick 25 50); the option alone: no peer",
     )
     args = parser.parse_args()
-    quick_steps = {"interval": [500], "full": [250]}
+    quick_steps = {"interval": [500], "full": [250]}  # unless --steps
+    if args.peer_steps is None:
+        args.peer_steps = [25, 50] if args.quick else [25, 50, 100, 250, 500, 1000]
     if args.peer_steps and importlib.util.find_spec("cryptofeed") is None:
         parser.error(
             "the peer needs cryptofeed: run through `make bench`, or `uv run --group peer "
@@ -649,9 +654,8 @@ async def main() -> None:
     peer_steps: list[PeerStep] = []
     with tempfile.TemporaryDirectory(prefix="fairprice-bench-") as tmp:
         for mode in args.modes:
-            plan = quick_steps[mode] if args.quick else args.steps
-            peer_plan = [25, 50] if args.quick and args.peer_steps else args.peer_steps
-            ours, theirs = await interleaved(mode, plan, peer_plan, args, Path(tmp))
+            plan = args.steps or (quick_steps[mode] if args.quick else DEFAULT_STEPS)
+            ours, theirs = await interleaved(mode, plan, args.peer_steps, args, Path(tmp))
             steps += ours
             peer_steps += theirs
     _print(steps, ceilings)
