@@ -60,6 +60,7 @@ PEER_GRAIN = 5
 """Bisected peer counts are multiples of this (50 events/s)."""
 PEER_PROCESSES = ("peer", "influx-v2", "influxd", "simulator")
 E2E = "peer_influx_end_to_end_latency_seconds"
+DATABASE = "peer"
 
 
 @dataclass
@@ -118,7 +119,7 @@ async def run_peer_step(
         await pipeline.wait_for(simulator, "/readyz", 60)
         async with httpx.AsyncClient(timeout=10) as http:
             created = await http.post(
-                pipeline.influxd.url + "/query", params={"q": "CREATE DATABASE peer"}
+                pipeline.influxd.url + "/query", params={"q": f"CREATE DATABASE {DATABASE}"}
             )
             created.raise_for_status()
         proxy = await pipeline.spawn(
@@ -145,6 +146,7 @@ async def run_peer_step(
                 "--rest", pipeline.simulator_url,
                 "--ws", pipeline.simulator_url.replace("http://", "ws://"),
                 "--influx", proxy.url,
+                "--bucket", DATABASE,
                 "--store", store,
                 "--symbols", ",".join(names),
                 "--status", str(status),

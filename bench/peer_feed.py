@@ -1,7 +1,7 @@
 """The peer: cryptofeed 2.4.1's Binance feed into its own InfluxDB backend, as its users run it.
 
     python bench/peer_feed.py --rest http://SIM --ws ws://SIM --influx http://PASS-THROUGH \\
-        --store books|price --symbols A,B,... --status FILE --check FILE --log FILE
+        --bucket DB --store books|price --symbols A,B,... --status FILE --check FILE --log FILE
 
 bench/peer.py starts it (``Pipeline.spawn``) in the workspace's environment with the ``peer``
 dependency group (``uv run --group peer``). ``L2_BOOK`` with ``max_depth=20``, diff events of
@@ -41,7 +41,6 @@ from cryptofeed.types import OrderBook
 
 DEPTH = 20
 CHECK_SYMBOLS = 200
-DATABASE = "peer"
 
 Levels = list[tuple[Decimal, Decimal]]
 
@@ -181,6 +180,7 @@ def main() -> None:
     parser.add_argument("--rest", required=True)
     parser.add_argument("--ws", required=True)
     parser.add_argument("--influx", required=True, help="the /api/v2 pass-through")
+    parser.add_argument("--bucket", required=True, help="the InfluxDB database")
     parser.add_argument("--store", choices=["books", "price"], required=True)
     parser.add_argument("--symbols", required=True, help="exchange symbols, comma-separated")
     parser.add_argument("--status", type=Path, required=True)
@@ -194,7 +194,7 @@ def main() -> None:
     feed_class = simulated_binance(args.rest, args.ws)
     by_exchange = {v: k for k, v in feed_class.symbol_mapping().items()}
     symbols = [by_exchange[s] for s in args.symbols.split(",")]
-    influx = {"addr": args.influx, "org": "bench", "bucket": DATABASE, "token": "none"}
+    influx = {"addr": args.influx, "org": "bench", "bucket": args.bucket, "token": "none"}
     backend: InfluxCallback = (
         BookInflux(**influx, snapshots_only=True) if args.store == "books" else MidInflux(**influx)
     )

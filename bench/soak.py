@@ -186,7 +186,7 @@ def _print_point(p: Point) -> None:
     p99 = " ".join(f"{s} {'-' if v is None else f'{v * 1000:,.0f} ms'}" for s, v in p.p99_s.items())
     held = " ".join(f"{s} {v['messages']:,}" for s, v in p.streams.items())
     print(
-        f"  {p.minute:5.1f} min  {p.events_s:,.0f} ev/s  p99 {p99}  RSS MB {rss}  "
+        f"  {p.minute:5.1f} min  {p.events_s:,.0f} ev/s  p99 {p99}  RSS/anon MB {rss}  "
         f"backlog {max(p.backlog.values(), default=0):,.0f}  streams {held}",
         flush=True,
     )
