@@ -8,7 +8,9 @@ dependency group (``uv run --group peer``). ``L2_BOOK`` with ``max_depth=20``, d
 ``@depth@100ms``, the 20-level snapshot cryptofeed asks for at that depth; stored by
 ``BookInflux(snapshots_only=True)`` (``--store books``: every book's top 20 as one point) or, for
 ``--store price``, by a book callback that writes the mid through cryptofeed's InfluxDB writer.
-``FeedHandler.run()`` owns the loop and its signals (SIGTERM/SIGINT stop it).
+``FeedHandler.run()`` owns the loop and its signals (SIGTERM/SIGINT stop it); the loop it
+runs is made here first (uvloop 0.22+ makes none on demand, so cryptofeed's own
+``asyncio.get_event_loop()`` would fail).
 
 Two small changes make it reach the simulator: the endpoints (REST and WebSocket) of a
 ``Binance`` subclass, and ``connect()`` building a ``WSAsyncConn`` subclass, since
