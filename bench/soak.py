@@ -19,11 +19,11 @@ not the data files influxd and nats-server map, which are page cache and grow wi
 kept) grew faster than ``GROWTH_BOUND_MB_PER_MIN``, and every interval's p99 stayed <=
 ``LAG_BOUND_S``. Growth is that of the floor: the least memory of the last quarter less the
 least of the second quarter, over the half soak between them (the first quarter is warm-up:
-caches, buffers, the streams filling). A floor, not a fit: influxd's memory is a saw (its cache fills, then
-is written to disk and emptied), and a line through a rising edge is no leak; a leak raises
-the floor. Prints a line per sample, then per process its RSS slope over the second half
-(least squares: what an operator would plot) and the floor growth, and the verdict; writes
-bench/results/soak.json.
+caches, buffers, the streams filling). A floor, not a fit: influxd's memory is a saw (its
+cache fills, then is written to disk and emptied), and a line through a rising edge is no
+leak; a leak raises the floor. Prints a line per sample, then per process its RSS slope over
+the second half (least squares: what an operator would plot) and the floor growth, and the
+verdict; writes bench/results/soak.json.
 """
 
 from __future__ import annotations
