@@ -8,10 +8,10 @@ symbols of 10 events/s. One ``Pipeline`` (as bench/pipeline.py's steps), every s
 then every ``--every`` seconds: each process's memory, the end-to-end p99 of that
 interval (books and prices), the consumers' backlogs and the JetStream streams' sizes.
 
-The streams keep ``--retention`` seconds (default a quarter of the soak), so that they reach
-their steady size in the first half: with the services' defaults (an hour of books) nats-server
-would still be filling them at the end, and its memory with them. influxd keeps every point;
-its memory levels off once its cache is snapshotted to disk, within minutes.
+The streams keep ``--retention`` seconds (default an eighth of the soak), so that they, and
+the servers' memory with them, reach their steady size within the quarter that is warm-up:
+with the services' defaults (an hour of books) nats-server would still be filling them at the
+end. influxd keeps every point; its memory is a saw (see below).
 
 It passes when no service logged an error (a JSON line at level error or critical, or a
 traceback), no process's anonymous resident memory (``RssAnon``: its heap, where a leak shows;
@@ -253,10 +253,10 @@ async def main() -> None:
     parser.add_argument("--mode", choices=["interval", "full"], default="interval")
     parser.add_argument("--every", type=float, help="seconds between samples (default: ~40)")
     parser.add_argument(
-        "--retention", type=float, help="seconds the streams keep (default: a quarter of it)"
+        "--retention", type=float, help="seconds the streams keep (default: an eighth of it)"
     )
     args = parser.parse_args()
-    retention_s = args.retention or max(30.0, args.minutes * 60 / 4)
+    retention_s = args.retention or max(30.0, args.minutes * 60 / 8)
     rate = args.rate if args.rate else args.share * _capacity_rate(args.mode)
     symbols = max(1, round(rate / EVENTS_PER_SYMBOL_S))
     every = args.every or max(5.0, args.minutes * 60 / 40)
