@@ -414,8 +414,10 @@ def compare(
         ),
         "fairprice_cpu_s_per_1k_events_all": ours["cpu_s_per_1k_events_all"],
         "events_ratio": round(ratio, 2) if ratio else None,
-        # fairprice kept up with every count it was given: its capacity, so the ratio, is more.
+        # A system that kept up with every count it was given can do more: fairprice's more
+        # makes the ratio a lower bound; the peer's more leaves it undecided.
         "ratio_is_lower_bound": ours["first_failed_symbols"] is None,
+        "ratio_is_undecided": bool(theirs) and all(s.keeps_up for s in theirs),
         "target_ratio": TARGET_RATIO,
         "ratio_target_met": bool(ratio and ratio >= TARGET_RATIO),
         "peer_top20_books_checked": sum(c["checked"] for c in checked),
@@ -440,7 +442,9 @@ def print_comparison(comparisons: dict[str, dict[str, Any]]) -> None:
                 c["peer_capacity_events_s"],
                 "-"
                 if c["events_ratio"] is None
-                else (">= " if c["ratio_is_lower_bound"] else "") + f"{c['events_ratio']:.1f}x",
+                else (">= " if c["ratio_is_lower_bound"] else "")
+                + f"{c['events_ratio']:.1f}x"
+                + (" (peer never failed)" if c["ratio_is_undecided"] else ""),
                 c["fairprice_cpu_s_per_1k_events_all"] or "-",
                 c["peer_cpu_s_per_1k_events_all_but_pass_through"] or "-",
                 (c["peer_cpu_s_per_1k_events"] or {}).get("influx-v2", "-"),
