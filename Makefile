@@ -61,9 +61,16 @@ stop: ## remove fairprice from the local cluster (release, volumes, namespace, C
 kube: setup ## no cluster? the offline chart's pods as local processes (kubectl get pods -w; Ctrl-C stops)
 	$(UV) run --frozen python -m tests.k8s.harness
 
-# Benchmarks: the whole pipeline as real processes (bench/end_to_end.py; results in bench/results/).
+# Benchmarks: the whole pipeline as real processes, and beside it the peer (cryptofeed 2.4.1,
+# the `peer` dependency group) on the same simulator (bench/end_to_end.py, bench/peer.py;
+# results in bench/results/). SOAK=1 then runs bench/soak.py: SOAK_MINUTES at 70% of the
+# highest kept-up rate just measured, or at SOAK_RATE events/s (then without the capacity steps).
 .PHONY: bench
 QUICK ?=
+SOAK ?=
+SOAK_MINUTES ?= 20
+SOAK_RATE ?=
 
-bench: setup ## pipeline capacity, latency, CPU and memory (QUICK=1: one short step per mode)
-	$(UV) run --frozen python bench/end_to_end.py $(if $(QUICK),--quick,--profile)
+bench: setup ## capacity, latency, CPU, memory, and the peer's (QUICK=1: short; SOAK=1: soak too)
+	$(if $(and $(SOAK),$(SOAK_RATE)),,$(UV) run --frozen --group peer python bench/end_to_end.py $(if $(QUICK),--quick,--profile))
+	$(if $(SOAK),$(UV) run --frozen python bench/soak.py --minutes $(SOAK_MINUTES) $(if $(SOAK_RATE),--rate $(SOAK_RATE)))

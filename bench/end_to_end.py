@@ -1,7 +1,8 @@
 """Whole-pipeline capacity and latency: simulator -> crawler -> converter -> storer -> influxd.
 
-    uv run python bench/end_to_end.py [--quick] [--seconds 60] [--steps 250 500 1000 1500 2000]
-                                      [--modes interval full] [--profile] [--converter all]
+    uv run --group peer python bench/end_to_end.py [--quick] [--seconds 60]
+        [--steps 250 500 1000 1500 2000] [--peer-steps 25 50 100 250 500 1000]
+        [--modes interval full] [--profile] [--converter all]
 
 Every part runs as a real process (``fairprice.cli.processes.Pipeline``: nats-server, influxd,
 simulator, storer, converter, crawler on free loopback ports, ``FAIRPRICE_*`` env only). For each
@@ -9,6 +10,14 @@ books mode and each symbol count (every symbol a ``@depth@100ms`` stream, 10 dif
 second, 1,000-level snapshots), a fresh pipeline is started, every symbol synced, warmed up,
 then measured for ``--seconds``. Symbol counts go up until one is not kept up with; with
 ``--bisect`` the gap between the last kept-up count and the first that failed is halved.
+
+The peer runs in the same run (bench/peer.py): cryptofeed 2.4.1 on the same simulator with the
+same symbols and load, storing the same data with its own InfluxDB backend (every book's top 20
+beside ``full``, a mid price beside ``interval``). Its steps alternate with fairprice's, each
+system up its own ladder (``--steps``, ``--peer-steps``; the peer's starts lower); the report
+sets their highest kept-up events/s and CPU per 1,000 events side by side, with the ratio
+(target >= 5x) and the share of the peer's books whose top 20 is not the true book.
+``--peer-steps`` with no counts leaves the peer out.
 
 Keeping up ("bounded lag"), over the measured window:
 - the crawler applies >= 95% of the 10 events/s per symbol asked for;
@@ -32,13 +41,16 @@ every measured window and prints the functions it spent its CPU in.
 the SMA crossover only) or ``all`` (candles of every interval, every indicator, every strategy);
 run ``1m`` and ``all`` back to back to see what the candle analytics cost the whole pipeline.
 
-Prints tables and writes bench/results/pipeline.json (py-spy stacks: bench/results/profiles/).
+Prints tables and writes bench/results/pipeline.json (py-spy stacks: bench/results/profiles/;
+the peer's steps under ``peer_steps``, the comparison under ``peer``). Every process it starts
+dies with it, whatever ends it (``Pipeline``; py-spy too).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import re
@@ -54,31 +66,35 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from _ladder import Ladder
+from _metrics import Metrics, parse, quantiles, value
 from _report import RESULTS, report, table
+from _step import EVENTS_PER_SYMBOL_S, FEED_SHARE, LAG_BOUND_S, SIMULATOR_ENV, Stage, busy
 from bus import jetstream_ceilings
 from crawler import memory_per_symbol
-from prometheus_client.parser import text_string_to_metric_families
+from peer import (
+    PEER_GRAIN,
+    PeerStep,
+    compare,
+    print_comparison,
+    print_peer_steps,
+    run_peer_step,
+)
 from storer import book_bodies, ceiling, make_books
 
 from fairprice.cli.processes import SERVICES, Pipeline
 from fairprice.common.feeds import STRATEGIES
 from fairprice.common.intervals import INTERVALS
+from fairprice.common.lifecycle import die_with_parent
 from fairprice.common.messages import encode
 
-EVENTS_PER_SYMBOL_S = 10
-"""``@depth@100ms``: one diff event per symbol per 100 ms tick."""
-LAG_BOUND_S = 2.0
-"""Keeping up: e2e p99 and every consumer's backlog stay under this many seconds."""
-FEED_SHARE = 0.95
-"""Keeping up: the crawler applies at least this share of the events asked for."""
+DEFAULT_STEPS = [250, 500, 750, 1000, 1500, 2000]
 TARGET_EVENTS_S = {"interval": 10_000, "full": 5_000}
 TARGET_P99_S = 0.5
 TARGET_RSS_PER_SYMBOL = 2 * 2**20
 SNAPSHOT_LIMIT = 100
 """Weight 5 a snapshot: the exchange adapter caps the budget at 6,000 a minute (1,200 symbols)."""
 PROCESSES = (*SERVICES, "nats-server", "influxd")
-
-Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @dataclass
@@ -91,16 +107,6 @@ class Sample:
     rss: dict[str, int]
     busy: float
     """CPU seconds the whole machine spent not idle (every process, ours or not)."""
-
-
-@dataclass
-class Stage:
-    """One process over the measured window."""
-
-    cores: float
-    """CPU seconds per second (1.0: one core busy)."""
-    cpu_s_per_1k_events: float
-    rss_mb: float
 
 
 @dataclass
@@ -136,20 +142,7 @@ class Step:
     """Per Python stage: (function, share of its samples), the top self-time frames."""
 
 
-def _parse(text: str) -> Metrics:
-    out: Metrics = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
-
-
-def _value(metrics: Metrics, name: str, **labels: str) -> float:
-    wanted = set(labels.items())
-    return sum(v for (n, ls), v in metrics.items() if n == name and wanted <= set(ls))
-
-
-def _processes(pipeline: Pipeline) -> dict[str, psutil.Process]:
+def processes_of(pipeline: Pipeline) -> dict[str, psutil.Process]:
     procs = {}
     for name in SERVICES:
         proc = pipeline.replicas(name)[0].proc
@@ -161,65 +154,28 @@ def _processes(pipeline: Pipeline) -> dict[str, psutil.Process]:
     return procs
 
 
-async def _sample(
+async def take_sample(
     pipeline: Pipeline, procs: dict[str, psutil.Process], services: Sequence[str] = SERVICES
 ) -> Sample:
     """Scrape ``services`` (parsing costs the bench CPU the pipeline could use: only those
     needed) and read every process's CPU time and RSS."""
     metrics = {}
     for name in services:
-        metrics[name] = _parse(await pipeline.metrics(pipeline.replicas(name)[0]))
+        metrics[name] = parse(await pipeline.metrics(pipeline.replicas(name)[0]))
     return Sample(
         at=time.monotonic(),
         metrics=metrics,
         cpu={name: sum(p.cpu_times()[:2]) for name, p in procs.items()},
         rss={name: p.memory_info().rss for name, p in procs.items()},
-        busy=_busy(),
+        busy=busy(),
     )
 
 
-def _busy() -> float:
-    times = psutil.cpu_times()
-    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
-
-
-def _quantiles(
-    before: Metrics, after: Metrics, name: str, qs: Sequence[float], **labels: str
-) -> dict[str, float | None]:
-    """Quantiles of a histogram's observations between two scrapes, linear in each bucket."""
-    bucket = f"{name}_bucket"
-    wanted = set(labels.items())
-    counts: dict[float, float] = {}
-    for (n, ls), v in after.items():
-        if n == bucket and wanted <= set(ls):
-            le = float(dict(ls)["le"])
-            counts[le] = counts.get(le, 0.0) + v - before.get((n, ls), 0.0)
-    bounds = sorted(counts)
-    total = counts[bounds[-1]] if bounds else 0.0
-    out: dict[str, float | None] = {}
-    for q in qs:
-        key = f"p{round(q * 100)}"
-        if total <= 0:
-            out[key] = None
-            continue
-        rank, lower, below = q * total, 0.0, 0.0
-        for upper in bounds:
-            if counts[upper] >= rank:
-                if upper == float("inf"):
-                    out[key] = lower
-                else:
-                    inside = counts[upper] - below
-                    out[key] = lower + (upper - lower) * (rank - below) / inside
-                break
-            lower, below = upper, counts[upper]
-    return out
-
-
-def _backlogs(sample: Sample) -> dict[str, float]:
+def backlogs_of(sample: Sample) -> dict[str, float]:
     converter, storer = sample.metrics["converter"], sample.metrics["storer"]
-    backlog = {"converter": _value(converter, "fairprice_converter_consumer_pending_messages")}
+    backlog = {"converter": value(converter, "fairprice_converter_consumer_pending_messages")}
     for stream in ("books", "prices", "signals", "candles"):
-        backlog[f"storer.{stream}"] = _value(
+        backlog[f"storer.{stream}"] = value(
             storer, "fairprice_storer_consumer_lag_messages", stream=stream
         )
     return backlog
@@ -238,12 +194,12 @@ CONVERTER_ENV = {
 }
 
 
-def _env(mode: str, symbols: int, converter: str) -> dict[str, dict[str, str]]:
+def step_env(mode: str, symbols: int, converter: str = "default") -> dict[str, dict[str, str]]:
     """Snapshots paced by a budget large enough to sync every symbol in seconds, not minutes;
     the converter's candles, indicators and strategies by ``converter`` (``CONVERTER_ENV``)."""
     return {
         "converter": CONVERTER_ENV[converter],
-        "simulator": {"FAIRPRICE_SIMULATOR__WEIGHT_LIMIT": str(10**9)},
+        "simulator": SIMULATOR_ENV,
         "crawler": {
             "FAIRPRICE_CRAWLER__SNAPSHOT_LIMIT": str(SNAPSHOT_LIMIT),
             "FAIRPRICE_CRAWLER__WEIGHT_BUDGET": str(10**8),
@@ -273,6 +229,7 @@ async def _profile(pid: int, seconds: float, out: Path) -> list[tuple[str, float
         str(out),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,  # a bench that dies mid-profile takes py-spy with it
     )
     await proc.wait()
     return _top_frames(out)
@@ -310,16 +267,16 @@ async def run_step(
     names = [f"SIM{n:04d}USDT" for n in range(symbols)]
     asked = symbols * EVENTS_PER_SYMBOL_S
     print(f"-- {mode}: {symbols} symbols ({asked:,} events/s asked) ...", flush=True)
-    async with Pipeline(workdir, symbols=names, env=_env(mode, symbols, converter)) as pipeline:
+    async with Pipeline(workdir, symbols=names, env=step_env(mode, symbols, converter)) as pipeline:
         started = time.monotonic()
-        synced = await _sync(pipeline, symbols, within=sync_s)
+        synced = await sync_symbols(pipeline, symbols, within=sync_s)
         print(
             f"   {synced} of {symbols} synced in {time.monotonic() - started:.0f} s; "
             f"warming up {warmup:.0f} s",
             flush=True,
         )
         await asyncio.sleep(warmup)
-        procs = _processes(pipeline)
+        procs = processes_of(pipeline)
         try:
             step = await _measure(pipeline, procs, mode, symbols, seconds, profile_s)
         except Exception:
@@ -333,15 +290,15 @@ async def run_step(
     return step
 
 
-async def _sync(pipeline: Pipeline, symbols: int, within: float) -> int:
+async def sync_symbols(pipeline: Pipeline, symbols: int, within: float) -> int:
     """Every service ready, or the deadline: how many symbols the crawler has synced."""
     for name in ("simulator", "storer", "converter"):
         await pipeline.wait_for(pipeline.replicas(name)[0], "/readyz", 60)
     crawler = pipeline.replicas("crawler")[0]
     deadline = time.monotonic() + within
     while True:
-        metrics = _parse(await pipeline.metrics(crawler))
-        synced = int(_value(metrics, "fairprice_crawler_symbols_synced"))
+        metrics = parse(await pipeline.metrics(crawler))
+        synced = int(value(metrics, "fairprice_crawler_symbols_synced"))
         if synced >= symbols or time.monotonic() > deadline:
             return synced
         await asyncio.sleep(1.0)
@@ -356,13 +313,13 @@ async def _measure(
     profile_s: float,
 ) -> Step:
     """Samples over ``seconds``, then ``profile_s`` of py-spy on each Python stage."""
-    first = await _sample(pipeline, procs)
-    backlogs = [_backlogs(first)]
+    first = await take_sample(pipeline, procs)
+    backlogs = [backlogs_of(first)]
     deadline = first.at + seconds
     while (left := deadline - time.monotonic()) > 0:
         await asyncio.sleep(min(5.0, left))
-        backlogs.append(_backlogs(await _sample(pipeline, procs, ("converter", "storer"))))
-    last = await _sample(pipeline, procs)
+        backlogs.append(backlogs_of(await take_sample(pipeline, procs, ("converter", "storer"))))
+    last = await take_sample(pipeline, procs)
     load = os.getloadavg()
     profiles: dict[str, list[tuple[str, float]]] = {}
     if profile_s > 0:
@@ -390,13 +347,13 @@ def _step(
     dt = last.at - first.at
 
     def rate(service: str, name: str, **labels: str) -> float:
-        after = _value(last.metrics[service], name, **labels)
-        return (after - _value(first.metrics[service], name, **labels)) / dt
+        after = value(last.metrics[service], name, **labels)
+        return (after - value(first.metrics[service], name, **labels)) / dt
 
     asked = symbols * EVENTS_PER_SYMBOL_S
     events = rate("crawler", "fairprice_crawler_events_applied_total")
     e2e = {
-        stream: _quantiles(
+        stream: quantiles(
             first.metrics["storer"],
             last.metrics["storer"],
             "fairprice_storer_end_to_end_latency_seconds",
@@ -461,8 +418,8 @@ def _step(
             "all": sum(last.rss.values()) / symbols / 2**20,
         },
         resyncs={
-            dict(labels)["reason"]: value - first.metrics["crawler"].get((name, labels), 0.0)
-            for (name, labels), value in last.metrics["crawler"].items()
+            dict(labels)["reason"]: count - first.metrics["crawler"].get((name, labels), 0.0)
+            for (name, labels), count in last.metrics["crawler"].items()
             if name == "fairprice_crawler_resyncs_total"
         },
         profile=profiles,
@@ -490,13 +447,20 @@ async def measure_ceilings(messages: int, books: int) -> Ceilings:
     )
 
 
-async def capacity(
-    mode: str, steps: Sequence[int], bisect: int, args: argparse.Namespace, workdir: Path
-) -> list[Step]:
-    """Symbol counts upwards until one is not kept up with, then ``bisect`` halvings."""
+async def interleaved(
+    mode: str,
+    plan: Sequence[int],
+    peer_plan: Sequence[int],
+    args: argparse.Namespace,
+    workdir: Path,
+) -> tuple[list[Step], list[PeerStep]]:
+    """fairprice's steps and the peer's, one of each in turn (so both meet the same machine
+    load), each up its own ladder until a count is not kept up with, then ``--bisect``
+    halvings of the gap."""
     done: list[Step] = []
+    peer_done: list[PeerStep] = []
 
-    async def one(symbols: int) -> Step:
+    async def ours(symbols: int) -> bool:
         step = await run_step(
             mode,
             symbols,
@@ -510,24 +474,43 @@ async def capacity(
         verdict = "keeps up" if step.keeps_up else "; ".join(step.limits)
         print(f"   {step.events_s:,.0f} events/s, p99 {_p99(step)}: {verdict}", flush=True)
         done.append(step)
-        return step
+        return step.keeps_up
 
-    good, bad = 0, 0
-    for symbols in steps:
-        if (await one(symbols)).keeps_up:
-            good = symbols
-        else:
-            bad = symbols
-            break
-    for _ in range(bisect if bad else 0):
-        middle = (good + bad) // 2 // 50 * 50
-        if middle <= good:
-            break
-        if (await one(middle)).keeps_up:
-            good = middle
-        else:
-            bad = middle
-    return done
+    async def theirs(symbols: int) -> bool:
+        step = await run_peer_step(
+            mode,
+            symbols,
+            args.seconds,
+            args.warmup,
+            args.sync_seconds,
+            Path(tempfile.mkdtemp(prefix=f"peer-{mode}-{symbols}-", dir=workdir)),
+        )
+        verdict = "keeps up" if step.keeps_up else "; ".join(step.limits)
+        p99 = step.e2e_s["p99"]
+        print(
+            f"   peer {step.events_s:,.0f} events/s, p99 "
+            f"{'-' if p99 is None else f'{p99 * 1000:,.0f} ms'}, top 20 differs in "
+            f"{_share(step.top20.get('differ_share'))} of books: {verdict}",
+            flush=True,
+        )
+        peer_done.append(step)
+        return step.keeps_up
+
+    systems = [(Ladder(list(plan), args.bisect, 50), ours)]
+    if peer_plan:
+        systems.append((Ladder(list(peer_plan), args.bisect, PEER_GRAIN), theirs))
+    while True:
+        ran = False
+        for ladder, run in systems:
+            if (symbols := ladder.next()) is not None:
+                ladder.record(symbols, await run(symbols))
+                ran = True
+        if not ran:
+            return done, peer_done
+
+
+def _share(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
 
 
 def _p99(step: Step) -> str:
@@ -651,18 +634,34 @@ def _summary(steps: list[Step]) -> dict[str, Any]:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="one short step per mode")
+    parser.add_argument("--quick", action="store_true", help="short steps, no bisection")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
-    parser.add_argument("--steps", type=int, nargs="+", default=[250, 500, 750, 1000, 1500, 2000])
+    parser.add_argument(
+        "--steps", type=int, nargs="+", help="symbol counts (default 250 500 750 1000 1500 2000)"
+    )
     parser.add_argument("--bisect", type=int, default=1)
     parser.add_argument("--modes", nargs="+", default=["interval", "full"])
     parser.add_argument("--sync-seconds", type=float, default=90.0, help="then measure anyway")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--profile-seconds", type=float, default=10.0)
     parser.add_argument("--converter", choices=sorted(CONVERTER_ENV), default="default")
+    parser.add_argument(
+        "--peer-steps",
+        type=int,
+        nargs="*",
+        help="symbol counts of cryptofeed 2.4.1 (bench/peer.py; default 25 50 100 250 500 1000,"
+        " --quick 25 50); the option alone: no peer",
+    )
     args = parser.parse_args()
-    quick_steps = {"interval": [500], "full": [250]}
+    quick_steps = {"interval": [500], "full": [250]}  # unless --steps
+    if args.peer_steps is None:
+        args.peer_steps = [25, 50] if args.quick else [25, 50, 100, 250, 500, 1000]
+    if args.peer_steps and importlib.util.find_spec("cryptofeed") is None:
+        parser.error(
+            "the peer needs cryptofeed: run through `make bench`, or `uv run --group peer "
+            "python bench/end_to_end.py` (the `peer` dependency group); --peer-steps alone: no peer"
+        )
     if args.quick:
         args.seconds, args.warmup, args.bisect = min(args.seconds, 15.0), 5.0, 0
         args.sync_seconds = min(args.sync_seconds, 20.0)
@@ -677,11 +676,15 @@ async def main() -> None:
         flush=True,
     )
     steps: list[Step] = []
+    peer_steps: list[PeerStep] = []
     with tempfile.TemporaryDirectory(prefix="fairprice-bench-") as tmp:
         for mode in args.modes:
-            plan = quick_steps[mode] if args.quick else args.steps
-            steps += await capacity(mode, plan, args.bisect, args, Path(tmp))
+            plan = args.steps or (quick_steps[mode] if args.quick else DEFAULT_STEPS)
+            ours, theirs = await interleaved(mode, plan, args.peer_steps, args, Path(tmp))
+            steps += ours
+            peer_steps += theirs
     _print(steps, ceilings)
+    print_peer_steps(peer_steps)
     print()
     rows = [
         (
@@ -709,6 +712,13 @@ async def main() -> None:
     print(f"crawler book at depth 1000: {book_kib:,.0f} KiB per symbol (bench/crawler.py)")
     for result in summary.values():
         result["crawler_book_kib_per_symbol_depth_1000"] = round(book_kib)
+    comparisons = {}
+    if peer_steps:
+        for mode, result in summary.items():
+            best = _best([s for s in steps if s.mode == mode])
+            theirs = [s for s in peer_steps if s.mode == mode]
+            comparisons[mode] = compare(mode, result, best.stages if best else None, theirs)
+        print_comparison(comparisons)
     report(
         "pipeline",
         [
@@ -739,6 +749,8 @@ async def main() -> None:
         ceilings=asdict(ceilings),
         summary=summary,
         steps=[asdict(s) for s in steps],
+        peer=comparisons,
+        peer_steps=[asdict(s) for s in peer_steps],
     )
     for mode, result in summary.items():
         print(f"{mode}: {result}")

@@ -5,7 +5,17 @@ simulator, storer, converter and crawler as separate processes (``python -m
 fairprice.<service>``), each configured only through ``FAIRPRICE_*`` environment variables and
 an empty config file (so the repository's ``clusters_dev.toml`` never leaks in). End-to-end
 tests, fault tests and ``bench/end_to_end.py`` use it to start, kill -9, restart and stop any
-part, and read each service's health and metrics on its own port.
+part, and read each service's health and metrics on its own port; ``spawn`` adds any other
+program (bench/peer.py runs the peer that way).
+
+Nothing it starts outlives it, whatever ends it: ``async with`` stops every process it started
+(services and spawned programs with SIGTERM, SIGKILL after their grace period; the servers
+last), and a harness that dies without that (SIGKILL, SIGTERM's default action, a crash)
+takes its children with it: each gets SIGKILL from the kernel when the harness's thread that
+started it ends (``PR_SET_PDEATHSIG``; nats-server and influxd get SIGTERM, see
+``fairprice.common.local_servers``). A SIGKILL, not a SIGTERM: a service asked to stop while
+the NATS it would drain into is gone too must not be able to linger. Start a ``Pipeline`` from
+a thread that lives as long as it does (the event loop's thread).
 
 ``service_env`` is the one place that knows how to point a service at NATS, InfluxDB and the
 simulator; ``fairprice run``/``demo`` (``fairprice.cli.local``) use it too.
@@ -15,18 +25,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 
-from fairprice.common.lifecycle import die_with_parent
 from fairprice.common.local_servers import InfluxServer, NatsServer, run_influxd, run_nats
 
 __all__ = ["SERVICES", "Pipeline", "ServiceProcess", "free_port", "service_env"]
@@ -42,6 +53,25 @@ _SECTION = {
     "operator": "OPERATOR",
     "api": "API",
 }
+
+
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+"""Loaded here, not after the fork: a child between fork and exec should do as little as it can."""
+
+
+def _killed_with(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn``: SIGKILL this child when its parent's forking thread ends; a parent
+    that is already gone (it died between the fork and the ``prctl``) ends the child at once."""
+
+    def preexec() -> None:
+        if _LIBC is None:
+            return
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
 
 
 def free_port() -> int:
@@ -98,6 +128,10 @@ class ServiceProcess:
     env: dict[str, str]
     log_path: Path
     proc: asyncio.subprocess.Process | None = None
+    argv: list[str] | None = None
+    """A spawned program's command line; None for a fairprice service."""
+    grace_s: float = 30.0
+    """How long ``stop`` waits after SIGTERM before SIGKILL."""
 
     @property
     def url(self) -> str:
@@ -170,9 +204,12 @@ class Pipeline:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Spawned programs first (they use the services and servers), newest first.
+        for process in reversed([p for p in self.processes if p.argv is not None]):
+            await self.stop(process, process.grace_s)
         for name in reversed(SERVICES):
             for process in self.replicas(name):
-                await self.stop(process)
+                await self.stop(process, process.grace_s)
         await self._stack.aclose()
 
     def _env(self, name: str, port: int) -> dict[str, str]:
@@ -205,22 +242,50 @@ class Pipeline:
         await self.restart(process)
         return process
 
+    async def spawn(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        port: int = 0,
+        grace_s: float = 30.0,
+    ) -> ServiceProcess:
+        """Start another program beside the pipeline (its log in ``logs/<name>.log``), stopped
+        and killed like the services; no health check: waiting for it is the caller's part."""
+        process = ServiceProcess(
+            name=name,
+            index=0,
+            port=port,
+            env=env or {},
+            log_path=self.workdir / "logs" / f"{name}.log",
+            argv=argv,
+            grace_s=grace_s,
+        )
+        self.processes.append(process)
+        await self._exec(process)
+        return process
+
     async def restart(self, process: ServiceProcess) -> None:
-        """(Re)start ``process`` with the same port and settings; waits for /healthz."""
+        """(Re)start ``process`` with the same port and settings; a service is waited for
+        until it answers /healthz."""
+        await self._exec(process)
+        if process.argv is None:
+            await self.wait_for(process, "/healthz", within=30)
+
+    async def _exec(self, process: ServiceProcess) -> None:
         process.log_path.parent.mkdir(parents=True, exist_ok=True)
         clean = {k: v for k, v in os.environ.items() if not k.startswith("FAIRPRICE_")}
+        argv = process.argv or [sys.executable, "-m", f"fairprice.{process.name}"]
         with process.log_path.open("ab") as log:
             process.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                f"fairprice.{process.name}",
+                *argv,
                 env=clean | {"FAIRPRICE_CONFIG": str(self._config)} | process.env,
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 stdin=asyncio.subprocess.DEVNULL,
-                preexec_fn=die_with_parent,
+                preexec_fn=_killed_with(os.getpid()),
             )
-        await self.wait_for(process, "/healthz", within=30)
 
     async def kill(self, process: ServiceProcess) -> None:
         """SIGKILL: no goodbye, no flush; what the process held is its problem."""
