@@ -92,8 +92,8 @@ def test_replay_cryptofeed_in_the_readme_order(tmp_path: Path) -> None:
     assert _books(done.stdout) == _expected()
     assert (
         "NKNUSDT: synced update_id=499870179 events=150 applied=149 dropped=1 resyncs[initial=1]"
-        in done.stderr.splitlines()
-    )
+        " known bids=614 asks=994 edge bids=whole asks=0.55060000"
+    ) in done.stderr.splitlines()
 
 
 @pytest.fixture

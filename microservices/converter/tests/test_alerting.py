@@ -103,5 +103,9 @@ def test_alerts_after_a_takeover_are_those_of_the_lone_replica(
     pipeline = SymbolPipeline("sim", "BBBUSDT", params)
     pipeline.resume(last)
     resumed = _run_by_book([b for b in books if b.event_time_ms >= start], pipeline)
-    assert resumed == [(uid, o) for uid, o in full if uid > last.update_id]
+    # Candles resume from what CANDLES holds, not from this replay (test_symbol_pipeline
+    # covers them); everything else is the replay's alone.
+    assert [(uid, o) for uid, o in resumed if o[0] is not Stream.CANDLES] == [
+        (uid, o) for uid, o in full if uid > last.update_id and o[0] is not Stream.CANDLES
+    ]
     assert _alerts(full)

@@ -59,13 +59,12 @@ class Replayer:
             engine.add(symbol)
             try:
                 snapshot = self.exchange.parse_snapshot(record.data.encode())
-                limit = self.exchange.snapshot_limit(record.url)
-                return engine.on_snapshot(symbol, dataclasses.replace(snapshot, limit=limit))
             except InvalidMessageError:
                 self.malformed += 1
                 return []
             self.snapshotted.add(symbol)
-            return engine.on_snapshot(symbol, snapshot)
+            limit = self.exchange.snapshot_limit(record.url)
+            return engine.on_snapshot(symbol, dataclasses.replace(snapshot, limit=limit))
         return []
 
     def run(self, records: Iterable[Record]) -> Iterator[Book]:
