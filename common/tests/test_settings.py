@@ -149,6 +149,31 @@ def test_settings_variables_that_are_not_settings_are_allowed(
     assert load_settings(_DemoSettings, config).crawler.depth == 50
 
 
+def test_settings_ignore_the_service_links_kubernetes_adds(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release named ``fairprice`` has Services ``fairprice-nats``, ...: Kubernetes gives every
+    container ``FAIRPRICE_NATS_SERVICE_HOST`` and friends. Not settings, and not an error; a
+    variable with the settings' ``__`` is still checked."""
+    links = {
+        "FAIRPRICE_NATS_SERVICE_HOST": "10.0.0.7",
+        "FAIRPRICE_NATS_SERVICE_PORT": "4222",
+        "FAIRPRICE_NATS_SERVICE_PORT_CLIENT": "4222",
+        "FAIRPRICE_NATS_PORT": "tcp://10.0.0.7:4222",
+        "FAIRPRICE_NATS_PORT_4222_TCP": "tcp://10.0.0.7:4222",
+        "FAIRPRICE_NATS_PORT_4222_TCP_ADDR": "10.0.0.7",
+        "FAIRPRICE_NATS_PORT_4222_TCP_PORT": "4222",
+        "FAIRPRICE_NATS_PORT_4222_TCP_PROTO": "tcp",
+        "FAIRPRICE_PRICE_API_SERVICE_HOST": "10.0.0.8",
+    }
+    for name, value in links.items():
+        monkeypatch.setenv(name, value)
+    load_settings(_DemoSettings, config)
+    monkeypatch.setenv("FAIRPRICE_CRAWLER__PORT", "5")
+    with pytest.raises(SettingsError, match="FAIRPRICE_CRAWLER__PORT"):
+        load_settings(_DemoSettings, config)
+
+
 def test_settings_overrides_merge_into_a_section(config: Path) -> None:
     settings = load_settings(_DemoSettings, config, crawler={"depth": 7})
     assert (settings.crawler.depth, settings.crawler.http.port) == (7, 9001)

@@ -17,6 +17,7 @@ import contextvars
 import difflib
 import json
 import os
+import re
 import tomllib
 import types
 from collections.abc import Mapping
@@ -77,6 +78,15 @@ NON_SETTING_VARIABLES = frozenset(
 cluster kind, the tests' recordings folder, the service an image holds (dev.Dockerfile's
 ``FAIRPRICE_SERVICE``). Any other names a setting or is an
 error."""
+
+_SERVICE_LINK = re.compile(
+    r"^FAIRPRICE_(?!.*__)[A-Z0-9_]+?_(SERVICE_HOST|SERVICE_PORT(_[A-Z0-9_]+)?"
+    r"|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$"
+)
+"""What Kubernetes puts in every container for each Service of its namespace
+(``enableServiceLinks``): a release named ``fairprice`` has Services ``fairprice-nats``, ...,
+hence ``FAIRPRICE_NATS_SERVICE_HOST``, ``FAIRPRICE_NATS_PORT_4222_TCP_ADDR``. Not settings
+(those always have a ``__``), and not a reason to stop."""
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "fairprice_config_file", default=None
@@ -250,6 +260,8 @@ def _check_environment(cls: type[BaseModel], environ: Mapping[str, str]) -> list
     problems = []
     for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX) or name in NON_SETTING_VARIABLES:
+            continue
+        if _SERVICE_LINK.match(name):
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
         key = ".".join(path)
