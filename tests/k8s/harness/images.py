@@ -76,6 +76,8 @@ def program(container: dict[str, Any], address: str, config_text: str = "") -> P
         listen = {f"FAIRPRICE_{section}__HTTP__HOST": address}
         if service == "sim":
             listen["FAIRPRICE_SIMULATOR__HOST"] = address
+        if service == "api":  # the API's own port beside the health port
+            listen["FAIRPRICE_API__HOST"] = address
         argv = (
             [_resolve(c) for c in command[:1]] + command[1:]
             if command
