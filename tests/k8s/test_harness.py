@@ -126,6 +126,26 @@ async def test_service_names_resolve_to_ready_pods_only(cluster_of: Any) -> None
     assert not await resolves("web", first.address)
 
 
+async def test_a_probe_in_flight_is_reaped_with_its_pod(cluster_of: Any) -> None:
+    """A pod deleted while its exec probe runs (a session of its own, which the container's
+    SIGKILL does not reach): the probe's process is killed and reaped by the time the deletion
+    returns, not left running for the event loop to drop."""
+    readiness = exec_probe("touch /tmp/probing; exec sleep 999", timeoutSeconds=600)
+    cluster = await cluster_of(deployment("slow", "exec sleep 1000", readinessProbe=readiness))
+    (pod,) = cluster.pods_of("slow")
+    probing = pod.root / "volumes" / "tmp" / "probing"
+    await eventually(probing.exists, within=10, what="the probe running")
+
+    def probe_processes() -> list[psutil.Process]:
+        children = psutil.Process().children(recursive=True)
+        return [p for p in children if p.cmdline() == ["sleep", "999"]]
+
+    await eventually(lambda: bool(probe_processes()), within=10, what="the probe's sleep")
+    (probe,) = probe_processes()
+    await cluster.delete_pod(pod.name, replace=False)
+    assert not probe.is_running(), "the probe's process was reaped"
+
+
 async def test_stop_is_sigterm_then_sigkill_after_the_grace_period(cluster_of: Any) -> None:
     polite = deployment("polite", "trap 'exit 0' TERM; sleep 1000 & wait")
     stubborn = deployment("stubborn", "trap '' TERM; sleep 1000 & wait; wait", grace=1)
