@@ -160,6 +160,18 @@ async def test_stop_is_sigterm_then_sigkill_after_the_grace_period(cluster_of: A
     assert pods[1].containers[0].exit_code == -signal.SIGKILL and took >= 1.0
 
 
+async def test_a_forced_teardown_kills_every_pod_at_once(tmp_path: Path) -> None:
+    """``teardown_grace=0``: when the cluster ends its pods are killed, with neither the
+    preStop hook nor the grace period (here 10 minutes each) waited for."""
+    hook = {"preStop": {"exec": {"command": ["sleep", "600"]}}}
+    stubborn = deployment("stubborn", "trap '' TERM; sleep 1000 & wait; wait", grace=600)
+    stubborn["spec"]["template"]["spec"]["containers"][0]["lifecycle"] = hook
+    async with Cluster([stubborn], tmp_path, teardown_grace=0) as cluster:
+        (pod,) = cluster.pods_of("stubborn")
+        await eventually(lambda: pod.ready, within=10, what="running")
+    assert pod.containers[0].exit_code == -signal.SIGKILL
+
+
 async def test_env_and_volumes_are_where_the_spec_says(cluster_of: Any) -> None:
     config = {
         "apiVersion": "v1",

@@ -225,7 +225,7 @@ class Container:
             return
         deadline = time.monotonic() + grace
         pre_stop = self.spec.get("lifecycle", {}).get("preStop", {})
-        if "exec" in pre_stop:
+        if "exec" in pre_stop and grace > 0:
             await self.exec(list(pre_stop["exec"]["command"]), grace)
         _signal(process, signal.SIGTERM)
         try:
