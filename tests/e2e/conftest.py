@@ -89,15 +89,19 @@ class StreamLog(Generic[M]):
 
         In a NATS cluster the reader's consumer (R1, ephemeral) lives on one node, which may be
         one that has just come back and whose interest has not reached the others yet: then
-        nobody answers its pull requests (503, no responders). Such a consumer is left to expire
-        (``inactive_threshold``) and a new one placed, from where the last one stopped, for
-        ``within`` seconds."""
+        nobody answers its pull requests (503, no responders), or its creation times out.
+        Such a consumer is left to expire (``inactive_threshold``) and a new one placed, from
+        where the last one stopped, for ``within`` seconds."""
         last = (await bus.jsm.stream_info(self.stream.value)).state.last_seq
         deadline = time.monotonic() + within
         while self.next_seq <= last:
             try:
                 await self._read_to(bus, last)
-            except (nats.js.errors.ServiceUnavailableError, nats.errors.NoRespondersError):
+            except (
+                nats.js.errors.ServiceUnavailableError,
+                nats.errors.NoRespondersError,
+                nats.errors.TimeoutError,
+            ):
                 if time.monotonic() > deadline:
                     raise
                 await asyncio.sleep(0.2)  # back-off before placing the next consumer
