@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
-from fairprice.common.consumer import PullConsumer
+from fairprice.common.consumer import NO_RESPONDERS_RETRY_S, PullConsumer
 from fairprice.common.errors import StoppedError
 from fairprice.common.health import Readiness
 from fairprice.common.publisher import Publisher
@@ -202,6 +202,31 @@ async def test_pull_consumer_shares_messages_between_replicas(bus: Bus) -> None:
         counts = await asyncio.gather(drain(one), drain(two))
     assert sorted(seen, key=int) == [str(seq).encode() for seq in range(1000)]
     assert all(count > 0 for count in counts)
+
+
+async def test_pull_consumer_without_a_leader_asks_again_later_not_at_once(bus: Bus) -> None:
+    """Nobody answers the consumer's pull requests (503: its durable has no leader; here it is
+    deleted): it asks again every NO_RESPONDERS_RETRY_S, not in a busy loop, and gets messages
+    once the durable is back."""
+    await ensure_streams(bus.jsm, StreamsSettings())
+    async with PullConsumer(bus, Stream.BOOKS, "leaderless") as consumer:
+        await consumer.next_batch(1, max_wait=0.2)
+        await bus.jsm.delete_consumer(Stream.BOOKS.value, "leaderless")
+        before = bus.nc.stats["out_msgs"]
+        assert await consumer.next_batch(1, max_wait=1.0) == []
+        # The request that got the first 503, one per NO_RESPONDERS_RETRY_S, one at the end.
+        assert bus.nc.stats["out_msgs"] - before <= 2 + 1.0 / NO_RESPONDERS_RETRY_S
+        async with PullConsumer(bus, Stream.BOOKS, "leaderless"):  # the durable again
+            async with Publisher(bus.nc) as publisher:
+                await publisher.publish(books_subject("sim", "A"), b"back", "id-back")
+            got: list[bytes] = []
+
+            async def delivered() -> bool:
+                got.extend(m.data for m in await consumer.next_batch(1, max_wait=0.2))
+                return bool(got)
+
+            await eventually(delivered, within=10, what="a message after the durable is back")
+    assert got == [b"back"]
 
 
 async def test_connect_bus_sets_readiness(nats_settings: NatsSettings) -> None:

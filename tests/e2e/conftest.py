@@ -32,6 +32,8 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 import msgspec
+import nats.errors
+import nats.js.errors
 import pytest
 from nats.js import api
 
@@ -84,11 +86,30 @@ class StreamLog(Generic[M]):
         self.messages: list[M] = []
         self.next_seq = 1
 
-    async def read(self, bus: Bus) -> list[M]:
-        """Read what the stream holds now beyond what was read before; all messages so far."""
+    async def read(self, bus: Bus, within: float = 30.0) -> list[M]:
+        """Read what the stream holds now beyond what was read before; all messages so far.
+
+        In a NATS cluster the reader's consumer (R1, ephemeral) lives on one node, which may be
+        one that has just come back and whose interest has not reached the others yet: then
+        nobody answers its pull requests (503, no responders), or its creation times out.
+        Such a consumer is left to expire (``inactive_threshold``) and a new one placed, from
+        where the last one stopped, for ``within`` seconds."""
         last = (await bus.jsm.stream_info(self.stream.value)).state.last_seq
-        if last < self.next_seq:
-            return self.messages
+        deadline = time.monotonic() + within
+        while self.next_seq <= last:
+            try:
+                await self._read_to(bus, last)
+            except (
+                nats.js.errors.ServiceUnavailableError,
+                nats.errors.NoRespondersError,
+                nats.errors.TimeoutError,
+            ):
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)  # back-off before placing the next consumer
+        return self.messages
+
+    async def _read_to(self, bus: Bus, last: int) -> None:
         config = api.ConsumerConfig(
             ack_policy=api.AckPolicy.NONE,
             deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
@@ -109,7 +130,6 @@ class StreamLog(Generic[M]):
         finally:
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
-        return self.messages
 
 
 class Lake:

@@ -56,8 +56,9 @@ SETTINGS: dict[str, type[ServiceSettings]] = {
 async def running_cluster(
     docs: list[dict[str, Any]], workdir: Path, title: str, **kwargs: Any
 ) -> AsyncIterator[Cluster]:
-    """The cluster of ``docs`` with every pod that runs here Ready (prints how long it took)."""
-    async with Cluster(docs, workdir, **kwargs) as cluster:
+    """The cluster of ``docs`` with every pod that runs here Ready (prints how long it took);
+    killed at once when it ends (what is checked is checked before)."""
+    async with Cluster(docs, workdir, teardown_grace=0, **kwargs) as cluster:
         took = await cluster.wait_ready(READY_WITHIN_S)
         print(f"\n{title}: every pod Ready in {took:.1f} s", file=sys.stderr)
         yield cluster

@@ -126,6 +126,26 @@ async def test_service_names_resolve_to_ready_pods_only(cluster_of: Any) -> None
     assert not await resolves("web", first.address)
 
 
+async def test_a_probe_in_flight_is_reaped_with_its_pod(cluster_of: Any) -> None:
+    """A pod deleted while its exec probe runs (a session of its own, which the container's
+    SIGKILL does not reach): the probe's process is killed and reaped by the time the deletion
+    returns, not left running for the event loop to drop."""
+    readiness = exec_probe("touch /tmp/probing; exec sleep 999", timeoutSeconds=600)
+    cluster = await cluster_of(deployment("slow", "exec sleep 1000", readinessProbe=readiness))
+    (pod,) = cluster.pods_of("slow")
+    probing = pod.root / "volumes" / "tmp" / "probing"
+    await eventually(probing.exists, within=10, what="the probe running")
+
+    def probe_processes() -> list[psutil.Process]:
+        children = psutil.Process().children(recursive=True)
+        return [p for p in children if p.cmdline() == ["sleep", "999"]]
+
+    await eventually(lambda: bool(probe_processes()), within=10, what="the probe's sleep")
+    (probe,) = probe_processes()
+    await cluster.delete_pod(pod.name, replace=False)
+    assert not probe.is_running(), "the probe's process was reaped"
+
+
 async def test_stop_is_sigterm_then_sigkill_after_the_grace_period(cluster_of: Any) -> None:
     polite = deployment("polite", "trap 'exit 0' TERM; sleep 1000 & wait")
     stubborn = deployment("stubborn", "trap '' TERM; sleep 1000 & wait; wait", grace=1)
@@ -138,6 +158,18 @@ async def test_stop_is_sigterm_then_sigkill_after_the_grace_period(cluster_of: A
     await cluster.delete_pod(pods[0].name, replace=False)
     assert pods[0].containers[0].exit_code == 0, "SIGTERM reached the polite one"
     assert pods[1].containers[0].exit_code == -signal.SIGKILL and took >= 1.0
+
+
+async def test_a_forced_teardown_kills_every_pod_at_once(tmp_path: Path) -> None:
+    """``teardown_grace=0``: when the cluster ends its pods are killed, with neither the
+    preStop hook nor the grace period (here 10 minutes each) waited for."""
+    hook = {"preStop": {"exec": {"command": ["sleep", "600"]}}}
+    stubborn = deployment("stubborn", "trap '' TERM; sleep 1000 & wait; wait", grace=600)
+    stubborn["spec"]["template"]["spec"]["containers"][0]["lifecycle"] = hook
+    async with Cluster([stubborn], tmp_path, teardown_grace=0) as cluster:
+        (pod,) = cluster.pods_of("stubborn")
+        await eventually(lambda: pod.ready, within=10, what="running")
+    assert pod.containers[0].exit_code == -signal.SIGKILL
 
 
 async def test_env_and_volumes_are_where_the_spec_says(cluster_of: Any) -> None:

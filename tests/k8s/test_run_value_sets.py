@@ -53,7 +53,7 @@ def _external(nats: NatsServer, influx: InfluxServer) -> list[dict[str, Any]]:
 
 
 async def _run_until_ready(docs: list[dict[str, Any]], workdir: Any, online: bool) -> Cluster:
-    async with Cluster(docs, workdir, crds=chart_crds()) as cluster:
+    async with Cluster(docs, workdir, crds=chart_crds(), teardown_grace=0) as cluster:
 
         def settled() -> bool:
             others = [p for p in cluster.running_pods() if p.workload != CRAWLER]

@@ -41,7 +41,13 @@ class Cluster:
         namespace: str = "fairprice",
         crds: list[dict[str, Any]] | None = None,
         out: TextIO | None = None,
+        teardown_grace: float | None = None,
     ) -> None:
+        """``teardown_grace``: the grace period every pod gets when the cluster ends. None:
+        each pod's own (its preStop hook, SIGTERM, ``terminationGracePeriodSeconds``), as a
+        namespace deletion gives; 0: killed at once (``kubectl delete --force
+        --grace-period=0``), for runs that check nothing about the stop: NATS's lame-duck
+        preStop alone holds a pod for its ``lame_duck_grace_period`` (10 s)."""
         self.manifests = Manifests(namespace, [d for d in docs if d])
         self.namespace = namespace
         self.workdir = workdir
@@ -58,6 +64,7 @@ class Cluster:
         self._listeners: list[Callable[[], None]] = []
         self._cluster_ips: dict[str, str] = {}
         self._stopping = False
+        self._teardown_grace = teardown_grace
         self.ready_at = 0.0
         """When ``wait_ready`` last saw every pod Ready (monotonic clock)."""
 
@@ -85,7 +92,8 @@ class Cluster:
     ) -> None:
         self._stopping = True
         try:
-            await asyncio.gather(*(pod.delete() for pod in list(self.pods.values())))
+            pods = list(self.pods.values())
+            await asyncio.gather(*(pod.delete(self._teardown_grace) for pod in pods))
         finally:
             if self.api_server is not None:
                 await self.api_server.__aexit__(t, e, tb)

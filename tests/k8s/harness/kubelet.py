@@ -97,11 +97,14 @@ class Container:
             self._log(f"exec {argv}: {exc}")
             return 126
         try:
-            return await asyncio.wait_for(process.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                return await process.wait()
         except TimeoutError:
-            _signal_group(process, signal.SIGKILL)
-            await process.wait()
             return -1
+        finally:
+            # Timed out, or cancelled (a probe's own deadline, the pod's deletion): reaped
+            # here, never left running for the event loop to drop.
+            await _reap(process)
 
     async def run(self) -> None:
         """Keep the container running as its pod's ``restartPolicy`` says, until the pod stops."""
@@ -119,16 +122,21 @@ class Container:
                 continue
             self._set(state="Running", reason="", exit_code=None)
             probes = asyncio.create_task(self._probes(process, started_at))
-            exited = asyncio.create_task(process.wait())
-            await asyncio.wait({probes, exited}, return_when=asyncio.FIRST_COMPLETED)
-            if probes.done() and not exited.done():
-                failure = probes.result()
-                self._log(f"{failure}: killing the container")
-                await self.stop(self.pod.grace_period)
-            probes.cancel()
-            code = await exited
-            # The container's other processes go with its main one, as a PID namespace's do.
-            _signal_group(process, signal.SIGKILL)
+            try:
+                exited = asyncio.create_task(process.wait())
+                await asyncio.wait({probes, exited}, return_when=asyncio.FIRST_COMPLETED)
+                if probes.done() and not exited.done():
+                    failure = probes.result()
+                    self._log(f"{failure}: killing the container")
+                    await self.stop(self.pod.grace_period)
+                code = await exited
+            finally:
+                # A probe's exec in flight is reaped before the container counts as stopped,
+                # and the container's other processes go with its main one, as a PID
+                # namespace's do (also when this task is cancelled).
+                probes.cancel()
+                await asyncio.gather(probes, return_exceptions=True)
+                await _reap(process)
             ran = time.monotonic() - started_at
             reason = "Completed" if code == 0 else "Error"
             self._set(
@@ -182,6 +190,7 @@ class Container:
         finally:
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _readiness(self, probe: Probe, started_at: float) -> None:
         await asyncio.sleep(max(0.0, started_at + probe.initial_delay - time.monotonic()))
@@ -216,15 +225,15 @@ class Container:
             return
         deadline = time.monotonic() + grace
         pre_stop = self.spec.get("lifecycle", {}).get("preStop", {})
-        if "exec" in pre_stop:
+        if "exec" in pre_stop and grace > 0:
             await self.exec(list(pre_stop["exec"]["command"]), grace)
         _signal(process, signal.SIGTERM)
         try:
-            await asyncio.wait_for(process.wait(), max(0.0, deadline - time.monotonic()))
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await process.wait()
         except TimeoutError:
             self._log(f"not stopped within {grace:g} s: SIGKILL")
-            _signal_group(process, signal.SIGKILL)
-            await process.wait()
+            await _reap(process)
 
     def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
         """A signal to the container's processes, as ``kill -9`` inside it would send."""
@@ -240,6 +249,14 @@ def _signal(process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
 def _signal_group(process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, sig)
+
+
+async def _reap(process: asyncio.subprocess.Process) -> None:
+    """SIGKILL to ``process``'s group (its session: whatever it left behind) and wait for it to
+    exit, even when the caller is being cancelled."""
+    _signal_group(process, signal.SIGKILL)
+    if process.returncode is None:
+        await asyncio.shield(process.wait())
 
 
 @dataclass

@@ -51,10 +51,11 @@ class Probe:
         return int(self.spec.get("failureThreshold", 3))
 
     async def check(self, address: str, container: dict[str, Any], run_exec: ExecRunner) -> bool:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow the cancellation
+        # of a probe loop (the pod's deletion) when the check finishes at the same moment.
         try:
-            return await asyncio.wait_for(
-                self._check(address, container, run_exec), self.timeout + 0.5
-            )
+            async with asyncio.timeout(self.timeout + 0.5):
+                return await self._check(address, container, run_exec)
         except TimeoutError:
             return False
 
@@ -75,10 +76,9 @@ class Probe:
         if "tcpSocket" in self.spec:
             port = port_number(self.spec["tcpSocket"]["port"], container)
             try:
-                _, writer = await asyncio.wait_for(
-                    asyncio.open_connection(self.spec["tcpSocket"].get("host") or address, port),
-                    self.timeout,
-                )
+                async with asyncio.timeout(self.timeout):
+                    host = self.spec["tcpSocket"].get("host") or address
+                    _, writer = await asyncio.open_connection(host, port)
             except (OSError, TimeoutError):
                 return False
             writer.close()

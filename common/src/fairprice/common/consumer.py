@@ -29,9 +29,14 @@ from fairprice.common.delivery import delivery
 from fairprice.common.logs import get_logger
 from fairprice.common.subjects import Stream
 
-__all__ = ["PullConsumer"]
+__all__ = ["NO_RESPONDERS_RETRY_S", "PullConsumer"]
 
 log = get_logger(__name__)
+
+NO_RESPONDERS_RETRY_S = 0.5
+"""How long a pull request that nobody answered (503: the consumer has no leader, as while a
+NATS node that led it is down and the cluster elects another) counts as outstanding: asking
+again at once would be a busy loop of thousands of requests a second."""
 
 
 class PullConsumer:
@@ -152,6 +157,9 @@ class PullConsumer:
             # 408 request expired, 404 no messages, 409 leadership change or consumer deleted:
             # the request is over either way; 100 is an idle heartbeat.
             status = msg.headers["Status"]
+            if status == "503":
+                self._request_deadline = time.monotonic() + NO_RESPONDERS_RETRY_S
+                return
             if status != "100":
                 self._owed = 0
                 if status == "409":
