@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
 import socket
 
 import pytest
@@ -269,3 +271,35 @@ async def test_publisher_close_is_bounded_when_the_broker_is_gone(
                 await publisher.publish(books_subject("sim", "A"), b"x", f"sim:A:{seq}")
         assert publisher.in_flight == 10
         await nats_server.start()
+
+
+async def test_a_tail_whose_consumer_heartbeats_but_delivers_nothing_is_replaced(
+    bus: Bus,
+) -> None:
+    """A consumer that stays alive but stops delivering (here: paused by the server for an
+    hour; after a NATS node died: left on a replica that no longer advances) still sends idle
+    heartbeats; the tail sees that it holds undelivered messages and replaces it."""
+    await ensure_streams(bus.jsm, StreamsSettings(), (Stream.BOOKS,))
+
+    async def publish(n: int) -> None:
+        for i in range(n):
+            await bus.js.publish(books_subject("sim", "A"), str(i).encode())
+
+    await publish(3)
+    async with StreamTail(bus, Stream.BOOKS, "books.>", heartbeat_s=0.5) as tail:
+        got = [m.data for m in await tail.next_batch(10, 5.0)]
+        assert got == [b"0", b"1", b"2"]
+        [consumer] = [c.name for c in await bus.jsm.consumers_info(Stream.BOOKS.value)]
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+        reply = await bus.nc.request(
+            f"$JS.API.CONSUMER.PAUSE.{Stream.BOOKS.value}.{consumer}",
+            json.dumps({"pause_until": until.isoformat().replace("+00:00", "Z")}).encode(),
+        )
+        assert json.loads(reply.data)["paused"] is True
+        await publish(2)
+        later: list[bytes] = []
+        while len(later) < 2:
+            batch = await tail.next_batch(10, 10.0)
+            assert batch, "nothing delivered after the pause"
+            later += [m.data for m in batch]
+    assert later == [b"0", b"1"]

@@ -31,7 +31,7 @@ from nats.js import api
 from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus
 from fairprice.common.delivery import delivery
-from fairprice.common.errors import BrokerError
+from fairprice.common.errors import BrokerError, NotFoundError
 from fairprice.common.logs import get_logger
 from fairprice.common.subjects import Stream
 
@@ -79,6 +79,7 @@ class StreamTail:
         self._sub: Subscription | None = None
         self._consumer: str | None = None
         self._last_activity = time.monotonic()
+        self._last_data = self._last_activity  # the last message (not heartbeat) delivered
         self._watchdog: asyncio.Task[None] | None = None
         self._replacing = asyncio.Lock()  # one consumer replacement at a time
         self._reset_task: asyncio.Task[None] | None = None
@@ -192,7 +193,7 @@ class StreamTail:
         self._consumer = info.name
         if self._expected == 1:  # else messages came before the reply and know better
             self.pending = info.num_pending or 0
-        self._last_activity = time.monotonic()
+        self._last_activity = self._last_data = time.monotonic()
 
     async def _drop(self) -> None:
         sub, consumer = self._sub, self._consumer
@@ -214,21 +215,37 @@ class StreamTail:
             await self._create()
 
     async def _watch(self) -> None:
+        """Replace the consumer when it went silent (no heartbeat: its server is gone), or when
+        it heartbeats but delivers nothing although it holds messages for us (seen after a NATS
+        cluster node died: a consumer left behind on a replica that no longer advances)."""
         while True:
             await asyncio.sleep(self._heartbeat_s)
-            if (
-                self._filters
-                and self._bus.nc.is_connected
-                and (
-                    self._sub is None
-                    or time.monotonic() - self._last_activity > 3 * self._heartbeat_s
-                )
-            ):
-                try:
-                    with broker_errors("tail consumer reset"):
+            if not self._filters or not self._bus.nc.is_connected:
+                continue
+            now = time.monotonic()
+            silent = now - self._last_activity > 3 * self._heartbeat_s
+            idle = now - self._last_data > 3 * self._heartbeat_s
+            try:
+                with broker_errors("tail consumer reset"):
+                    if self._sub is None or silent:
                         await self._reset("no heartbeat")
-                except BrokerError as exc:
-                    log.warning("tail consumer reset failed", stream=self._stream, error=str(exc))
+                    elif idle and self._held_fc is None and await self._undelivered():
+                        await self._reset("heartbeats but no messages")
+            except BrokerError as exc:
+                log.warning("tail consumer reset failed", stream=self._stream, error=str(exc))
+
+    async def _undelivered(self) -> bool:
+        """Whether the (idle) consumer says it has messages it has not delivered."""
+        consumer = self._consumer
+        if consumer is None:
+            return False
+        self._last_data = time.monotonic()  # asked once per idle stretch, not every beat
+        try:
+            with broker_errors("consumer info"):
+                info = await self._bus.jsm.consumer_info(self._stream.value, consumer)
+        except NotFoundError:
+            return True  # gone with its server
+        return (info.num_pending or 0) > 0
 
     async def _on_msg(self, generation: int, msg: Msg) -> None:
         if generation != self._generation:
@@ -254,5 +271,6 @@ class StreamTail:
         self._expected = consumer_seq + 1
         self.next_seq = meta.stream_seq + 1
         self.pending = meta.pending
+        self._last_data = self._last_activity
         self._buffer.append(msg)
         self._arrived.set()
