@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,11 +59,25 @@ class Sandbox:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.touch()
 
+    def hidden(self) -> list[str]:
+        """What the image would hold but a volume hides here: the workspace's environment and
+        Python (an image has them in its own root; a clone under /tmp sits below a pod's /tmp
+        emptyDir), to be bound back on top."""
+        keep = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)}
+        return sorted(
+            path
+            for path in keep
+            if any(path.startswith(target.rstrip("/") + "/") for _, target in self.binds)
+        )
+
     def preexec(self) -> Callable[[], None]:
         binds = [(os.fsencode(s), os.fsencode(t)) for s, t in self.ordered()]
+        hidden = self.hidden()
 
         def enter() -> None:
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            # Handles on what the binds will hide, taken while it is still reachable.
+            kept = [(os.open(path, os.O_PATH | os.O_DIRECTORY), path) for path in hidden]
             if libc.unshare(_CLONE_NEWNS) != 0:
                 raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
             if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
@@ -70,6 +85,12 @@ class Sandbox:
             for source, target in binds:
                 if libc.mount(source, target, None, _MS_BIND, None) != 0:
                     raise OSError(ctypes.get_errno(), f"mount --bind {source!r} {target!r}")
+            for fd, path in kept:
+                os.makedirs(path, exist_ok=True)  # inside the volume that hid it
+                source = os.fsencode(f"/proc/self/fd/{fd}")
+                if libc.mount(source, os.fsencode(path), None, _MS_BIND, None) != 0:
+                    raise OSError(ctypes.get_errno(), f"mount --bind (kept) {path!r}")
+                os.close(fd)
             os.setsid()
             die_with_parent()
 
