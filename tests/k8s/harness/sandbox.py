@@ -60,10 +60,12 @@ class Sandbox:
                 path.touch()
 
     def hidden(self) -> list[str]:
-        """What the image would hold but a volume hides here: the workspace's environment and
-        Python (an image has them in its own root; a clone under /tmp sits below a pod's /tmp
-        emptyDir), to be bound back on top."""
-        keep = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix)}
+        """What the image would hold but a volume hides here: the workspace (its environment
+        and the members' sources it installs in editable mode) and Python (an image has them in
+        its own root; a clone under /tmp sits below a pod's /tmp emptyDir), to be bound back on
+        top."""
+        workspace = os.path.dirname(sys.prefix)  # <workspace>/.venv
+        keep = {os.path.realpath(p) for p in (workspace, sys.base_prefix)}
         return sorted(
             path
             for path in keep
@@ -76,12 +78,13 @@ class Sandbox:
 
         def enter() -> None:
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
-            # Handles on what the binds will hide, taken while it is still reachable.
-            kept = [(os.open(path, os.O_PATH | os.O_DIRECTORY), path) for path in hidden]
             if libc.unshare(_CLONE_NEWNS) != 0:
                 raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
             if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
                 raise OSError(ctypes.get_errno(), "mount --make-rprivate /")
+            # Handles on what the binds will hide, taken in this namespace (a bind from a mount
+            # of another namespace is refused) while it is still reachable.
+            kept = [(os.open(path, os.O_PATH | os.O_DIRECTORY), path) for path in hidden]
             for source, target in binds:
                 if libc.mount(source, target, None, _MS_BIND, None) != 0:
                     raise OSError(ctypes.get_errno(), f"mount --bind {source!r} {target!r}")
