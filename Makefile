@@ -8,6 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 # Debian puts some servers in /usr/sbin, which is not on every PATH.
 export PATH := $(PATH):/usr/sbin
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 .PHONY: help setup test lint fmt pytest run demo top status openapi
 
@@ -22,8 +23,8 @@ setup: ## install uv and influxd if missing, then sync the workspace (nats-serve
 
 test: setup lint pytest ## set up, lint, type-check and run the whole test suite
 
-pytest: ## run the tests only (PYTEST_ARGS=... to pass options)
-	$(UV) run --frozen pytest $(PYTEST_ARGS)
+pytest: ## run the tests only, on PYTEST_WORKERS processes (2; 0 runs them in this one; PYTEST_ARGS=... to pass options)
+	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 run: setup ## the whole pipeline on this machine against live Binance (Ctrl-C stops it)
 	$(UV) run --frozen fairprice run

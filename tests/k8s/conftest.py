@@ -178,3 +178,16 @@ def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+_RUN_PODS = ("test_run_", "test_harness", "test_make_kube")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that run the rendered pods share one xdist worker (``make test`` runs the suite
+    on two): two harnesses at once would each run a dozen processes on a 2-core machine, and
+    probes that time out under that load would restart pods the test expects to stay up."""
+    here = Path(__file__).parent
+    for item in items:
+        if item.path.parent == here and item.path.name.startswith(_RUN_PODS):
+            item.add_marker(pytest.mark.xdist_group("kubelet"))

@@ -95,6 +95,7 @@ class Cluster:
             pods = list(self.pods.values())
             await asyncio.gather(*(pod.delete(self._teardown_grace) for pod in pods))
         finally:
+            self.network.close()
             if self.api_server is not None:
                 await self.api_server.__aexit__(t, e, tb)
 

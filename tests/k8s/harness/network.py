@@ -9,9 +9,13 @@ reconnects finds the new endpoints, as it would after a DNS TTL.
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
+import os
 import random
 import socket
+import tempfile
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,19 +24,35 @@ from typing import Any
 __all__ = ["Endpoint", "Network", "free_subnet", "service_names"]
 
 CLUSTER_DOMAIN = "cluster.local"
+FIRST_POD = 10
+"""The host number of the first pod address in a harness's subnet."""
+_LOCKS = Path(tempfile.gettempdir()) / "fairprice-harness-subnets"
 
 
-def free_subnet() -> ipaddress.IPv4Network:
-    """A /16 of 127.0.0.0/8 where nobody listens on 8080 (several harnesses may run at once)."""
-    for _ in range(50):
-        subnet = ipaddress.IPv4Network(f"127.{random.randint(100, 250)}.0.0/16")
-        probe = str(subnet[1])
-        with socket.socket() as sock:
+def free_subnet() -> tuple[ipaddress.IPv4Network, int]:
+    """A /16 of 127.0.0.0/8 that no other harness uses (several may run at once, as in
+    ``pytest -n 2``), and the open file whose lock holds it: each harness keeps an exclusive
+    ``flock`` on its subnet's lock file while it lives, which the kernel releases however the
+    harness ends. Probing a port alone raced: two harnesses could pick the same subnet.
+    The lock is a file descriptor, for ``os.close`` to release."""
+    _LOCKS.mkdir(exist_ok=True)
+    octets = list(range(100, 251))
+    random.SystemRandom().shuffle(octets)
+    for octet in octets:
+        lock = os.open(_LOCKS / f"127.{octet}.lock", os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(lock)
+            continue
+        subnet = ipaddress.IPv4Network(f"127.{octet}.0.0/16")
+        with socket.socket() as sock:  # and no stray process of an earlier run listens there
             try:
-                sock.bind((probe, 8080))
+                sock.bind((str(subnet[FIRST_POD]), 8080))
             except OSError:
+                os.close(lock)
                 continue
-        return subnet
+        return subnet, lock
     raise RuntimeError("no free 127.x.0.0/16 found")
 
 
@@ -63,8 +83,10 @@ class Network:
     def __init__(self, namespace: str, directory: Path) -> None:
         self.namespace = namespace
         self.directory = directory
-        self.subnet = free_subnet()
-        self._next = 10
+        self.subnet, lock = free_subnet()
+        self.close = weakref.finalize(self, os.close, lock)
+        """Release the subnet (at the latest when this network is garbage)."""
+        self._next = FIRST_POD
         self._files: dict[str, tuple[Path, str]] = {}
         self.services: dict[str, dict[str, Any]] = {}
         self.extra: dict[str, str] = {}

@@ -106,29 +106,17 @@ async def run(
             tg.create_task(window.run(window_stop), name="api-window")
             # /readyz: InfluxDB answers, the window caught up; the window's size gauge.
             tg.create_task(
-                _watch(history, window, section, readiness, metrics, stop), name="api-watch"
+                _watch(history, window, section, readiness, metrics, stop, ready),
+                name="api-watch",
             )
             # The API itself.
             tg.create_task(server.serve(sockets=[sock]), name="api-http")
             log.info("api listening", host=section.host, port=port)
-            await _first(stop, window.caught_up)
-            if ready is not None and not stop.is_set():
-                ready.set()
             await stop.wait()
             readiness.set("stream", False)
             window_stop.set()  # stream clients get their close event
             server.should_exit = True
     log.info("api stopped")
-
-
-async def _first(*events: asyncio.Event) -> None:
-    """Wait until one of ``events`` is set."""
-    waits = [asyncio.ensure_future(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for wait in waits:
-            wait.cancel()
 
 
 async def _watch(
@@ -138,7 +126,9 @@ async def _watch(
     readiness: Readiness,
     metrics: ApiMetrics,
     stop: asyncio.Event,
+    ready: asyncio.Event | None,
 ) -> None:
+    """Keep /readyz and the window gauge current; ``ready`` is set once /readyz answers 200."""
     while True:
         try:
             await history.ping()
@@ -148,6 +138,8 @@ async def _watch(
             readiness.set("influx", True)
         readiness.set("stream", window.caught_up.is_set())
         metrics.stream_window.set(window.size)
+        if ready is not None and readiness.ready:
+            ready.set()
         delay = 0.2 if not window.caught_up.is_set() else section.influx_ping_s
         if await wait_or_stop(stop, delay):
             return
