@@ -1,7 +1,8 @@
 """NATS KV buckets: their names, their keys, idempotent creation, and a consistent read.
 
-- ``members``: ``member_key(group, member id)`` = ``<group>.<member id>`` -> heartbeat time;
-  every crawler and converter replica (``member_keys(group)`` matches a group's).
+- ``members``: ``member_key(group, member id)`` = ``<group>.<member id>`` -> heartbeat
+  (``{"at": time, "ready": [keys]}``, see ``membership``); every crawler and converter
+  replica (``member_keys(group)`` matches a group's).
 - ``feeds``: ``feed_key(namespace, name)`` = ``<namespace>.<name>`` ->
   ``fairprice.common.feeds.Feed`` JSON; the operator.
 - ``latest``: ``latest_key(exchange, symbol)`` = ``<exchange>.<SYMBOL>`` -> latest fair price

@@ -6,6 +6,11 @@ kill -9), and a replica that stops cleanly deletes its own key at once. Every re
 same live set, and ownership is rendezvous hashing over it: each key goes to the ``redundancy``
 members with the highest ``hash(member, key)``. All replicas compute the same owners without
 talking to each other, and a join or leave moves only the keys of the member that came or went.
+
+A heartbeat also says which keys its member is *ready* with (``ready=``: a crawler's synced
+symbols), so that a replica handing a key over can keep working on it until every new owner
+says it is ready (``taken_over``) rather than for a fixed time: under load, or with hundreds
+of symbols to sync, a new owner can take longer than any fixed handoff.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
+import msgspec
 from nats.js.kv import KeyValue
 
 from fairprice.common.broker_errors import broker_errors
@@ -30,6 +37,14 @@ from fairprice.common.logs import get_logger
 __all__ = ["Membership", "rendezvous_owners"]
 
 log = get_logger(__name__)
+
+
+class _Heartbeat(msgspec.Struct):
+    at: float
+    ready: list[str] = []
+
+
+_decode_heartbeat = msgspec.json.Decoder(_Heartbeat).decode
 
 
 def rendezvous_owners(key: str, members: tuple[str, ...], redundancy: int = 1) -> list[str]:
@@ -56,13 +71,17 @@ class Membership:
         member_id: str | None = None,
         heartbeat_s: float = 1.0,
         ttl_s: float = 5.0,
+        ready: Callable[[], Iterable[str]] = tuple,
     ) -> None:
         self._bus = bus
         self.group = group
         self.member_id = member_id or _default_member_id()
         self._heartbeat_s = heartbeat_s
         self._ttl_s = ttl_s
+        self._ready = ready
         self.members: tuple[str, ...] = ()
+        self.ready_keys: dict[str, frozenset[str]] = {}
+        """The keys each live member said it is ready with, as of the last read."""
         self.version = 0
         self._changed = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -115,6 +134,20 @@ class Membership:
     def owns(self, key: str, redundancy: int = 1) -> bool:
         return self.member_id in self.owners(key, redundancy)
 
+    def taken_over(self, key: str, redundancy: int = 1) -> bool:
+        """Every owner of ``key`` other than this member says it is ready with it."""
+        return all(
+            key in self.ready_keys.get(owner, ())
+            for owner in self.owners(key, redundancy)
+            if owner != self.member_id
+        )
+
+    async def refresh(self) -> None:
+        """Read the live set and what each member is ready with, without a heartbeat (after
+        ``leave``, while handing over)."""
+        with broker_errors("membership read"):
+            await self._read()
+
     async def changed(self) -> tuple[str, ...]:
         """Wait until the live set changes; return the new set."""
         self._changed.clear()
@@ -132,10 +165,24 @@ class Membership:
 
     async def _beat(self) -> None:
         assert self._kv is not None
-        await self._kv.put(self._key, f"{time.time():.3f}".encode())
-        live = await snapshot(self._kv, member_keys(self.group))
-        members = tuple(sorted(key.split(".", 1)[1] for key in live))
-        if self.member_id not in members:  # our own put is always visible to us
+        beat = _Heartbeat(at=round(time.time(), 3), ready=sorted(self._ready()))
+        await self._kv.put(self._key, msgspec.json.encode(beat))
+        await self._read(self._kv)
+
+    async def _read(self, kv: KeyValue | None = None) -> None:
+        if kv is None:
+            kv = await open_bucket(self._bus.js, Bucket.MEMBERS, ttl_s=self._ttl_s)
+        live = await snapshot(kv, member_keys(self.group))
+        ready: dict[str, frozenset[str]] = {}
+        for key, value in live.items():
+            try:
+                ready[key.split(".", 1)[1]] = frozenset(_decode_heartbeat(value).ready)
+            except msgspec.DecodeError:  # a replica of a version that sent only the time
+                ready[key.split(".", 1)[1]] = frozenset()
+        self.ready_keys = ready
+        members = tuple(sorted(ready))
+        if self._kv is not None and self.member_id not in members:
+            # Our own put is always visible to us (until we leave).
             members = tuple(sorted((*members, self.member_id)))
         if members != self.members:
             if self.members:

@@ -13,9 +13,10 @@
   a margin, and windows that run thin are deepened later (``window``).
 
 Shutdown (SIGTERM): not ready, leave the group (the other replicas take over at once) and keep
-crawling for ``handoff_s`` while they sync, then stop streams and snapshots, flush unacked
-books, drain NATS, close HTTP. A symbol that moves to a joining replica is likewise crawled
-for ``handoff_s`` more, so rebalancing loses no update with any ``redundancy``.
+crawling until every new owner says in its heartbeat that it has synced our symbols (at most
+``handoff_s``), then stop streams and snapshots, flush unacked books, drain NATS, close HTTP.
+A symbol that moves to a joining replica is likewise crawled until its new owner has it
+synced, so rebalancing loses no update with any ``redundancy``.
 """
 
 from __future__ import annotations
@@ -163,7 +164,13 @@ async def run(
         client = SnapshotClient(exchange, http, budget, limit=window.first_limit, recorder=recorder)
         await _learn_weight_limit(client, cfg)
         membership = await stack.enter_async_context(
-            Membership(bus, "crawler", heartbeat_s=cfg.heartbeat_s, ttl_s=cfg.member_ttl_s)
+            Membership(
+                bus,
+                "crawler",
+                heartbeat_s=cfg.heartbeat_s,
+                ttl_s=cfg.member_ttl_s,
+                ready=lambda: [s for s, sync in engine.symbols.items() if sync.synced],
+            )
         )
         feeds = await open_bucket(bus.js, Bucket.FEEDS)
         fetcher = await stack.enter_async_context(
@@ -214,9 +221,28 @@ async def run(
             # Leave first: the other replicas take our symbols over and sync them while we
             # keep publishing, so a rolling update loses no update even with redundancy 1.
             await membership.leave()
-            log.info("handing off", symbols=len(engine.symbols), for_s=cfg.handoff_s)
-            await asyncio.sleep(cfg.handoff_s)
+            log.info("handing off", symbols=len(engine.symbols), at_most_s=cfg.handoff_s)
+            await _hand_over(membership, engine, cfg)
         log.info("crawler stopping")
+
+
+async def _hand_over(membership: Membership, engine: SyncEngine, cfg: CrawlerSection) -> None:
+    """Keep crawling (the tasks above still run) until the replicas that took our symbols
+    over have them synced, or ``handoff_s`` has passed."""
+    deadline = time.monotonic() + cfg.handoff_s
+    waiting = set(engine.symbols)
+    while time.monotonic() < deadline:
+        try:
+            await membership.refresh()
+        except BrokerError as exc:
+            log.warning("cannot read who took over; keeping on", error=str(exc))
+        else:
+            waiting = {s for s in waiting if not membership.taken_over(s, cfg.redundancy)}
+            if not waiting:
+                log.info("handed over", symbols=len(engine.symbols))
+                return
+        await asyncio.sleep(min(cfg.heartbeat_s, max(0.0, deadline - time.monotonic())))
+    log.warning("handoff time over", not_taken_over=len(waiting), waited_s=cfg.handoff_s)
 
 
 class _SymbolOwner:
@@ -253,8 +279,8 @@ class _SymbolOwner:
             log.warning("cannot read feeds; keeping the last set", error=str(exc))
 
     def apply(self) -> None:
-        """Crawl the owned symbols, plus those handed to another replica less than
-        ``handoff_s`` ago (the new owner syncs before this one lets go: no update lost)."""
+        """Crawl the owned symbols, plus those handed to another replica that its new owners
+        do not have synced yet, for at most ``handoff_s`` (no update lost)."""
         cfg, exchange = self._cfg, self._exchange
         now = time.monotonic()
         wanted = set(cfg.symbols) | self._feed_symbols
@@ -262,8 +288,11 @@ class _SymbolOwner:
         for symbol in self._owned - owned:
             if symbol in wanted and cfg.handoff_s > 0:
                 self._releasing[symbol] = now + cfg.handoff_s
+        membership, redundancy = self._membership, cfg.redundancy
         self._releasing = {
-            s: until for s, until in self._releasing.items() if until > now and s not in owned
+            s: until
+            for s, until in self._releasing.items()
+            if until > now and s not in owned and not membership.taken_over(s, redundancy)
         }
         self._owned = owned
         crawled = owned | self._releasing.keys()
@@ -287,7 +316,9 @@ class _SymbolOwner:
         stopped = asyncio.create_task(stop.wait(), name="symbols-stop")
         try:
             while not stop.is_set():
-                wake = min([next_read, *self._releasing.values()])
+                # While handing over: look again at every heartbeat (is it taken over yet?).
+                handing = [time.monotonic() + self._cfg.heartbeat_s] if self._releasing else []
+                wake = min([next_read, *self._releasing.values(), *handing])
                 changed = asyncio.create_task(self._membership.changed(), name="symbols-members")
                 try:
                     await asyncio.wait(

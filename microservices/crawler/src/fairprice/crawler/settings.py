@@ -68,10 +68,11 @@ class CrawlerSection(Section):
     """Events buffered per symbol while its snapshot is on the way (oldest dropped first)."""
     redundancy: int = Field(default=1, ge=1)
     """Replicas that crawl and publish each symbol (2: hot standby, duplicates deduplicated)."""
-    handoff_s: float = Field(default=5.0, ge=0)
-    """Keep crawling a symbol this long after another replica took it over (a replica joined,
-    or this one is stopping) so the new owner is synced first: no update is lost when
-    replicas come and go gracefully. 0: let go at once."""
+    handoff_s: float = Field(default=20.0, ge=0)
+    """Keep crawling a symbol that another replica took over (a replica joined, or this one
+    is stopping) until every new owner says in its heartbeat that it has the symbol synced,
+    for at most this long: no update is lost when replicas come and go gracefully. Within
+    the crawler pod's termination grace period (30 s). 0: let go at once."""
     heartbeat_s: float = Field(default=1.0, gt=0)
     """Membership heartbeat period in the ``members`` KV bucket."""
     member_ttl_s: float = Field(default=5.0, gt=0)
