@@ -117,7 +117,9 @@ def _specs(
 
 DEMO_FEED_KEY = "local.demo"
 DEMO_ALERTS = (
-    AlertRule(name="buy-signal", kind="signal", action="BUY", severity="info"),
+    AlertRule(
+        name="buy-signal", kind="signal", strategy="sma_cross", action="BUY", severity="info"
+    ),
     AlertRule(name="fast-move", kind="move", percent=0.1, window_seconds=30),
 )
 """The demo's market alerts: `fairprice top` lists them while they fire."""
