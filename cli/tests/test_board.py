@@ -9,9 +9,10 @@ from nats.aio.msg import Msg
 from rich.console import Console
 
 from fairprice.cli.__main__ import _parser, main
-from fairprice.cli.board import Board
-from fairprice.common.bus import Bus
+from fairprice.cli.board import Board, seed_alerts
+from fairprice.common.bus import Bus, ensure_streams
 from fairprice.common.messages import Alert, Book, Candle, FairPrice, IndicatorState, Signal, encode
+from fairprice.common.settings import StreamsSettings
 from fairprice.common.subjects import (
     alerts_subject,
     books_subject,
@@ -200,3 +201,34 @@ async def test_board_footer_lists_firing_alerts_until_they_resolve(bus: Bus) -> 
     await bus.nc.publish(subject, encode(alert("btc-high", "resolved")))
     await eventually(lambda: not board.firing)
     assert "firing" not in _render(board)
+
+
+async def test_board_lists_alerts_that_fired_before_it_started(bus: Bus) -> None:
+    """``fairprice top`` started after an alert fired still lists it (read back from ALERTS),
+    and not one whose resolution is in the stream too."""
+    await ensure_streams(bus.jsm, StreamsSettings())
+    subject = alerts_subject("sim", "BNBUSDT")
+    for rule, state in (("fast-move", "firing"), ("buy", "firing"), ("buy", "resolved")):
+        event = Alert(
+            exchange="sim",
+            symbol="BNBUSDT",
+            rule=rule,
+            kind="move",
+            severity="warning",
+            state=state,  # type: ignore[arg-type]
+            update_id=9,
+            event_time_ms=NOW_MS - 5_000,
+            price=0.0006,
+            summary=f"BNBUSDT {rule}",
+        )
+        await bus.js.publish(subject, encode(event))
+    board = Board()
+    await seed_alerts(bus, board)
+    assert list(board.firing) == [("sim", "BNBUSDT", "fast-move")]
+    assert "1 alert(s) firing" in _render(board)
+
+
+async def test_seeding_without_an_alerts_stream_lists_nothing(bus: Bus) -> None:
+    board = Board()
+    await seed_alerts(bus, board)
+    assert not board.firing

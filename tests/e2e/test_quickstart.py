@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -35,6 +37,7 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_DATA_WITHIN_S = 120.0
+ALERT_WITHIN_S = 60.0
 
 
 def quick_start_block(readme: str) -> list[str]:
@@ -121,6 +124,38 @@ def _session(
         process.wait()
 
 
+def _top_screen_until(text: bytes, cwd: Path, env: dict[str, str], within: float) -> bytes:
+    """What ``make top`` draws on a terminal until ``text`` shows (then ``q`` quits it)."""
+    controller, terminal = pty.openpty()
+    top_env = {**env, "TERM": "xterm", "COLUMNS": "160", "LINES": "50"}
+    process = subprocess.Popen(
+        ["make", "top"],
+        cwd=cwd,
+        env=top_env,
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+    )
+    os.close(terminal)
+    screen = b""
+    try:
+        deadline = time.monotonic() + within
+        while text not in screen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"`make top` never showed {text!r}:\n{screen[-3000:]!r}"
+            if select.select([controller], [], [], min(left, 1.0))[0]:
+                screen += os.read(controller, 65536)
+        os.write(controller, b"q")
+        assert process.wait(timeout=30) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        os.close(controller)
+    return screen
+
+
 def _group_alive(process: subprocess.Popen[bytes]) -> bool:
     """``make`` or any process of its group still running (``make`` itself reaped)."""
     if process.poll() is None:
@@ -193,6 +228,11 @@ def test_make_demo_runs_the_pipeline_and_ctrl_c_stops_it(clean_clone: Path) -> N
 
         _poll(stored, DEMO_DATA_WITHIN_S, 0.5, lambda: "no simulated data stored", log)
         _poll(lambda: _api_prices(api_port) > 0, 60, 0.5, lambda: "no price from the API", log)
+        # The demo's market alerts fire within a minute of the simulated market (the seeded
+        # walk moves BNBUSDT by its 0.02 % within 30 s after about 15 s): `make top`, in a
+        # second terminal as the README says, lists them in its footer.
+        screen = _top_screen_until(b"alert(s) firing", clean_clone, env, ALERT_WITHIN_S)
+        assert b"fast-move" in screen
         print(
             f"\nmake demo: books and fair prices stored {time.monotonic() - started:.1f} s "
             "after `make demo` on a clean clone"

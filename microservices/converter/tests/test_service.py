@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -18,10 +19,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
-from fairprice.common.feeds import STRATEGIES, Feed, Indicators, encode_feed
+from fairprice.common.feeds import STRATEGIES, AlertRule, Feed, Indicators, encode_feed
 from fairprice.common.intervals import INTERVALS
 from fairprice.common.kv import Bucket, open_bucket, snapshot
-from fairprice.common.messages import Book, Candle, FairPrice, Latest, decode, encode
+from fairprice.common.messages import Alert, Book, Candle, FairPrice, Latest, decode, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
@@ -55,7 +56,26 @@ PARAMS = Params(
 )
 """Every candle interval, every indicator and every strategy on."""
 SYMBOLS = ("AAAUSDT", "BBBUSDT", "CCCUSDT", "DDDUSDT", "EEEUSDT", "FFFUSDT")
-OUTPUT_STREAMS = (Stream.PRICES, Stream.SIGNALS, Stream.CANDLES)
+OUTPUT_STREAMS = (Stream.PRICES, Stream.SIGNALS, Stream.CANDLES, Stream.ALERTS)
+ALERT_RULES = (
+    AlertRule(name="quiet", kind="stale", seconds=60),
+    AlertRule(name="sma-buy", kind="signal", strategy="sma_cross", action="BUY"),
+    AlertRule(name="rsi", kind="signal", strategy="rsi_reversal"),
+    AlertRule(name="any-signal", kind="signal"),
+    AlertRule(name="move", kind="move", percent=0.5, window_seconds=120),
+)
+"""Alerts of every kind whose state is not a level of one symbol's price."""
+ALERT_FEED = Feed(
+    exchange="sim",
+    symbols=list(SYMBOLS),
+    sma_fast_s=PARAMS.sma_fast_s,
+    sma_slow_s=PARAMS.sma_slow_s,
+    candle_intervals=list(PARAMS.intervals),
+    indicators=INDICATORS,
+    strategies=list(STRATEGIES),
+    alerts=ALERT_RULES,
+)
+"""``PARAMS`` with ``ALERT_RULES``, as a feed in KV (the way the operator gives rules)."""
 STREAMS = StreamsSettings(partitions=64)
 """Many partitions: the six symbols almost surely land in six of them, so a new replica almost
 surely takes at least one symbol from the first (1 - 3**-6)."""
@@ -211,7 +231,7 @@ async def test_converter_publishes_what_the_pipeline_computes(
     found, count = await _collect(streams)
     assert found == expected
     assert count == len(expected)  # no duplicates stored
-    assert {kind for kind, _, _ in found} == {s.value for s in OUTPUT_STREAMS}
+    assert {kind for kind, _, _ in found} == {s.value for s in OUTPUT_STREAMS} - {"ALERTS"}
     entries = await snapshot(latest_kv)
     latest = decode(entries["sim.AAAUSDT"], Latest)
     last_book = books["AAAUSDT"][-1]
@@ -402,9 +422,13 @@ async def test_converter_sigkill_changes_no_output(
 ) -> None:
     """Replicas as real processes, killed with SIGKILL: first one of two mid-stream (the other
     takes its partitions over), then the only one left (a fresh one resumes). The outputs are
-    exactly the lone converter's, with no duplicates."""
+    exactly the lone converter's, with no duplicates: market alerts of a feed's rules too
+    (gaps, signals of each strategy, moves)."""
+    feeds_kv = await open_bucket(streams.js, Bucket.FEEDS)
+    await feeds_kv.put("default.all", encode_feed(ALERT_FEED))
     ordered = _interleave(books)
-    expected = _expected(books)
+    with_alerts = dataclasses.replace(PARAMS, alerts=ALERT_RULES)
+    expected = _expected(books, dict.fromkeys(SYMBOLS, with_alerts))
     third = len(ordered) // 3
     first, second = _spawn(nats_server, tmp_path), _spawn(nats_server, tmp_path)
     fresh: subprocess.Popen[bytes] | None = None
@@ -431,6 +455,8 @@ async def test_converter_sigkill_changes_no_output(
     found, count = await _collect(streams)
     assert found == expected
     assert count == len(expected)
+    fired = {decode(data, Alert).rule for kind, _, data in found if kind == Stream.ALERTS.value}
+    assert fired == {rule.name for rule in ALERT_RULES}
 
 
 def _price_count(books: list[Book]) -> int:

@@ -3,17 +3,19 @@
 It subscribes (core NATS, no consumer state) to ``books.>``, ``prices.>``, ``signals.>`` and
 ``alerts.>`` and keeps one row per symbol: best bid/ask, fair price, both SMAs, the last signal
 and its age, updates per second and lag (now minus the exchange event time of the last book);
-a footer lists the market alerts firing (those that fired while it runs; a resolution takes
-one off). With an ``indicator`` (``--indicator rsi``, ...) it also follows ``candles.>`` and
-shows that indicator of the symbol's last candle that carries it (the feed's indicator
-interval, named in the cell). ``q`` quits (as in top, htop and less), and so do Ctrl-C and
-SIGTERM.
+a footer lists the market alerts firing: at start those of the last day read back from the
+ALERTS stream (``seed_alerts``: an alert that fired before top started shows at once), then
+each event as it comes (a resolution takes one off). With an ``indicator`` (``--indicator
+rsi``, ...) it also follows ``candles.>`` and shows that indicator of the symbol's last
+candle that carries it (the feed's indicator interval, named in the cell). ``q`` quits (as in
+top, htop and less), and so do Ctrl-C and SIGTERM.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import sys
 import termios
@@ -25,18 +27,23 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from nats.aio.msg import Msg
+from nats.js.errors import NotFoundError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from fairprice.common.bus import connect_bus
+from fairprice.common.bus import Bus, connect_bus
 from fairprice.common.errors import InvalidMessageError
 from fairprice.common.lifecycle import wait_or_stop
 from fairprice.common.messages import Alert, Book, Candle, FairPrice, Signal, decode
 from fairprice.common.settings import ServiceSettings
 from fairprice.common.subjects import Stream, parse_subject
+from fairprice.common.tail import StreamTail
 
-__all__ = ["Board", "IndicatorColumn", "SortKey", "run_top"]
+__all__ = ["ALERTS_LOOKBACK_S", "Board", "IndicatorColumn", "SortKey", "run_top", "seed_alerts"]
+
+ALERTS_LOOKBACK_S = 86_400.0
+"""How far back top reads ALERTS at start (a firing alert's hold at Alertmanager, 24 h)."""
 
 SortKey = Literal["symbol", "rate", "lag", "spread", "signal"]
 IndicatorColumn = Literal[
@@ -180,9 +187,14 @@ async def run_top(
     indicator: IndicatorColumn | None = None,
 ) -> None:
     board = Board(indicator)
+    held: list[Msg] | None = []
+    """Live messages while ALERTS is read back, applied after it (they are newer)."""
 
     async def on_msg(msg: Msg) -> None:
-        board.apply(msg.subject, msg.data)
+        if held is not None:
+            held.append(msg)
+        else:
+            board.apply(msg.subject, msg.data)
 
     async with connect_bus(
         settings.nats.model_copy(update={"max_reconnect_attempts": 1}),
@@ -194,12 +206,27 @@ async def run_top(
             streams.append(Stream.CANDLES)
         for stream in streams:
             await bus.nc.subscribe(stream.wildcard, cb=on_msg)
+        await seed_alerts(bus, board)
+        newer, held = held or [], None
+        for msg in newer:
+            board.apply(msg.subject, msg.data)
         with (
             _quit_on_q(stop),
             Live(board.table(sort, limit), console=Console(), refresh_per_second=4) as live,
         ):
             while not await wait_or_stop(stop, 0.5):
                 live.update(board.table(sort, limit))
+
+
+async def seed_alerts(bus: Bus, board: Board) -> None:
+    """Apply the ALERTS events of the last ``ALERTS_LOOKBACK_S`` (none if there is no ALERTS
+    stream yet): the board then lists the alerts still firing."""
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ALERTS_LOOKBACK_S)
+    with contextlib.suppress(NotFoundError):
+        async with StreamTail(bus, Stream.ALERTS, Stream.ALERTS.wildcard, start_time=start) as tail:
+            while not tail.caught_up:
+                for msg in await tail.next_batch(1000, 1.0):
+                    board.apply(msg.subject, msg.data)
 
 
 @contextlib.contextmanager

@@ -117,10 +117,15 @@ def _specs(
 
 DEMO_FEED_KEY = "local.demo"
 DEMO_ALERTS = (
-    AlertRule(name="buy-signal", kind="signal", action="BUY", severity="info"),
-    AlertRule(name="fast-move", kind="move", percent=0.1, window_seconds=30),
+    AlertRule(
+        name="buy-signal", kind="signal", strategy="sma_cross", action="BUY", severity="info"
+    ),
+    AlertRule(name="fast-move", kind="move", percent=0.02, window_seconds=30),
 )
-"""The demo's market alerts: `fairprice top` lists them while they fire."""
+"""The demo's market alerts: `fairprice top` lists them while they fire. The move is sized
+to the simulator's seeded walk (0.002-0.02 % per 30 s): BNBUSDT, the liveliest, makes it
+within about 15 s of the first price and then every minute or so (tests/e2e/test_quickstart);
+the crossover's first BUY takes the slow SMA's minute and more."""
 
 
 def demo_feed(symbols: list[str]) -> Feed:

@@ -78,13 +78,24 @@ def candle_problems(intervals: Iterable[str], indicators: Indicators) -> list[st
     return problems
 
 
-AlertKind = Literal["above", "below", "move", "signal"]
+AlertKind = Literal["above", "below", "move", "signal", "stale"]
+
+_REQUIRED: dict[str, tuple[str, ...]] = {
+    "above": ("level",),
+    "below": ("level",),
+    "move": ("percent", "window_seconds"),
+    "stale": ("seconds",),
+}
+"""The fields each kind needs (the CRD's CEL rules say the same)."""
 
 
 class AlertRule(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="camel"
 ):
-    """A market alert of a feed (the MarketFeed's ``spec.alerts[]``, same camelCase names)."""
+    """A market alert of a feed (the MarketFeed's ``spec.alerts[]``, same camelCase names).
+
+    A rule without the fields its kind needs does not decode (``__post_init__``): the CRD
+    refuses it first, a hand-written feed in KV is logged and ignored (``read_feeds``)."""
 
     name: str
     kind: AlertKind
@@ -94,9 +105,22 @@ class AlertRule(
     """move: the move, in percent, between the window's low and high."""
     window_seconds: int | None = None
     """move: the window, in seconds of event time."""
+    seconds: Annotated[int, msgspec.Meta(ge=1, le=86_400)] | None = None
+    """stale: the longest gap of event time between two fair prices that does not fire."""
+    strategy: Strategy | None = None
+    """signal: the strategy whose signals fire it (``None``: any strategy of the feed)."""
     action: Literal["BUY", "SELL"] | None = None
     """signal: the signal that fires it (``None``: either)."""
     severity: Literal["info", "warning", "critical"] = "warning"
+
+    def __post_init__(self) -> None:
+        missing = [name for name in _REQUIRED.get(self.kind, ()) if getattr(self, name) is None]
+        if missing:
+            fields = " and ".join(_CAMEL.get(name, name) for name in missing)
+            raise ValueError(f"alert {self.name!r}: {self.kind} alerts need {fields}")
+
+
+_CAMEL = {"window_seconds": "windowSeconds"}
 
 
 class Feed(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

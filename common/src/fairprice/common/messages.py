@@ -179,7 +179,7 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     rule: str
     """The rule's name, unique within its feed."""
     kind: str
-    """``above``, ``below``, ``move`` or ``signal``."""
+    """``above``, ``below``, ``move``, ``signal`` or ``stale``."""
     severity: str
     state: AlertState
     update_id: int

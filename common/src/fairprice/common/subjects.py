@@ -50,6 +50,7 @@ __all__ = [
     "prices_subject",
     "signal_msg_id",
     "signals_subject",
+    "storer_deliveries_subject",
 ]
 
 
@@ -114,6 +115,12 @@ def candles_subject(exchange: str, symbol: str, interval: str) -> str:
 
 def alerts_subject(exchange: str, symbol: str) -> str:
     return Stream.ALERTS.subject(exchange, symbol)
+
+
+def storer_deliveries_subject(stream: str, consumer: str) -> str:
+    """Core NATS (no stream): where the storer replicas sharing the durable ``consumer`` of
+    ``stream`` announce what each was delivered (the storer's ``retention``)."""
+    return f"storer.deliveries.{stream}.{consumer}"
 
 
 DEADLETTER_STREAM = "DEADLETTER"

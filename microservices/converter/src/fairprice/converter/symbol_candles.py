@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fairprice.common.feeds import Strategy
 from fairprice.common.intervals import BASE_INTERVAL, INTERVAL_MS, CandleInterval
 from fairprice.common.messages import Action, Candle
 from fairprice.converter.candle_indicators import CandleIndicators, IndicatorValues
@@ -31,7 +32,7 @@ from fairprice.converter.strategies import macd_cross, rsi_reversal
 
 __all__ = ["Decision", "ResumeConflictError", "SymbolCandles"]
 
-Decision = tuple[str, Action, Candle]
+Decision = tuple[Strategy, Action, Candle]
 """A candle strategy's signal: ``(strategy, action, the candle that triggered it)``."""
 
 _NO_VALUES = IndicatorValues()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from fairprice.common.feeds import Strategy
 from fairprice.common.messages import Book, Candle, FairPrice, Signal, encode
 from fairprice.common.subjects import (
     Stream,
@@ -30,7 +31,7 @@ from fairprice.common.subjects import (
     signal_msg_id,
     signals_subject,
 )
-from fairprice.converter.alerting import AlertPrice, SymbolAlerts
+from fairprice.converter.alerting import AlertPrice, SignalGiven, SymbolAlerts
 from fairprice.converter.fair_price import Skip, price_book
 from fairprice.converter.indicators import Crossover, SmaWindow
 from fairprice.converter.params import Params
@@ -38,7 +39,7 @@ from fairprice.converter.symbol_candles import SymbolCandles
 
 __all__ = ["STRATEGY", "Output", "SymbolPipeline"]
 
-STRATEGY = "sma_cross"
+STRATEGY: Strategy = "sma_cross"
 
 
 Output = tuple[Stream, str, bytes, str]
@@ -81,6 +82,7 @@ class SymbolPipeline:
         self.emit_after = last.update_id
         self._resume_trend = last.trend
         self.last_price = last
+        self.alerts.resume(last)
         self.candles.resume(last.event_time_ms, minutes, indicator_candle)
 
     def process(self, book: Book) -> list[Output] | Skip:
@@ -121,7 +123,10 @@ class SymbolPipeline:
                 action = self.crossover.update(sma_fast, sma_slow)
         closed, decisions = self.candles.push(time_ms, price, emit)
         at = AlertPrice(book.update_id, book.event_time_ms, time_ms, price, self.crossover.trend)
-        alerts = self.alerts.evaluate(at, action, emit)
+        given: list[SignalGiven] = [(strategy, decided) for strategy, decided, _ in decisions]
+        if action is not None and self._sma_signals:
+            given.append((STRATEGY, action))
+        alerts = self.alerts.evaluate(at, given, emit)
         if not emit:
             return []
         outputs: list[Output] = []

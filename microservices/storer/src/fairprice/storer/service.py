@@ -27,6 +27,7 @@ from fairprice.storer.deadletter import DeadLetters
 from fairprice.storer.influx import InfluxUnavailableError, InfluxWriter
 from fairprice.storer.line_protocol import LineEncoder
 from fairprice.storer.metrics import StorerMetrics
+from fairprice.storer.retention import open_ledger
 from fairprice.storer.settings import StorerSection, StorerSettings
 from fairprice.storer.worker import StreamWorker
 
@@ -72,9 +73,17 @@ async def run(
                     batch=section.batch_size,
                 )
             )
-            # Where the consumer stands before this replica pulls: a stream that discarded
-            # messages while no storer ran shows in the first delivery (retention.py).
-            position = await bus.jsm.consumer_info(stream.value, section.consumers.of(stream))
+            # Every replica's deliveries, from where the consumer stands before this one
+            # pulls: losses to retention are counted exactly (retention.py).
+            losses = await stack.enter_async_context(
+                open_ledger(
+                    bus,
+                    stream.value,
+                    section.consumers.of(stream),
+                    stream.prefix,
+                    metrics.messages_lost.labels(stream.prefix),
+                )
+            )
             workers.append(
                 StreamWorker(
                     stream,
@@ -86,7 +95,7 @@ async def run(
                     section,
                     readiness,
                     stop,
-                    position=position,
+                    losses,
                 )
             )
         delivery = None

@@ -8,7 +8,7 @@ by its own timestamp), so their order of writing does not matter. A message is a
 InfluxDB accepted the write that holds it, or once its dead letter is stored. What the process
 holds unacked is bounded by the consumer's ``max_ack_pending``: at most the batches being
 written, the one queued behind them and the consumer's buffer. Messages the stream discarded
-before anyone was given them are counted and logged (retention.py).
+before any replica was given them are counted and logged (retention.py).
 
 A write that InfluxDB refuses for bad points is bisected: each half is written again until
 the bad messages stand alone; those become dead letters and everything else is stored. A
@@ -26,7 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerInfo
 
 from fairprice.common.consumer import PullConsumer
 from fairprice.common.errors import InvalidMessageError, StoppedError
@@ -47,7 +46,7 @@ from fairprice.storer.line_protocol import (
     LineEncoder,
 )
 from fairprice.storer.metrics import StorerMetrics
-from fairprice.storer.retention import RetentionLosses
+from fairprice.storer.retention import LedgerFeed
 from fairprice.storer.settings import StorerSection
 
 __all__ = ["StreamWorker"]
@@ -132,8 +131,7 @@ class StreamWorker:
         settings: StorerSection,
         readiness: Readiness,
         stop: asyncio.Event,
-        *,
-        position: ConsumerInfo | None = None,
+        losses: LedgerFeed,
     ) -> None:
         self._stream = stream
         self._label = stream.prefix
@@ -147,9 +145,7 @@ class StreamWorker:
         self._readiness = readiness
         self._stop = stop
         self._failing = False
-        self._losses = RetentionLosses(self._label, metrics.messages_lost.labels(self._label))
-        if position is not None:
-            self._losses.start_at(position)
+        self._losses = losses
 
     async def run(self) -> None:
         """Store until ``stop`` is set, then finish what was pulled and return."""
@@ -166,7 +162,7 @@ class StreamWorker:
         while not self._stop.is_set():
             msgs = await self._consumer.next_batch(size, delay)
             lag.set(self._consumer.pending)
-            self._losses.observe(msgs)
+            await self._losses.observe(msgs)
             if msgs:
                 await queue.put(await self._encode(msgs))
         # Only on a clean stop: after an error the task group cancels the writers anyway, and
