@@ -26,7 +26,7 @@ from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
 from fairprice.common.tail import StreamTail
-from fairprice.common.testing import NatsServer, eventually, run_nats
+from fairprice.common.testing import NatsServer, eventually, nats_env_of, run_nats
 from fairprice.converter.candle_indicators import CandleIndicators, params_key
 from fairprice.converter.fair_price import Skip
 from fairprice.converter.params import Params
@@ -367,7 +367,7 @@ def _spawn(nats: NatsServer, workdir: Path, log_name: str | None = None) -> subp
     env = {
         **os.environ,
         "FAIRPRICE_CONFIG": str(workdir / "empty.toml"),
-        "FAIRPRICE_NATS__SERVERS": json.dumps([nats.url]),
+        **nats_env_of(nats, "converter"),
         "FAIRPRICE_NATS__RECONNECT_WAIT_S": "0.2",
         "FAIRPRICE_LOG__FORMAT": "json",
     }

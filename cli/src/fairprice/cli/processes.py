@@ -37,8 +37,11 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+from pydantic import SecretStr
 
 from fairprice.common.local_servers import InfluxServer, NatsServer, run_influxd, run_nats
+from fairprice.common.nats_config import local_users
+from fairprice.common.settings import NatsSettings
 
 __all__ = ["SERVICES", "Pipeline", "ServiceProcess", "free_port", "service_env"]
 
@@ -85,6 +88,7 @@ def service_env(
     service: str,
     *,
     nats_url: str,
+    nats_password: str | None = None,
     influx_url: str | None = None,
     http_port: int | None = None,
     simulator_url: str | None = None,
@@ -92,12 +96,16 @@ def service_env(
     symbols: list[str] | None = None,
     log_format: str = "json",
 ) -> dict[str, str]:
-    """The ``FAIRPRICE_*`` variables that place ``service`` in a local pipeline."""
+    """The ``FAIRPRICE_*`` variables that place ``service`` in a local pipeline; with
+    ``nats_password``, it connects as its own NATS user (named as the service)."""
     section = _SECTION[service]
     env = {
         "FAIRPRICE_NATS__SERVERS": json.dumps([nats_url]),
         "FAIRPRICE_LOG__FORMAT": log_format,
     }
+    if nats_password is not None:
+        env["FAIRPRICE_NATS__USER"] = service
+        env["FAIRPRICE_NATS__PASSWORD"] = nats_password
     if http_port is not None:
         env[f"FAIRPRICE_{section}__HTTP__PORT"] = str(http_port)
         env[f"FAIRPRICE_{section}__HTTP__HOST"] = "127.0.0.1"
@@ -148,7 +156,13 @@ class Pipeline:
     ``env`` adds or overrides variables per service, e.g.
     ``{"converter": {"FAIRPRICE_CONVERTER__SMA_FAST_S": "1"}}``; the key ``"*"`` applies to
     every service (a service's own key wins).
+
+    NATS holds every service's user with its permissions (``fairprice.common.nats_config``),
+    and each service connects as its own; ``nats_settings()`` connects the program as
+    ``ADMIN`` (every right) or as a service's user.
     """
+
+    ADMIN = "harness"
 
     def __init__(
         self,
@@ -175,6 +189,15 @@ class Pipeline:
     def simulator_url(self) -> str:
         return f"http://127.0.0.1:{self.simulator_port}"
 
+    def nats_settings(self, user: str = ADMIN) -> NatsSettings:
+        """Settings that connect to the pipeline's NATS as ``user``."""
+        return NatsSettings(
+            servers=[self.nats.url],
+            reconnect_wait_s=0.2,
+            user=user,
+            password=SecretStr(self.nats.passwords[user]),
+        )
+
     def replicas(self, name: str) -> list[ServiceProcess]:
         return [p for p in self.processes if p.name == name]
 
@@ -182,7 +205,10 @@ class Pipeline:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._config.write_text("")
         try:
-            self.nats = await self._stack.enter_async_context(run_nats(self.workdir / "nats"))
+            users = local_users(admins=(self.ADMIN,))
+            self.nats = await self._stack.enter_async_context(
+                run_nats(self.workdir / "nats", config=users.config, passwords=users.passwords)
+            )
             self.influxd = await self._stack.enter_async_context(
                 run_influxd(self.workdir / "influxd")
             )
@@ -216,6 +242,7 @@ class Pipeline:
         env = service_env(
             name,
             nats_url=self.nats.url,
+            nats_password=self.nats.passwords.get(name),
             influx_url=self.influxd.url,
             http_port=port,
             simulator_url=self.simulator_url,

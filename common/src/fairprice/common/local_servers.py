@@ -135,9 +135,13 @@ class _Process:
 
 @dataclass
 class NatsServer(_Process):
-    """``nats-server -js`` with its JetStream store under ``workdir``."""
+    """``nats-server -js`` with its JetStream store under ``workdir``; ``config`` (a
+    configuration file's text: users, TLS; ``fairprice.common.nats_config``) when given, with
+    ``passwords`` (user -> password) of the users it holds."""
 
     store_dir: Path = field(default=Path())
+    config: str | None = None
+    passwords: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -156,6 +160,11 @@ class NatsServer(_Process):
             "-l",
             str(self.log_path),
         ]
+        if self.config is not None:
+            path = self.workdir / "nats-server.conf"
+            path.write_text(self.config)
+            path.chmod(0o600)  # it holds passwords
+            argv += ["-c", str(path)]
         self._spawn(argv)
         listening = re.compile(r"Listening for client connections on [\d.]+:(\d+)")
         self.port = int((await self._wait_for(listening, within)).group(1))
@@ -164,6 +173,11 @@ class NatsServer(_Process):
     async def restart(self, within: float = 15.0) -> None:
         self.stop()
         await self.start(within)
+
+    def refusals(self) -> list[str]:
+        """Every publish, subscription or connection the server refused so far (its log's
+        ``... Violation`` lines): none, when each client kept to its permissions."""
+        return [line for line in self._log_text().splitlines() if "Violation" in line]
 
 
 @dataclass
@@ -240,10 +254,17 @@ def _workdir(base: Path | None, prefix: str) -> Iterator[Path]:
 
 
 @contextlib.asynccontextmanager
-async def run_nats(workdir: Path | None = None, port: int = 0) -> AsyncIterator[NatsServer]:
+async def run_nats(
+    workdir: Path | None = None,
+    port: int = 0,
+    *,
+    config: str | None = None,
+    passwords: dict[str, str] | None = None,
+) -> AsyncIterator[NatsServer]:
     """A running ``nats-server -js`` on ``port`` of 127.0.0.1 (0: a free one); stopped on exit.
 
     Data lives in ``workdir`` when given (kept afterwards), else in a temporary folder.
+    ``config``: the configuration file's text (its users' ``passwords``, user -> password).
     """
     with _workdir(workdir, "fairprice-nats-") as path:
         server = NatsServer(
@@ -253,6 +274,8 @@ async def run_nats(workdir: Path | None = None, port: int = 0) -> AsyncIterator[
             fatal_pattern=re.compile(r"\[(FTL|ERR)\]"),
             store_dir=path / "jetstream",
             port=port,
+            config=config,
+            passwords=dict(passwords or {}),
         )
         try:
             await server.start()

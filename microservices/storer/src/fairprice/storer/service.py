@@ -56,7 +56,8 @@ async def run(
         )
         if not await _prepare_database(influx, section, readiness, stop):
             return
-        await ensure_streams(bus.jsm, settings.nats.streams)
+        # Their writers own them (update them); the storer creates one only when missing.
+        await ensure_streams(bus.jsm, settings.nats.streams, update=False)
         deadletters = DeadLetters(bus, settings.nats.streams, section.deadletter_max_age_s)
         await deadletters.ensure_stream()
 

@@ -1,0 +1,86 @@
+"""The nats-server configuration that holds fairprice's users, and optionally TLS.
+
+``server_config(passwords)`` renders an ``authorization`` block with one user per service
+(``fairprice.common.nats_permissions``) and, for tests and benchmarks only, users with every
+right (``admins``). nats-server's configuration format accepts JSON values, so every string is
+written with ``json.dumps`` (a password may hold any character).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from fairprice.common.nats_permissions import Role, permissions
+
+__all__ = ["LocalUsers", "TlsFiles", "local_users", "server_config", "user_entry"]
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """The server's certificate and key (PEM files) for client connections."""
+
+    cert: Path
+    key: Path
+
+
+def user_entry(role: Role, password: str) -> dict[str, object]:
+    """One user of the ``authorization.users`` list, with its role's permissions."""
+    allowed = permissions(role)
+    return {
+        "user": role.value,
+        "password": password,
+        "permissions": {
+            "publish": {"allow": list(allowed.publish)},
+            "subscribe": {"allow": list(allowed.subscribe)},
+        },
+    }
+
+
+def server_config(
+    passwords: Mapping[Role, str],
+    *,
+    admins: Mapping[str, str] | None = None,
+    tls: TlsFiles | None = None,
+) -> str:
+    """The configuration file's text: the users of ``passwords``, ``admins`` (user ->
+    password, every right), and TLS required of every client when ``tls`` is given."""
+    users: list[dict[str, object]] = [user_entry(r, p) for r, p in passwords.items()]
+    users += [{"user": user, "password": password} for user, password in (admins or {}).items()]
+    lines = [f"authorization {{ users: {json.dumps(users)} }}"]
+    if tls is not None:
+        lines.append(
+            f"tls {{ cert_file: {json.dumps(str(tls.cert))}, "
+            f"key_file: {json.dumps(str(tls.key))} }}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class LocalUsers:
+    """A local server's configuration and its users' passwords (user -> password)."""
+
+    config: str
+    passwords: dict[str, str]
+
+
+def local_users(
+    *,
+    admins: tuple[str, ...] = (),
+    viewer_password: str | None = None,
+    tls: TlsFiles | None = None,
+) -> LocalUsers:
+    """Every role with a fresh random password (the viewer's ``viewer_password`` when given:
+    the one ``fairprice status``/``top`` find in the configuration), plus ``admins`` (tests'
+    and benchmarks' own clients, every right), for a local run's or a test's server."""
+    passwords = {role: secrets.token_urlsafe(18) for role in Role}
+    if viewer_password is not None:
+        passwords[Role.VIEWER] = viewer_password
+    admin_passwords = {admin: secrets.token_urlsafe(18) for admin in admins}
+    return LocalUsers(
+        config=server_config(passwords, admins=admin_passwords, tls=tls),
+        passwords={role.value: p for role, p in passwords.items()} | admin_passwords,
+    )
