@@ -170,7 +170,7 @@ async def _has_price(bus: Bus) -> bool:
 
 
 async def _influx_alerts(pipeline: Pipeline) -> list[list[Any]]:
-    async with httpx.AsyncClient(base_url=pipeline.influxd.url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=pipeline.influx_url(), timeout=10) as client:
         answer = await client.get(
             "/query", params={"db": "fair_price", "q": 'SELECT "summary", "rule" FROM "alert"'}
         )

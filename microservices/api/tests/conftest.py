@@ -100,7 +100,7 @@ async def rig(module_dir: Path) -> AsyncIterator[Rig]:
         nats = pipeline.nats_settings()
         async with (
             connect_bus(nats, name="api-test") as bus,
-            running_api(api_settings(pipeline.nats_settings("api"), pipeline.influxd.url)) as api,
+            running_api(api_settings(pipeline.nats_settings("api"), pipeline.influx_url())) as api,
         ):
             yield Rig(pipeline, bus, api)
 

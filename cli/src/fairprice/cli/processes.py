@@ -28,10 +28,12 @@ import contextlib
 import ctypes
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -43,7 +45,20 @@ from fairprice.common.local_servers import InfluxServer, NatsServer, run_influxd
 from fairprice.common.nats_config import local_users
 from fairprice.common.settings import NatsSettings
 
-__all__ = ["SERVICES", "Pipeline", "ServiceProcess", "free_port", "service_env"]
+__all__ = [
+    "INFLUX_READER",
+    "INFLUX_USERS",
+    "SERVICES",
+    "Pipeline",
+    "ServiceProcess",
+    "free_port",
+    "influx_env",
+    "influx_passwords",
+    "service_env",
+]
+
+INFLUX_READER = "reader"
+"""InfluxDB's read-only user: Grafana, the price API and the tests' queries."""
 
 SERVICES = ("simulator", "storer", "converter", "crawler")
 """Start order: the exchange first, consumers before producers; stopping goes in reverse."""
@@ -90,6 +105,7 @@ def service_env(
     nats_url: str,
     nats_password: str | None = None,
     influx_url: str | None = None,
+    influx_passwords: Mapping[str, str] | None = None,
     http_port: int | None = None,
     simulator_url: str | None = None,
     exchange: str | None = None,
@@ -111,6 +127,8 @@ def service_env(
         env[f"FAIRPRICE_{section}__HTTP__HOST"] = "127.0.0.1"
     if influx_url is not None:
         env["FAIRPRICE_INFLUX__URL"] = influx_url
+    if influx_passwords is not None:
+        env |= influx_env(service, influx_passwords)
     if service == "crawler":
         if simulator_url is not None:
             host = simulator_url.removeprefix("http://")
@@ -124,6 +142,36 @@ def service_env(
         env["FAIRPRICE_SIMULATOR__MARKET__SYMBOLS"] = json.dumps(symbols)
         env["FAIRPRICE_SIMULATOR__MARKET__GENERATED_SYMBOLS"] = "0"
     return env
+
+
+INFLUX_USERS = {"storer": "storer", "api": INFLUX_READER}
+"""Each service's InfluxDB user (``fairprice.storer.provisioning``: WRITE, READ)."""
+
+
+def influx_env(service: str, passwords: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``service``'s InfluxDB user; the storer's start-up also gets the
+    admin's, to create the database and the users (``passwords``: user -> password)."""
+    user = INFLUX_USERS.get(service)
+    if user is None:
+        return {}
+    env = {"FAIRPRICE_INFLUX__USERNAME": user, "FAIRPRICE_INFLUX__PASSWORD": passwords[user]}
+    if service == "storer":
+        env["FAIRPRICE_STORER__PROVISIONING__ADMIN_USERNAME"] = InfluxServer.ADMIN
+        env["FAIRPRICE_STORER__PROVISIONING__ADMIN_PASSWORD"] = passwords[InfluxServer.ADMIN]
+        env["FAIRPRICE_STORER__PROVISIONING__READER_USERNAME"] = INFLUX_READER
+        env["FAIRPRICE_STORER__PROVISIONING__READER_PASSWORD"] = passwords[INFLUX_READER]
+    return env
+
+
+def influx_passwords(reader_password: str | None = None) -> dict[str, str]:
+    """Fresh passwords of InfluxDB's admin, the storer and the reader (``reader_password``
+    when given: the one the configuration holds for ``fairprice`` commands)."""
+    passwords = {
+        u: secrets.token_urlsafe(18) for u in (InfluxServer.ADMIN, "storer", INFLUX_READER)
+    }
+    if reader_password is not None:
+        passwords[INFLUX_READER] = reader_password
+    return passwords
 
 
 @dataclass
@@ -181,6 +229,7 @@ class Pipeline:
         self._stack = contextlib.AsyncExitStack()
         self.nats: NatsServer
         self.influxd: InfluxServer
+        self.influx_passwords: dict[str, str] = {}
         self.simulator_port = free_port()
         self.processes: list[ServiceProcess] = []
         self._config = workdir / "empty.toml"
@@ -198,6 +247,11 @@ class Pipeline:
             password=SecretStr(self.nats.passwords[user]),
         )
 
+    def influx_url(self, user: str = INFLUX_READER) -> str:
+        """InfluxDB's URL with ``user``'s credentials in it (httpx sends them as basic auth)."""
+        password = urllib.parse.quote(self.influx_passwords[user], safe="")
+        return self.influxd.url.replace("http://", f"http://{user}:{password}@", 1)
+
     def replicas(self, name: str) -> list[ServiceProcess]:
         return [p for p in self.processes if p.name == name]
 
@@ -209,8 +263,12 @@ class Pipeline:
             self.nats = await self._stack.enter_async_context(
                 run_nats(self.workdir / "nats", config=users.config, passwords=users.passwords)
             )
+            self.influx_passwords = influx_passwords()
             self.influxd = await self._stack.enter_async_context(
-                run_influxd(self.workdir / "influxd")
+                run_influxd(
+                    self.workdir / "influxd",
+                    admin_password=self.influx_passwords[InfluxServer.ADMIN],
+                )
             )
             # Every replica starts at once (imports dominate a start; on 2 cores that halves
             # the wait); nothing depends on the order: each service creates the streams and
@@ -244,6 +302,7 @@ class Pipeline:
             nats_url=self.nats.url,
             nats_password=self.nats.passwords.get(name),
             influx_url=self.influxd.url,
+            influx_passwords=self.influx_passwords,
             http_port=port,
             simulator_url=self.simulator_url,
             exchange=self.exchange,

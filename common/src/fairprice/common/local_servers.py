@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -182,7 +183,12 @@ class NatsServer(_Process):
 
 @dataclass
 class InfluxServer(_Process):
-    """Debian's ``influxd`` 1.x with meta, data and WAL under ``workdir``."""
+    """Debian's ``influxd`` 1.x with meta, data and WAL under ``workdir``; with
+    ``admin_password``, authentication is on and its first user is ``ADMIN``, with every
+    right (the storer's start-up creates the database and the other users with it)."""
+
+    ADMIN = "admin"
+    admin_password: str | None = None
 
     @property
     def url(self) -> str:
@@ -204,6 +210,7 @@ bind-address = "127.0.0.1:0"
 [http]
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
+  auth-enabled = {"true" if self.admin_password else "false"}
 [subscriber]
   enabled = false
 """
@@ -215,6 +222,24 @@ bind-address = "127.0.0.1:0"
         listening = re.compile(r'msg="Listening on HTTP".*addr=[\d.]+:(\d+)')
         self.port = int((await self._wait_for(listening, within)).group(1))
         await self._wait_ping(within)
+        if self.admin_password is not None:
+            await asyncio.to_thread(self._create_admin, self.admin_password)
+
+    def _create_admin(self, password: str) -> None:
+        """The first user of a server with authentication on, which influxd lets anyone
+        create; after a restart it exists already (influxd then answers 401)."""
+        statement = f"CREATE USER {self.ADMIN} WITH PASSWORD '{password}' WITH ALL PRIVILEGES"
+        request = urllib.request.Request(
+            f"{self.url}/query",
+            data=urllib.parse.urlencode({"q": statement}).encode(),
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code != 401:
+                raise ServerError(f"influxd refused its admin user: HTTP {exc.code}") from exc
 
     async def _wait_ping(self, within: float) -> None:
         deadline = time.monotonic() + within
@@ -285,8 +310,11 @@ async def run_nats(
 
 
 @contextlib.asynccontextmanager
-async def run_influxd(workdir: Path | None = None, port: int = 0) -> AsyncIterator[InfluxServer]:
-    """A running ``influxd`` 1.x on ``port`` of 127.0.0.1 (0: a free one); stopped on exit."""
+async def run_influxd(
+    workdir: Path | None = None, port: int = 0, *, admin_password: str | None = None
+) -> AsyncIterator[InfluxServer]:
+    """A running ``influxd`` 1.x on ``port`` of 127.0.0.1 (0: a free one); stopped on exit.
+    ``admin_password``: authentication on, with ``InfluxServer.ADMIN`` and this password."""
     with _workdir(workdir, "fairprice-influxd-") as path:
         server = InfluxServer(
             name="influxd",
@@ -294,6 +322,7 @@ async def run_influxd(workdir: Path | None = None, port: int = 0) -> AsyncIterat
             log_path=path / "influxd.log",
             fatal_pattern=re.compile(r"lvl=(error|fatal)|^run: |panic"),
             port=port,
+            admin_password=admin_password,
         )
         try:
             await server.start()
