@@ -16,7 +16,16 @@ from pathlib import Path
 
 from fairprice.common.nats_permissions import Role, permissions
 
-__all__ = ["LocalUsers", "TlsFiles", "local_users", "server_config", "user_entry"]
+__all__ = [
+    "CHART_USERS",
+    "LocalUsers",
+    "TlsFiles",
+    "chart_users",
+    "local_users",
+    "password_variable",
+    "server_config",
+    "user_entry",
+]
 
 
 @dataclass(frozen=True)
@@ -84,3 +93,39 @@ def local_users(
         config=server_config(passwords, admins=admin_passwords, tls=tls),
         passwords={role.value: p for role, p in passwords.items()} | admin_passwords,
     )
+
+
+CHART_USERS = (
+    Path(__file__).resolve().parents[4] / "helm" / "fairprice" / "files" / "nats-users.conf"
+)
+"""The chart's (and the overlays') NATS users: ``chart_users()``, written by
+``python -m fairprice.common.nats_config``; a test fails when it differs."""
+
+
+def password_variable(role: Role) -> str:
+    """The environment variable of the NATS pod that holds ``role``'s password (from the
+    Secret), which nats-server resolves in its configuration (``$NATS_CRAWLER_PASSWORD``)."""
+    return f"NATS_{role.name}_PASSWORD"
+
+
+def chart_users() -> str:
+    """The ``authorization`` block of a cluster's nats-server: every role, each password a
+    reference to its environment variable, never the password itself."""
+    entries = []
+    for role in Role:
+        entry = user_entry(role, "")
+        entry["password"] = None  # placeholder: a variable reference is no JSON value
+        text = json.dumps(entry).replace(
+            '"password": null', f'"password": ${password_variable(role)}'
+        )
+        entries.append("    " + text)
+    return (
+        "# Generated from fairprice.common.nats_permissions (python -m fairprice.common.nats_config);\n"
+        "# do not edit. Each password comes from the NATS pod's environment (the Secret).\n"
+        "authorization {\n  users: [\n" + ",\n".join(entries) + "\n  ]\n}\n"
+    )
+
+
+if __name__ == "__main__":
+    CHART_USERS.write_text(chart_users())
+    print(f"wrote {CHART_USERS}")
