@@ -108,6 +108,12 @@ def password_variable(role: Role) -> str:
     return f"NATS_{role.name}_PASSWORD"
 
 
+_GENERATED = (
+    "# Generated from fairprice.common.nats_permissions (python -m fairprice.common.nats_config);\n"
+    "# do not edit. Each password comes from the NATS pod's environment (the Secret).\n"
+)
+
+
 def chart_users() -> str:
     """The ``authorization`` block of a cluster's nats-server: every role, each password a
     reference to its environment variable, never the password itself."""
@@ -115,15 +121,10 @@ def chart_users() -> str:
     for role in Role:
         entry = user_entry(role, "")
         entry["password"] = None  # placeholder: a variable reference is no JSON value
-        text = json.dumps(entry).replace(
-            '"password": null', f'"password": ${password_variable(role)}'
-        )
-        entries.append("    " + text)
-    return (
-        "# Generated from fairprice.common.nats_permissions (python -m fairprice.common.nats_config);\n"
-        "# do not edit. Each password comes from the NATS pod's environment (the Secret).\n"
-        "authorization {\n  users: [\n" + ",\n".join(entries) + "\n  ]\n}\n"
-    )
+        reference = f'"password": ${password_variable(role)}'
+        entries.append("    " + json.dumps(entry).replace('"password": null', reference))
+    users = ",\n".join(entries)
+    return f"{_GENERATED}authorization {{\n  users: [\n{users}\n  ]\n}}\n"
 
 
 if __name__ == "__main__":
