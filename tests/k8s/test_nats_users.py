@@ -25,10 +25,9 @@ def test_nats_gets_every_users_password_from_the_secret_and_each_service_its_own
     docs = render_chart({"api": {"enabled": True}})
     secret = by_kind(docs, "Secret")[f"{RELEASE}-nats-users"]
     assert set(secret["data"]) == {role.value for role in Role}
-    assert (
-        CHART_USERS.read_text().strip()
-        in by_kind(docs, "ConfigMap")[f"{RELEASE}-nats"]["data"]["nats.conf"]
-    )
+    config = by_kind(docs, "ConfigMap")[f"{RELEASE}-nats"]["data"]
+    assert config["nats-users.conf"] == CHART_USERS.read_text()
+    assert "include ./nats-users.conf" in config["nats.conf"]
     nats = _env(by_kind(docs, "StatefulSet")[f"{RELEASE}-nats"])
     for role in Role:
         assert nats[password_variable(role)] == {

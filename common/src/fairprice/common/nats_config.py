@@ -95,11 +95,10 @@ def local_users(
     )
 
 
-CHART_USERS = (
-    Path(__file__).resolve().parents[4] / "helm" / "fairprice" / "files" / "nats-users.conf"
-)
-"""The chart's (and the overlays') NATS users: ``chart_users()``, written by
-``python -m fairprice.common.nats_config``; a test fails when it differs."""
+CHART_USERS = Path(__file__).resolve().parents[4] / "k8s" / "base" / "config" / "nats-users.conf"
+"""A cluster's NATS users (kustomize's base; the chart links it from ``files/``):
+``chart_users()``, written by ``python -m fairprice.common.nats_config``; a test fails when it
+differs."""
 
 
 def password_variable(role: Role) -> str:
