@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -58,9 +59,9 @@ async def connect_bus(
     """Connect to NATS; yields a ``Bus``; drains the connection when the block exits."""
 
     closing = False
-    # The server refused our credentials before we were ever connected: a setting to fix, not
-    # an outage to wait out (nats-py would retry it forever).
-    refused = asyncio.Event()
+    # The server refused our credentials, or its certificate did not verify, before we were
+    # ever connected: a setting to fix, not an outage to wait out (nats-py retries forever).
+    refused = _Refusal()
 
     async def disconnected() -> None:
         if closing:
@@ -80,7 +81,16 @@ async def connect_bus(
         log.warning("nats error", error=str(exc) or type(exc).__name__)
         # nats-py says it with AuthorizationError, or while connecting with a plain Error.
         if isinstance(exc, nats.errors.AuthorizationError) or _AUTHORIZATION in str(exc):
-            refused.set()
+            refused.set(
+                f"NATS at {settings.servers} refused the credentials: check [nats] user and "
+                "password (FAIRPRICE_NATS__USER, FAIRPRICE_NATS__PASSWORD)"
+            )
+        elif isinstance(exc, ssl.SSLCertVerificationError):
+            refused.set(
+                f"the certificate of NATS at {settings.servers} did not verify "
+                f"({exc.verify_message}): check [nats] tls_ca_file "
+                "(FAIRPRICE_NATS__TLS_CA_FILE) and the server's name"
+            )
 
     options: dict[str, Any] = {
         "servers": settings.servers,
@@ -108,6 +118,9 @@ async def connect_bus(
         options["token"] = settings.token.get_secret_value()
     if settings.creds_file:
         options["user_credentials"] = str(settings.creds_file)
+    if settings.tls_ca_file:
+        # Verifies the server's certificate against this CA, and its name against the URL's.
+        options["tls"] = ssl.create_default_context(cafile=str(settings.tls_ca_file))
 
     nc = await _connect_with_retry(options, settings, stop, refused)
     if readiness:
@@ -139,7 +152,7 @@ async def _connect_with_retry(
     options: dict[str, Any],
     settings: NatsSettings,
     stop: asyncio.Event | None,
-    refused: asyncio.Event,
+    refused: _Refusal,
 ) -> NATS:
     async def waiting(exc: BaseException, attempt: int, delay: float) -> None:
         log.warning(
@@ -153,9 +166,7 @@ async def _connect_with_retry(
     limit = settings.max_reconnect_attempts
     try:
         return await Backoff(settings.reconnect_wait_s, _CONNECT_MAX_S).retry(
-            lambda: _unless_stopped(
-                nats.connect(**options, allow_reconnect=True), stop, refused, settings.servers
-            ),
+            lambda: _unless_stopped(nats.connect(**options, allow_reconnect=True), stop, refused),
             stop=stop,
             what="NATS was reachable",
             transient=_UNREACHABLE,
@@ -169,15 +180,14 @@ async def _connect_with_retry(
 async def _unless_stopped(
     connecting: Coroutine[Any, Any, NATS],
     stop: asyncio.Event | None,
-    refused: asyncio.Event,
-    servers: list[str],
+    refused: _Refusal,
 ) -> NATS:
     """``connecting``, abandoned when ``stop`` is set first, or ``FatalError`` when the server
     refuses the credentials. With ``max_reconnect_attempts=-1`` nats-py retries a first
     connection forever inside ``nats.connect``: without this race, a service told to stop
     while the broker is unreachable would never return, nor one with a wrong password."""
     attempt = asyncio.ensure_future(connecting)
-    waits = {asyncio.ensure_future(refused.wait())}
+    waits = {asyncio.ensure_future(refused.event.wait())}
     if stop is not None:
         waits.add(asyncio.ensure_future(stop.wait()))
     try:
@@ -189,8 +199,8 @@ async def _unless_stopped(
         for wait in waits:
             wait.cancel()
     if attempt.done():
-        if refused.is_set() and (attempt.cancelled() or attempt.exception() is not None):
-            raise _refused(servers)
+        if refused.reason and (attempt.cancelled() or attempt.exception() is not None):
+            raise FatalError(refused.reason)
         return attempt.result()
     # Cancel until it ends: on Python 3.11 a refused connection that completes as the
     # cancellation arrives makes asyncio.wait_for (inside nats-py) swallow it, and nats-py
@@ -200,16 +210,21 @@ async def _unless_stopped(
         await asyncio.wait({attempt}, timeout=0.05)
     if not attempt.cancelled() and attempt.exception() is None:
         await attempt.result().close()  # it connected just as we stopped
-    if refused.is_set():
-        raise _refused(servers)
+    if refused.reason:
+        raise FatalError(refused.reason)
     raise StoppedError("stopped before NATS was reachable")
 
 
-def _refused(servers: list[str]) -> FatalError:
-    return FatalError(
-        f"NATS at {servers} refused the credentials: check [nats] user and password "
-        "(FAIRPRICE_NATS__USER, FAIRPRICE_NATS__PASSWORD)"
-    )
+class _Refusal:
+    """Why the server can never accept this client (a setting to fix), once it says so."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.reason = ""
+
+    def set(self, reason: str) -> None:
+        self.reason = reason
+        self.event.set()
 
 
 def stream_config(stream: Stream, settings: StreamsSettings) -> api.StreamConfig:
