@@ -56,6 +56,10 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- if .registry -}}{{ printf "%s/%s:%s" .registry .repository .tag }}{{- else -}}{{ printf "%s:%s" .repository .tag }}{{- end -}}
 {{- end -}}
 
+{{- define "fairprice.natsTlsSecret" -}}
+{{- required "nats.tls.existingSecret (tls.crt, tls.key, ca.crt) is required with nats.tls.enabled" .Values.nats.tls.existingSecret -}}
+{{- end -}}
+
 {{/* NATS client URLs as a JSON list, the form FAIRPRICE_NATS__SERVERS takes */}}
 {{- define "fairprice.natsServers" -}}
 {{- if .Values.nats.enabled -}}
