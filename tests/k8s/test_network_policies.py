@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from .conftest import RELEASE, VALUE_SETS, WORKLOAD_KINDS, by_kind, render_chart
+from .conftest import RELEASE, VALUE_SETS, WORKLOAD_KINDS, by_kind, kustomize, render_chart
 
 Flow = tuple[str, str, int]
 """(client component, server component, port)."""
@@ -173,3 +173,16 @@ def test_crawler_reaches_only_the_exchange_nats_and_dns() -> None:
 
 def test_policies_switch_off() -> None:
     assert not by_kind(render_chart({"networkPolicy": {"enabled": False}}), "NetworkPolicy")
+
+
+@pytest.mark.parametrize(
+    ("overlay", "values"), [("overlays/dev", "make-all"), ("overlays/dev-offline", "offline")]
+)
+def test_kustomize_carries_the_charts_policies(overlay: str, values: str) -> None:
+    """The overlays' policies are the chart's (which the flows above check)."""
+    chart = {
+        name: p["spec"]
+        for name, p in by_kind(render_chart(VALUE_SETS[values]), "NetworkPolicy").items()
+    }
+    kust = {name: p["spec"] for name, p in by_kind(kustomize(overlay), "NetworkPolicy").items()}
+    assert kust == chart

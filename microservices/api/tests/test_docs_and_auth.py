@@ -26,7 +26,7 @@ TOKEN = "s3cret-token"
 @pytest_asyncio.fixture
 async def api(nats_server: NatsServer, influxd: InfluxServer) -> AsyncIterator[Api]:
     async with running_api(
-        api_settings(nats_settings_of(nats_server, "api"), influxd.url, token=TOKEN)
+        api_settings(nats_settings_of(nats_server, "api"), influxd.admin_url, token=TOKEN)
     ) as running:
         yield running
 

@@ -83,7 +83,7 @@ async def test_sigterm_stops_gracefully_and_closes_streams(
         env=_env(
             FAIRPRICE_CONFIG=str(config),
             **nats_env_of(nats_server, "api"),
-            FAIRPRICE_INFLUX__URL=influxd.url,
+            FAIRPRICE_INFLUX__URL=influxd.admin_url,
             FAIRPRICE_API__HOST="127.0.0.1",
             FAIRPRICE_API__PORT=str(port),
             FAIRPRICE_API__HTTP__HOST="127.0.0.1",

@@ -41,7 +41,7 @@ def storer_settings(nats_server: NatsServer, influxd: InfluxServer) -> StorerSet
     """The storer as its own NATS user (its permissions: fairprice.common.nats_permissions)."""
     return StorerSettings(
         nats=nats_settings_of(nats_server, "storer"),
-        influx=InfluxSettings(url=influxd.url, timeout_s=2.0),
+        influx=InfluxSettings(url=influxd.admin_url, timeout_s=2.0),
         storer=StorerSection(
             batch_size=100,
             max_delay_s=0.05,
@@ -145,7 +145,7 @@ class Harness:
 
     async def query(self, statement: str) -> list[dict[str, Any]]:
         """Run InfluxQL on ``fair_price``; the result's series (``[]`` when there is none)."""
-        async with httpx.AsyncClient(base_url=self.influxd.url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=self.influxd.admin_url, timeout=10) as client:
             response = await client.get(
                 "/query", params={"db": "fair_price", "q": statement, "epoch": "ms"}
             )

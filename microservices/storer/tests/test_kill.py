@@ -38,7 +38,7 @@ def _start(h: Harness, tmp_path: Path, processes: list[subprocess.Popen[bytes]])
         FAIRPRICE_NATS__PASSWORD=h.settings.nats.password.get_secret_value()
         if h.settings.nats.password
         else "",
-        FAIRPRICE_INFLUX__URL=h.influxd.url,
+        FAIRPRICE_INFLUX__URL=h.influxd.admin_url,
         FAIRPRICE_STORER__BATCH_SIZE="500",
         FAIRPRICE_STORER__MAX_DELAY_S="0.05",
         FAIRPRICE_STORER__ACK_WAIT_S="2",

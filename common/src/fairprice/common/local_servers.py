@@ -194,6 +194,13 @@ class InfluxServer(_Process):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def admin_url(self) -> str:
+        """``url`` with the admin's credentials in it (httpx sends them as basic auth)."""
+        if self.admin_password is None:
+            return self.url
+        return f"http://{self.ADMIN}:{self.admin_password}@127.0.0.1:{self.port}"
+
     def _write_config(self) -> Path:
         config = self.workdir / "influxd.conf"
         config.write_text(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import secrets
 import subprocess
 from collections.abc import AsyncIterator
 
@@ -80,7 +81,9 @@ async def bus(nats_settings: NatsSettings) -> AsyncIterator[Bus]:
 
 @pytest.fixture
 async def influxd(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InfluxServer]:
-    async with run_influxd(tmp_path_factory.mktemp("influxd")) as server:
+    """influxd with authentication on, as in a cluster; its admin in ``server.admin_url``."""
+    password = secrets.token_urlsafe(18)
+    async with run_influxd(tmp_path_factory.mktemp("influxd"), admin_password=password) as server:
         yield server
 
 
