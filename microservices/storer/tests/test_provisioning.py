@@ -69,6 +69,7 @@ async def test_storer_writes_but_cannot_read_or_drop(influxd: InfluxServer) -> N
     assert await _query(influxd, STORER, 'DROP MEASUREMENT "probe"') != "ok"
     assert await _query(influxd, STORER, "SELECT * FROM probe") != "ok"
     assert await _query(influxd, STORER, "CREATE USER x WITH PASSWORD 'y'") != "ok"
+    assert await _query(influxd, STORER, f'CREATE DATABASE "{DB}"') != "ok"
 
 
 async def test_reader_reads_but_cannot_write_or_drop(influxd: InfluxServer) -> None:
