@@ -2,7 +2,9 @@
 
 ``connect_bus`` connects (retrying until the broker answers or ``stop`` is set), keeps
 reconnecting forever, logs every state change, flips the ``nats`` readiness condition, and
-drains the connection on exit so nothing published or acked is lost at shutdown.
+drains the connection on exit so nothing published or acked is lost at shutdown. A server that
+refuses the credentials (``[nats] user``/``password``), or whose certificate does not verify
+(``[nats] tls_ca_file``), is a ``FatalError`` naming the setting, not an outage to wait out.
 ``ensure_streams`` creates (and, for a stream's owner, updates) the streams idempotently.
 """
 
