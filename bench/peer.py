@@ -42,6 +42,7 @@ from _report import table
 from _step import EVENTS_PER_SYMBOL_S, FEED_SHARE, LAG_BOUND_S, SIMULATOR_ENV, Stage, busy
 
 from fairprice.cli.processes import Pipeline, ServiceProcess, free_port
+from fairprice.common.local_servers import InfluxServer
 
 __all__ = [
     "PEER_GRAIN",
@@ -119,7 +120,9 @@ async def run_peer_step(
         await pipeline.wait_for(simulator, "/readyz", 60)
         async with httpx.AsyncClient(timeout=10) as http:
             created = await http.post(
-                pipeline.influxd.url + "/query", params={"q": f"CREATE DATABASE {DATABASE}"}
+                # The peer's own database and writes: not a fairprice service, the admin.
+                pipeline.influx_url(InfluxServer.ADMIN) + "/query",
+                params={"q": f"CREATE DATABASE {DATABASE}"},
             )
             created.raise_for_status()
         proxy = await pipeline.spawn(
@@ -130,7 +133,7 @@ async def run_peer_step(
                 "--port",
                 str(port := free_port()),
                 "--influx",
-                pipeline.influxd.url,
+                pipeline.influx_url(InfluxServer.ADMIN),
             ],
             port=port,
             grace_s=10,

@@ -44,7 +44,7 @@ from end_to_end import PROCESSES, backlogs_of, processes_of, step_env, sync_symb
 
 from fairprice.cli.processes import Pipeline
 from fairprice.common.bus import connect_bus
-from fairprice.common.settings import NatsSettings, StreamsSettings
+from fairprice.common.settings import StreamsSettings
 from fairprice.common.subjects import Stream
 
 GROWTH_BOUND_MB_PER_MIN = 0.5
@@ -153,7 +153,7 @@ async def soak(
         synced = await sync_symbols(pipeline, symbols, within=120)
         print(f"   {synced} of {symbols} symbols synced; soaking {minutes:g} min", flush=True)
         procs = processes_of(pipeline)
-        settings = NatsSettings(servers=[pipeline.nats.url])
+        settings = pipeline.nats_settings()
         points: list[Point] = []
         async with connect_bus(settings, name="bench-soak") as bus:
             previous = await take_sample(pipeline, procs)

@@ -28,7 +28,7 @@ __all__ = ["chart_values", "main"]
 SERVICES = ("crawler", "converter", "storer", "operator", "api", "simulator")
 # Keys that the chart sets for the cluster (addresses, secrets, the HTTP port): never copied.
 _CLUSTER_OWNED = {
-    "nats": {"servers", "user", "password", "token", "creds_file"},
+    "nats": {"servers", "user", "password", "token", "creds_file", "tls_ca_file"},
     "influx": {"url", "username", "password", "token", "database"},
 }
 

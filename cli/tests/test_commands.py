@@ -18,7 +18,7 @@ import msgspec
 import pytest
 
 from fairprice.common.messages import Book, decode
-from fairprice.common.testing import NatsServer, recordings_dir
+from fairprice.common.testing import NatsServer, nats_env_of, recordings_dir
 from fairprice.crawler.binance import Binance
 from fairprice.crawler.recording import TRAFFIC_FILE, Format, read_recording
 from fairprice.crawler.replay import Replayer
@@ -275,7 +275,7 @@ def test_top_quits_on_q(nats_server: NatsServer, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [str(BIN / "fairprice"), "top"],
         cwd=tmp_path,
-        env=_env(FAIRPRICE_NATS__SERVERS=f'["{nats_server.url}"]', TERM="xterm", COLUMNS="120"),
+        env=_env(**nats_env_of(nats_server, "viewer"), TERM="xterm", COLUMNS="120"),
         stdin=terminal,
         stdout=terminal,
         stderr=terminal,

@@ -1,4 +1,4 @@
-"""`fairprice status` against real NATS and a real health server."""
+"""`fairprice status` against real NATS and a real health server, as the read-only viewer."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from fairprice.common.health import HealthServer, Readiness
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import (
     HttpSettings,
-    NatsSettings,
     ServiceSettings,
     StreamLimits,
     StreamsSettings,
 )
 from fairprice.common.subjects import books_subject
+from fairprice.common.testing import NatsServer, nats_settings_of
 from fairprice.crawler.binance import Binance
 from fairprice.crawler.budget import WeightBudget
 from fairprice.crawler.exchange import DepthEvent, Snapshot
@@ -28,9 +28,7 @@ from fairprice.crawler.streams import StreamPool
 from fairprice.crawler.sync import SyncEngine
 
 
-async def test_status_reports_readiness_streams_and_lag(
-    bus: Bus, nats_settings: NatsSettings
-) -> None:
+async def test_status_reports_readiness_streams_and_lag(bus: Bus, nats_server: NatsServer) -> None:
     await ensure_streams(bus.jsm, StreamsSettings())
     async with Publisher(bus.nc) as publisher:
         for seq in range(25):
@@ -43,7 +41,7 @@ async def test_status_reports_readiness_streams_and_lag(
         HttpSettings(host="127.0.0.1", port=0), CollectorRegistry(), readiness
     ) as server:
         services = {"storer": f"http://127.0.0.1:{server.port}", "crawler": "http://127.0.0.1:9"}
-        settings = ServiceSettings(nats=nats_settings)
+        settings = ServiceSettings(nats=nats_settings_of(nats_server, "viewer"))
         health, streams, consumers, warnings = await collect_status(settings, services)
         assert [(h.name, h.ready) for h in health] == [("storer", False), ("crawler", False)]
         assert health[0].detail == "not ready: nats"
@@ -58,7 +56,7 @@ async def test_status_reports_readiness_streams_and_lag(
     assert warnings == []  # 25 books of a 2 GiB stream
 
 
-async def test_status_shows_a_crawlers_sync_progress(bus: Bus, nats_settings: NatsSettings) -> None:
+async def test_status_shows_a_crawlers_sync_progress(bus: Bus, nats_server: NatsServer) -> None:
     # The crawler's own metrics, served by its own health server: 1 of 3 symbols synced.
     engine = SyncEngine(Binance())
     for symbol in ("AAA", "BBB", "CCC"):
@@ -83,7 +81,9 @@ async def test_status_shows_a_crawlers_sync_progress(bus: Bus, nats_settings: Na
             "crawler": f"http://127.0.0.1:{crawler.port}",
             "storer": f"http://127.0.0.1:{storer.port}",
         }
-        health, _, _, _ = await collect_status(ServiceSettings(nats=nats_settings), services)
+        health, _, _, _ = await collect_status(
+            ServiceSettings(nats=nats_settings_of(nats_server, "viewer")), services
+        )
     assert [(h.name, h.sync) for h in health] == [
         ("crawler", "synced 1 of 3, ~20 s left"),
         ("storer", ""),
@@ -115,7 +115,7 @@ def test_stream_holding_at_the_current_rate() -> None:
 
 
 async def test_status_warns_when_a_backlog_passes_half_of_a_streams_limit(
-    bus: Bus, nats_settings: NatsSettings
+    bus: Bus, nats_server: NatsServer
 ) -> None:
     small = StreamsSettings(books=StreamLimits(max_age_s=3600, max_bytes=20_000))
     await ensure_streams(bus.jsm, small)
@@ -125,7 +125,7 @@ async def test_status_warns_when_a_backlog_passes_half_of_a_streams_limit(
     async with Publisher(bus.nc) as publisher:
         for seq in range(60):
             await publisher.publish(books_subject("sim", "A"), b"x" * 200, f"sim:A:{seq}")
-    settings = ServiceSettings(nats=nats_settings)
+    settings = ServiceSettings(nats=nats_settings_of(nats_server, "viewer"))
     _, streams, _, warnings = await collect_status(settings, {})
     holds = dict(zip(streams.columns[0].cells, streams.columns[5].cells, strict=True))
     assert holds["BOOKS"].endswith(("s", "min", "h"))

@@ -24,7 +24,7 @@ from fairprice.common.subjects import (
     parse_subject,
 )
 from fairprice.common.tail import StreamTail
-from fairprice.common.testing import NatsServer, eventually
+from fairprice.common.testing import NatsServer, eventually, nats_settings_of
 
 
 async def test_streams_created_twice_without_error(bus: Bus) -> None:
@@ -45,6 +45,24 @@ async def test_streams_updated_when_settings_change(bus: Bus) -> None:
     books = await bus.jsm.stream_info("BOOKS")
     assert books.config.max_age == 600
     assert books.config.max_bytes == 1024**2
+
+
+async def test_only_a_streams_owner_updates_it_a_reader_leaves_it_as_it_is(
+    nats_server: NatsServer,
+) -> None:
+    """The storer (a reader of BOOKS) with other limits leaves BOOKS alone, as its NATS user
+    must (it may not update BOOKS); the crawler, its owner, updates it."""
+    first = StreamsSettings(books=StreamLimits(max_age_s=600, max_bytes=2**20))
+    other = StreamsSettings(books=StreamLimits(max_age_s=300, max_bytes=2**20))
+    for user, settings, update, age in (
+        ("crawler", first, True, 600),
+        ("storer", other, False, 600),
+        ("crawler", other, True, 300),
+    ):
+        async with connect_bus(nats_settings_of(nats_server, user), name=user) as bus:
+            await ensure_streams(bus.jsm, settings, (Stream.BOOKS,), update=update)
+            assert (await bus.jsm.stream_info(Stream.BOOKS.value)).config.max_age == age
+    assert nats_server.refusals() == []
 
 
 async def test_books_are_stored_under_their_partition_and_a_tail_follows_chosen_ones(

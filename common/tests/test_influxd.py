@@ -8,7 +8,7 @@ from fairprice.common.testing import InfluxServer
 
 
 async def test_influxd_line_written_is_read_back(influxd: InfluxServer) -> None:
-    async with httpx.AsyncClient(base_url=influxd.url) as client:
+    async with httpx.AsyncClient(base_url=influxd.admin_url) as client:
         created = await client.post("/query", data={"q": "CREATE DATABASE t"})
         assert created.status_code == 200
         written = await client.post(
@@ -22,3 +22,11 @@ async def test_influxd_line_written_is_read_back(influxd: InfluxServer) -> None:
         )
     series = result.json()["results"][0]["series"][0]
     assert series["values"] == [[1700000000000, 1.5]]
+
+
+async def test_influxd_refuses_a_client_without_credentials(influxd: InfluxServer) -> None:
+    """Authentication is on, as in a cluster: only ``admin_url``'s admin gets in."""
+    async with httpx.AsyncClient(base_url=influxd.url) as client:
+        assert (await client.post("/query", data={"q": "SHOW DATABASES"})).status_code == 401
+    async with httpx.AsyncClient(base_url=influxd.admin_url) as client:
+        assert (await client.post("/query", data={"q": "SHOW DATABASES"})).status_code == 200

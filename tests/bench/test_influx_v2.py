@@ -21,7 +21,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "influx_v2.py"
 async def pass_through(influxd: InfluxServer) -> AsyncIterator[str]:
     port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(SCRIPT), "--port", str(port), "--influx", influxd.url
+        sys.executable, str(SCRIPT), "--port", str(port), "--influx", influxd.admin_url
     )
     url = f"http://127.0.0.1:{port}"
 
@@ -35,7 +35,7 @@ async def pass_through(influxd: InfluxServer) -> AsyncIterator[str]:
     try:
         await eventually(up, within=30, what="pass-through up")
         async with httpx.AsyncClient() as client:
-            await client.post(influxd.url + "/query", params={"q": "CREATE DATABASE peer"})
+            await client.post(influxd.admin_url + "/query", params={"q": "CREATE DATABASE peer"})
         yield url
     finally:
         proc.terminate()
@@ -63,7 +63,7 @@ async def test_influx_v2_writes_a_v2_request_into_the_bucket_with_microseconds(
         assert answer.status_code == 204
         rows = (
             await client.get(
-                influxd.url + "/query",
+                influxd.admin_url + "/query",
                 params={"db": "peer", "q": 'SELECT bid FROM "book-BINANCE"', "epoch": "u"},
             )
         ).json()["results"][0]["series"][0]["values"]

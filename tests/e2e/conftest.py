@@ -40,7 +40,6 @@ from nats.js import api
 from fairprice.cli.processes import Pipeline, ServiceProcess
 from fairprice.common.bus import Bus, connect_bus
 from fairprice.common.messages import Book, Candle, FairPrice, Signal, decode
-from fairprice.common.settings import NatsSettings
 from fairprice.common.subjects import Stream
 
 __all__ = [
@@ -403,9 +402,11 @@ async def running_pipeline(
     """A ready pipeline, a bus connected to its NATS, and a lake of its streams."""
     async with Pipeline(workdir, **kwargs) as pipeline:
         await pipeline.wait_ready(120)
-        settings = NatsSettings(servers=[pipeline.nats.url], reconnect_wait_s=0.2)
+        settings = pipeline.nats_settings()
         async with connect_bus(settings, name="e2e-test") as bus:
             yield pipeline, bus, Lake()
+        # Every service did its job as its own NATS user, and nothing it was not allowed.
+        assert pipeline.nats.refusals() == []
 
 
 @pytest.fixture(scope="module")

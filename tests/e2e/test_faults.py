@@ -116,7 +116,7 @@ class Rig:
         await eventually(lambda: now_ms() > end + 1_000, within=5, what="window closed")
         window = Window(self.start_ms, end)
         return await audit_until_clean(
-            self.lake, self.bus, self.pipeline.influxd.url, window, within=within, title=title
+            self.lake, self.bus, self.pipeline.influx_url(), window, within=within, title=title
         )
 
     async def random_moment(self) -> int:

@@ -22,7 +22,6 @@ from fairprice.common.bus import Bus, connect_bus
 from fairprice.common.feeds import AlertRule, Feed, encode_feed
 from fairprice.common.kv import Bucket, open_bucket
 from fairprice.common.messages import Alert, FairPrice, decode
-from fairprice.common.settings import NatsSettings
 from fairprice.common.subjects import Stream, prices_subject
 from fairprice.common.testing import (
     AlertmanagerServer,
@@ -79,7 +78,7 @@ async def test_a_crossing_and_a_move_alert_once_each_through_a_converter_kill(
         }
         async with Pipeline(tmp_path / "pipeline", symbols=[SYMBOL], env=env) as pipeline:
             await pipeline.wait_ready(120)
-            settings = NatsSettings(servers=[pipeline.nats.url], reconnect_wait_s=0.2)
+            settings = pipeline.nats_settings()
             async with connect_bus(settings, name="e2e-alerts") as bus:
                 await eventually(
                     lambda: _has_price(bus), within=60, interval=0.2, what="a first price"
@@ -171,7 +170,7 @@ async def _has_price(bus: Bus) -> bool:
 
 
 async def _influx_alerts(pipeline: Pipeline) -> list[list[Any]]:
-    async with httpx.AsyncClient(base_url=pipeline.influxd.url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=pipeline.influx_url(), timeout=10) as client:
         answer = await client.get(
             "/query", params={"db": "fair_price", "q": 'SELECT "summary", "rule" FROM "alert"'}
         )

@@ -75,12 +75,12 @@ async def test_data_reaches_every_measurement_within_seconds(
     ):
 
         async def stored(m: str = measurement, f: str = field_name) -> bool:
-            return await measurement_has_points(pipeline.influxd.url, m, f)
+            return await measurement_has_points(pipeline.influx_url(), m, f)
 
         await eventually(stored, within=20, interval=0.2, what=f"points in {measurement}")
         print(f"\n{measurement}: first points {time.monotonic() - started:.1f} s after ready")
     rows = await influx_rows(
-        pipeline.influxd.url, 'SELECT count("update_id") FROM orderbook GROUP BY symbol'
+        pipeline.influx_url(), 'SELECT count("update_id") FROM orderbook GROUP BY symbol'
     )
     assert {symbol for symbol, _ in rows} == set(SYMBOLS)
 
@@ -95,14 +95,14 @@ async def test_every_stored_book_has_its_fair_price(running: tuple[Pipeline, Bus
 
     await eventually(closed, within=10, what="window closed")
     result = await audit_until_clean(
-        lake, bus, pipeline.influxd.url, window, within=30, title="50 symbols, books vs prices"
+        lake, bus, pipeline.influx_url(), window, within=30, title="50 symbols, books vs prices"
     )
     books = await influx_rows(
-        pipeline.influxd.url,
+        pipeline.influx_url(),
         f"SELECT update_id FROM orderbook WHERE {window.influxql} GROUP BY symbol",
     )
     prices = await influx_rows(
-        pipeline.influxd.url,
+        pipeline.influx_url(),
         f"SELECT price FROM fair_price WHERE {window.influxql} GROUP BY symbol",
     )
     assert books, "no books stored in the window"
@@ -120,7 +120,7 @@ async def test_counts_agree_across_stages_for_a_closed_window(
     window = Window(start, start + 5_000)
     await eventually(lambda: now_ms() > window.end_ms + 1_000, within=10, what="window closed")
     result = await audit_until_clean(
-        lake, bus, pipeline.influxd.url, window, within=30, title="50 symbols, every stage"
+        lake, bus, pipeline.influx_url(), window, within=30, title="50 symbols, every stage"
     )
     figures = result.figures
     assert figures["books in BOOKS (unique ids)"] > 50 * 5, "fewer books than one a second"
@@ -144,7 +144,7 @@ async def test_candles_of_every_closed_minute_are_stored(
     pipeline, bus, lake = running
 
     async def stored() -> bool:
-        return await measurement_has_points(pipeline.influxd.url, "candle", "count")
+        return await measurement_has_points(pipeline.influx_url(), "candle", "count")
 
     await eventually(stored, within=75, interval=0.5, what="points in candle")
 
@@ -153,7 +153,7 @@ async def test_candles_of_every_closed_minute_are_stored(
         derived = Counter(candle_key(c) for c in expected_candles(lake.prices.messages).values())
         published = Counter(candle_key(c) for c in lake.candles.messages if c.interval == "1m")
         rows = await influx_rows(
-            pipeline.influxd.url,
+            pipeline.influx_url(),
             "SELECT open, high, low, close, count FROM candle WHERE interval = '1m' "
             "GROUP BY symbol",
         )

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -218,7 +219,9 @@ def test_make_demo_runs_the_pipeline_and_ctrl_c_stops_it(clean_clone: Path) -> N
         FAIRPRICE_API__HTTP__PORT=str(free_port()),
     )
     log = clean_clone / "make-demo.log"
-    influx_url = f"http://127.0.0.1:{influx_port}"
+    # The reader that clusters_dev.toml names (a local run creates it with that password).
+    influx = tomllib.loads((clean_clone / "clusters_dev.toml").read_text())["influx"]
+    influx_url = f"http://{influx['username']}:{influx['password']}@127.0.0.1:{influx_port}"
     with _session(["make", "demo"], clean_clone, env, log) as make:
         started = time.monotonic()
 

@@ -185,7 +185,7 @@ async def market_influxd(influxd: InfluxServer) -> AsyncIterator[tuple[InfluxSer
     lines = list(
         market_points(exchange=EXCHANGE, symbols=SYMBOLS, start_ms=START_MS, seconds=SECONDS)
     )
-    async with httpx.AsyncClient(base_url=influxd.url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=influxd.admin_url, timeout=30) as client:
         created = await client.post("/query", data={"q": f'CREATE DATABASE "{DATABASE}"'})
         created.raise_for_status()
         for first in range(0, len(lines), 5000):

@@ -139,7 +139,7 @@ async def test_every_influxql_query_returns_the_panel_columns(
     queries = list(influx_queries())
     assert len(queries) >= 12, "the dashboards lost their InfluxQL queries"
     failures = []
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=server.admin_url, timeout=30) as client:
         for symbol, interval in itertools.product(SYMBOLS, INTERVALS):
             variables = {"exchange": EXCHANGE, "symbol": symbol, "interval": interval}
             for dashboard, where, raw, panel in queries:
@@ -155,7 +155,7 @@ async def test_queries_are_filtered_by_the_selected_symbol(
 ) -> None:
     """A symbol with no data gives no series: the panels really follow the variables."""
     server, window = market_influxd
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=server.admin_url, timeout=30) as client:
         for _, where, raw, panel in influx_queries():
             step = interval_ms(window, 1000, panel.get("interval"))
             unknown = {"exchange": EXCHANGE, "symbol": "NOPEUSDT", "interval": "1m"}
@@ -169,7 +169,7 @@ async def test_variable_queries_list_the_stored_exchanges_and_symbols(
     server, window = market_influxd
     variables = {v["name"]: v for d in dashboards().values() for v in d["templating"]["list"]}
     assert {"exchange", "symbol"} <= set(variables)
-    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=server.admin_url, timeout=30) as client:
         exchanges = await _run(client, substitute(variables["exchange"]["query"], window, {}, 1000))
         symbols = await _run(
             client, substitute(variables["symbol"]["query"], window, {"exchange": EXCHANGE}, 1000)

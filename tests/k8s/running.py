@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from fairprice.api.settings import ApiSettings
 from fairprice.common.bus import Bus, connect_bus
@@ -36,6 +37,7 @@ __all__ = [
     "fair_price_counts",
     "influx_url",
     "load_pod_settings",
+    "nats_settings",
     "nats_url",
     "reach",
     "running_cluster",
@@ -78,10 +80,21 @@ def influx_url(cluster: Cluster, secret: str = f"{RELEASE}-influxdb") -> str:
     return f"http://{user}:{password}@{pod.address}:8086"
 
 
+def nats_settings(cluster: Cluster, address: str | None = None) -> NatsSettings:
+    """The cluster's NATS (the first node, or the one at ``address``) as the storer's user,
+    the one that reads every data stream, with its password from the chart's Secret."""
+    data = cluster.manifests.data("Secret", f"{RELEASE}-nats-users") or {}
+    return NatsSettings(
+        servers=[f"nats://{address}:4222" if address else nats_url(cluster)],
+        reconnect_wait_s=0.2,
+        user="storer",
+        password=SecretStr(data["storer"].decode()),
+    )
+
+
 @contextlib.asynccontextmanager
 async def reach(cluster: Cluster) -> AsyncIterator[Bus]:
-    settings = NatsSettings(servers=[nats_url(cluster)], reconnect_wait_s=0.2)
-    async with connect_bus(settings, name="k8s-test") as bus:
+    async with connect_bus(nats_settings(cluster), name="k8s-test") as bus:
         yield bus
 
 

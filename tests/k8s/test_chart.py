@@ -99,7 +99,7 @@ def test_external_nats_influxdb_and_grafana_replace_the_bundled_ones() -> None:
     assert storer["FAIRPRICE_NATS__SERVERS"] == '["nats://nats.messaging:4222"]'
     assert storer["FAIRPRICE_INFLUX__URL"] == "http://influxdb.monitoring:8086"
     assert storer["FAIRPRICE_INFLUX__PASSWORD"] == {
-        "secretKeyRef": {"name": "influx-credentials", "key": "password"}
+        "secretKeyRef": {"name": "influx-credentials", "key": "storer-password"}
     }
     dashboards = by_kind(docs, "ConfigMap")[f"{RELEASE}-grafana-dashboards"]
     assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"

@@ -17,13 +17,12 @@ import nats.js.errors
 import pytest
 
 from fairprice.common.bus import connect_bus
-from fairprice.common.settings import NatsSettings
 from fairprice.common.subjects import Stream
 from fairprice.common.testing import eventually
 
 from ..e2e.conftest import Lake, now_ms, wait_books
 from .conftest import RELEASE, VALUE_SETS, render_chart
-from .running import RECOVERY_VALUES, audit_since, reach, running_cluster
+from .running import RECOVERY_VALUES, audit_since, nats_settings, reach, running_cluster
 
 pytestmark = [
     pytest.mark.e2e,
@@ -65,7 +64,7 @@ async def test_killing_one_nats_pod_keeps_jetstream_serving(
         # Its node is gone: the StatefulSet cannot bring it back until the test says so.
         await cluster.delete_pod(victim.name, grace=0, replace=False)
         survivor = cluster.pod(f"{RELEASE}-nats-0")
-        settings = NatsSettings(servers=[f"nats://{survivor.address}:4222"])
+        settings = nats_settings(cluster, survivor.address)
         async with connect_bus(settings, name="k8s-test-survivor") as other:
             seqs: list[int] = []
 

@@ -47,7 +47,12 @@ def _external(nats: NatsServer, influx: InfluxServer) -> list[dict[str, Any]]:
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": values["influxdb"]["auth"]["existingSecret"]},
-        "stringData": {"username": "fairprice", "password": "theirs"},
+        "stringData": {
+            "username": "fairprice",
+            "password": "theirs",
+            "storer-password": "storer-theirs",
+            "reader-password": "reader-theirs",
+        },
     }
     return [*render_chart(values), secret]
 

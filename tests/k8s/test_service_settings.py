@@ -15,7 +15,7 @@ from fairprice.common.settings import ServiceSettings
 from fairprice.crawler.settings import CrawlerSettings
 from fairprice.simulator.settings import SimulatorSettings
 
-from .conftest import VALUE_SETS, kustomize, render_chart
+from .conftest import RELEASE, VALUE_SETS, kustomize, render_chart
 from .harness.images import repository
 from .running import SETTINGS, load_pod_settings
 
@@ -32,7 +32,12 @@ def _docs(source: str) -> list[dict[str, Any]]:
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": "influx-credentials"},
-            "stringData": {"username": "u", "password": "p"},
+            "stringData": {
+                "username": "u",
+                "password": "p",
+                "storer-password": "s",
+                "reader-password": "r",
+            },
         }
         return [*render_chart(VALUE_SETS[name]), secret]  # the user's own Secret
     return render_chart(VALUE_SETS[name])
@@ -58,7 +63,11 @@ def test_every_service_loads_its_rendered_config_and_env_with_its_own_settings(
         cls, settings = load_pod_settings(docs, workload, tmp_path / workload)
         assert isinstance(settings, cls)
         assert settings.log.format == "json", workload
+        if isinstance(settings, SimulatorSettings):
+            continue  # the simulator uses no NATS (the network policies rely on it)
         assert settings.nats.servers and "127.0.0.1" not in settings.nats.servers[0], workload
+        assert settings.nats.user == workload.removeprefix(f"{RELEASE}-"), workload
+        assert settings.nats.password is not None, workload
 
 
 def test_simulator_listens_on_the_api_port_and_serves_any_symbol(tmp_path: Path) -> None:

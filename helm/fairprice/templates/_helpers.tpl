@@ -24,6 +24,15 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
+{{/* A pod selector of some of the release's components: (dict "root" $ "components" list) */}}
+{{- define "fairprice.componentsSelector" -}}
+matchLabels:
+  app.kubernetes.io/name: {{ include "fairprice.name" .root }}
+  app.kubernetes.io/instance: {{ .root.Release.Name }}
+matchExpressions:
+  - {key: app.kubernetes.io/component, operator: In, values: {{ toJson .components }}}
+{{- end -}}
+
 {{- define "fairprice.labels" -}}
 {{ include "fairprice.selectorLabels" . }}
 app.kubernetes.io/part-of: fairprice
@@ -47,6 +56,10 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- if .registry -}}{{ printf "%s/%s:%s" .registry .repository .tag }}{{- else -}}{{ printf "%s:%s" .repository .tag }}{{- end -}}
 {{- end -}}
 
+{{- define "fairprice.natsTlsSecret" -}}
+{{- required "nats.tls.existingSecret (tls.crt, tls.key, ca.crt) is required with nats.tls.enabled" .Values.nats.tls.existingSecret -}}
+{{- end -}}
+
 {{/* NATS client URLs as a JSON list, the form FAIRPRICE_NATS__SERVERS takes */}}
 {{- define "fairprice.natsServers" -}}
 {{- if .Values.nats.enabled -}}
@@ -67,6 +80,18 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 
 {{- define "fairprice.influxSecret" -}}
 {{- default (printf "%s-influxdb" (include "fairprice.fullname" .)) .Values.influxdb.auth.existingSecret -}}
+{{- end -}}
+
+{{- define "fairprice.natsSecret" -}}
+{{- default (printf "%s-nats-users" (include "fairprice.fullname" .)) .Values.nats.auth.existingSecret -}}
+{{- end -}}
+
+{{/* The NATS users of files/nats-users.conf (generated from fairprice.common.nats_permissions),
+     lower case: the Secret's keys; each password is the NATS pod's NATS_<USER>_PASSWORD. */}}
+{{- define "fairprice.natsUsers" -}}
+{{- range regexFindAll "NATS_[A-Z]+_PASSWORD" (.Files.Get "files/nats-users.conf") -1 }}
+{{ . | trimPrefix "NATS_" | trimSuffix "_PASSWORD" | lower }}
+{{- end }}
 {{- end -}}
 
 {{- define "fairprice.grafanaSecret" -}}

@@ -46,10 +46,10 @@ class Api:
     ports: dict[str, int] = field(default_factory=dict)
 
 
-def api_settings(nats_url: str, influx_url: str, **section: Any) -> ApiSettings:
+def api_settings(nats: NatsSettings, influx_url: str, **section: Any) -> ApiSettings:
     stream = section.pop("stream", {})
     return ApiSettings(
-        nats=NatsSettings(servers=[nats_url], reconnect_wait_s=0.2),
+        nats=nats,
         influx=InfluxSettings(url=influx_url, timeout_s=2),
         api=ApiSection(
             host="127.0.0.1",
@@ -97,10 +97,10 @@ def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 async def rig(module_dir: Path) -> AsyncIterator[Rig]:
     async with Pipeline(module_dir, symbols=SYMBOLS, env=ENV) as pipeline:
         await pipeline.wait_ready(120)
-        nats = NatsSettings(servers=[pipeline.nats.url], reconnect_wait_s=0.2)
+        nats = pipeline.nats_settings()
         async with (
             connect_bus(nats, name="api-test") as bus,
-            running_api(api_settings(pipeline.nats.url, pipeline.influxd.url)) as api,
+            running_api(api_settings(pipeline.nats_settings("api"), pipeline.influx_url())) as api,
         ):
             yield Rig(pipeline, bus, api)
 

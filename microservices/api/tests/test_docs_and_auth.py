@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from fairprice.api.openapi import render
-from fairprice.common.testing import InfluxServer, NatsServer
+from fairprice.common.testing import InfluxServer, NatsServer, nats_settings_of
 
 from .conftest import Api, api_settings, running_api
 
@@ -25,7 +25,9 @@ TOKEN = "s3cret-token"
 
 @pytest_asyncio.fixture
 async def api(nats_server: NatsServer, influxd: InfluxServer) -> AsyncIterator[Api]:
-    async with running_api(api_settings(nats_server.url, influxd.url, token=TOKEN)) as running:
+    async with running_api(
+        api_settings(nats_settings_of(nats_server, "api"), influxd.admin_url, token=TOKEN)
+    ) as running:
         yield running
 
 

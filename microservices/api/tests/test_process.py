@@ -17,7 +17,7 @@ import httpx
 from fairprice.common.bus import Bus
 from fairprice.common.kv import Bucket, open_bucket
 from fairprice.common.messages import Latest, encode
-from fairprice.common.testing import InfluxServer, NatsServer, eventually
+from fairprice.common.testing import InfluxServer, NatsServer, eventually, nats_env_of
 
 from .conftest import sse_events
 
@@ -82,8 +82,8 @@ async def test_sigterm_stops_gracefully_and_closes_streams(
         str(COMMAND),
         env=_env(
             FAIRPRICE_CONFIG=str(config),
-            FAIRPRICE_NATS__SERVERS=json.dumps([nats_server.url]),
-            FAIRPRICE_INFLUX__URL=influxd.url,
+            **nats_env_of(nats_server, "api"),
+            FAIRPRICE_INFLUX__URL=influxd.admin_url,
             FAIRPRICE_API__HOST="127.0.0.1",
             FAIRPRICE_API__PORT=str(port),
             FAIRPRICE_API__HTTP__HOST="127.0.0.1",

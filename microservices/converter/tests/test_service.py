@@ -27,7 +27,13 @@ from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, book_msg_id, books_subject
 from fairprice.common.tail import StreamTail
-from fairprice.common.testing import NatsServer, eventually, run_nats
+from fairprice.common.testing import (
+    NatsServer,
+    eventually,
+    nats_env_of,
+    nats_settings_of,
+    run_nats,
+)
 from fairprice.converter.candle_indicators import CandleIndicators, params_key
 from fairprice.converter.fair_price import Skip
 from fairprice.converter.params import Params
@@ -194,6 +200,12 @@ async def streams(bus: Bus) -> Bus:
     return bus
 
 
+@pytest.fixture
+def converter_nats(nats_server: NatsServer) -> NatsSettings:
+    """The converter's own NATS user: every replica here runs with its permissions."""
+    return nats_settings_of(nats_server, "converter")
+
+
 @contextlib.asynccontextmanager
 async def _replica(nats: NatsSettings, **overrides: object) -> AsyncIterator[CollectorRegistry]:
     """An in-process converter replica; yields its metrics once it is ready; stopped on exit."""
@@ -213,13 +225,13 @@ async def _replica(nats: NatsSettings, **overrides: object) -> AsyncIterator[Col
 
 
 async def test_converter_publishes_what_the_pipeline_computes(
-    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+    streams: Bus, converter_nats: NatsSettings, books: dict[str, list[Book]]
 ) -> None:
     """Books published before and after start: every price, signal and candle, once."""
     expected = _expected(books)
     ordered = _interleave(books)
     await _publish(streams, ordered[:1000])  # history the converter finds at start
-    async with _replica(nats_settings):
+    async with _replica(converter_nats):
         await _publish(streams, ordered[1000:])  # live
         await _wait_for_outputs(streams, expected)
         latest_kv = await open_bucket(streams.js, Bucket.LATEST)
@@ -240,19 +252,19 @@ async def test_converter_publishes_what_the_pipeline_computes(
 
 
 async def test_converter_replay_gives_byte_identical_outputs(
-    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+    streams: Bus, converter_nats: NatsSettings, books: dict[str, list[Book]]
 ) -> None:
     """The same BOOKS, converted twice (output streams deleted in between, which also clears
     their duplicate windows): the same bytes."""
     await _publish(streams, _interleave(books))
     expected = _expected(books)
-    async with _replica(nats_settings):
+    async with _replica(converter_nats):
         await _wait_for_outputs(streams, expected)
     first, _ = await _collect(streams)
     for stream in OUTPUT_STREAMS:
         await streams.jsm.delete_stream(stream.value)
     await ensure_streams(streams.jsm, STREAMS)
-    async with _replica(nats_settings):
+    async with _replica(converter_nats):
         await _wait_for_outputs(streams, expected)
     second, count = await _collect(streams)
     assert first == second == expected
@@ -260,11 +272,11 @@ async def test_converter_replay_gives_byte_identical_outputs(
 
 
 async def test_converter_metrics_and_readiness(
-    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+    streams: Bus, converter_nats: NatsSettings, books: dict[str, list[Book]]
 ) -> None:
     """Ready with nothing to do; then every book counted, skips by reason, one takeover per
     symbol (each new symbol is rebuilt once), all partitions owned."""
-    async with _replica(nats_settings) as registry:
+    async with _replica(converter_nats) as registry:
 
         def value(name: str, **labels: str) -> float:
             return registry.get_sample_value(f"fairprice_converter_{name}", labels) or 0.0
@@ -293,7 +305,7 @@ async def test_converter_metrics_and_readiness(
 
 async def test_converter_scaling_one_three_one_changes_no_output(
     streams: Bus,
-    nats_settings: NatsSettings,
+    converter_nats: NatsSettings,
     nats_server: NatsServer,
     books: dict[str, list[Book]],
     tmp_path_factory: pytest.TempPathFactory,
@@ -317,13 +329,13 @@ async def test_converter_scaling_one_three_one_changes_no_output(
     def owned(registry: CollectorRegistry, what: str = "partitions") -> float:
         return registry.get_sample_value(f"fairprice_converter_owned_{what}") or 0.0
 
-    async with _replica(nats_settings) as first:
+    async with _replica(converter_nats) as first:
         await _publish_in_chunks(streams, ordered[:third])
         async with contextlib.AsyncExitStack() as others:
             # Member ids are random, so with two new replicas the first keeps all six symbols
             # about once in 500 runs; then one more joins, until a symbol really moves.
             for extra in range(1, 5):
-                await others.enter_async_context(_replica(nats_settings))
+                await others.enter_async_context(_replica(converter_nats))
                 if extra < 2:
                     continue
                 await eventually(lambda: owned(first) < 64, what="partitions moved away")
@@ -354,7 +366,7 @@ async def test_converter_scaling_one_three_one_changes_no_output(
 
 
 async def test_converter_replicas_receive_only_the_books_of_their_partitions(
-    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+    streams: Bus, converter_nats: NatsSettings, books: dict[str, list[Book]]
 ) -> None:
     """Three replicas share BOOKS: together they receive every book once (not three times),
     because each one's consumer filters the partitions it owns, and they publish exactly what
@@ -365,7 +377,7 @@ async def test_converter_replicas_receive_only_the_books_of_their_partitions(
         return registry.get_sample_value(f"fairprice_converter_{name}") or 0.0
 
     async with contextlib.AsyncExitStack() as stack:
-        replicas = [await stack.enter_async_context(_replica(nats_settings)) for _ in range(3)]
+        replicas = [await stack.enter_async_context(_replica(converter_nats)) for _ in range(3)]
         await eventually(
             lambda: (
                 sum(sample(r, "owned_partitions") for r in replicas) == STREAMS.partitions
@@ -387,7 +399,7 @@ def _spawn(nats: NatsServer, workdir: Path, log_name: str | None = None) -> subp
     env = {
         **os.environ,
         "FAIRPRICE_CONFIG": str(workdir / "empty.toml"),
-        "FAIRPRICE_NATS__SERVERS": json.dumps([nats.url]),
+        **nats_env_of(nats, "converter"),
         "FAIRPRICE_NATS__RECONNECT_WAIT_S": "0.2",
         "FAIRPRICE_LOG__FORMAT": "json",
     }
@@ -471,7 +483,7 @@ async def _prices_at_least(bus: Bus, count: int) -> bool:
 
 
 async def test_converter_feed_parameters_apply_per_symbol(
-    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+    streams: Bus, converter_nats: NatsSettings, books: dict[str, list[Book]]
 ) -> None:
     """A feed in KV ``feeds`` picks the method and windows of its symbols; the others keep
     the settings' defaults."""
@@ -481,7 +493,7 @@ async def test_converter_feed_parameters_apply_per_symbol(
     await _publish(streams, _interleave(books))
     feed_params = Params(method="mid", sma_fast_s=2.0, sma_slow_s=8.0, min_gap=PARAMS.min_gap)
     expected = _expected(books, {"AAAUSDT": feed_params})
-    async with _replica(nats_settings):
+    async with _replica(converter_nats):
         await _wait_for_outputs(streams, expected)
     found, _ = await _collect(streams)
     assert found == expected
@@ -495,7 +507,7 @@ async def test_converter_feed_parameters_apply_per_symbol(
 
 async def test_converter_survives_broker_restart(
     streams: Bus,
-    nats_settings: NatsSettings,
+    converter_nats: NatsSettings,
     nats_server: NatsServer,
     books: dict[str, list[Book]],
 ) -> None:
@@ -504,7 +516,7 @@ async def test_converter_survives_broker_restart(
     ordered = _interleave(books)
     expected = _expected(books)
     half = len(ordered) // 2
-    async with _replica(nats_settings):
+    async with _replica(converter_nats):
         await _publish(streams, ordered[:half])
         await eventually(lambda: _prices_at_least(streams, 100), what="first prices")
         await nats_server.restart()
@@ -557,7 +569,7 @@ async def _is(value: Awaitable[int], expected: int) -> bool:
 
 
 async def test_converter_indicator_parameters_change_live_from_the_next_candle(
-    streams: Bus, nats_settings: NatsSettings, books: dict[str, list[Book]]
+    streams: Bus, converter_nats: NatsSettings, books: dict[str, list[Book]]
 ) -> None:
     """A feed's new indicator parameters (written to KV ``feeds``, as the operator does for a
     changed MarketFeed) reach a running converter: the candles before the change carry the
@@ -583,7 +595,7 @@ async def test_converter_indicator_parameters_change_live_from_the_next_candle(
     series = books["AAAUSDT"]
     half = len(series) // 2
     before = _expected({"AAAUSDT": series[:half]})
-    async with _replica(nats_settings, feeds_refresh_s=0.2) as registry:
+    async with _replica(converter_nats, feeds_refresh_s=0.2) as registry:
         await _publish(streams, series[:half])
         await _wait_for_outputs(streams, before)
         await feeds_kv.put("default.aaa", feed(new))
@@ -626,7 +638,7 @@ async def test_converter_indicator_parameters_change_live_from_the_next_candle(
 
 
 async def test_converter_resumes_day_candles_and_indicators_when_books_hold_only_a_minute(
-    streams: Bus, nats_settings: NatsSettings, make_books: Callable[..., list[Book]]
+    streams: Bus, converter_nats: NatsSettings, make_books: Callable[..., list[Book]]
 ) -> None:
     """A session from 22:00 to past midnight; the converter stops at about 23:30, BOOKS is then
     purged down to the last price's minute (as retention does to older books), and a fresh one
@@ -641,7 +653,7 @@ async def test_converter_resumes_day_candles_and_indicators_when_books_hold_only
     cut = len(series) * 2 // 3
     assert series[cut].event_time_ms < midnight
     before = _expected({"AAAUSDT": series[:cut]})
-    async with _replica(nats_settings):
+    async with _replica(converter_nats):
         await _publish(streams, series[:cut])
         await _wait_for_outputs(streams, before)
     last = max(
@@ -658,7 +670,7 @@ async def test_converter_resumes_day_candles_and_indicators_when_books_hold_only
         Stream.BOOKS.value, subject=books_subject("sim", "AAAUSDT"), keep=keep
     )
     expected = _expected({"AAAUSDT": series})
-    async with _replica(nats_settings):
+    async with _replica(converter_nats):
         await _publish(streams, series[cut:])
         await _wait_for_outputs(streams, expected)
     found, count = await _collect(streams)

@@ -13,16 +13,15 @@ import pytest
 
 from fairprice.common.bus import Bus
 from fairprice.common.messages import Book, decode
-from fairprice.common.settings import NatsSettings
 from fairprice.common.subjects import Stream
-from fairprice.common.testing import eventually
+from fairprice.common.testing import NatsServer, eventually, nats_env_of
 from fairprice.simulator.server import Simulator
 
 pytestmark = pytest.mark.e2e
 
 
 async def test_record_then_replay_from_the_command_line(
-    simulator: Simulator, nats_settings: NatsSettings, bus: Bus, tmp_path: Path
+    simulator: Simulator, nats_server: NatsServer, bus: Bus, tmp_path: Path
 ) -> None:
     published: list[Book] = []
 
@@ -34,7 +33,7 @@ async def test_record_then_replay_from_the_command_line(
         **os.environ,
         "FAIRPRICE_CONFIG": "",
         "FAIRPRICE_LOG__FORMAT": "json",
-        "FAIRPRICE_NATS__SERVERS": f'["{nats_settings.servers[0]}"]',
+        **nats_env_of(nats_server, "crawler"),
         "FAIRPRICE_CRAWLER__REST_URL": simulator.rest_url,
         "FAIRPRICE_CRAWLER__WS_URL": simulator.ws_url,
         "FAIRPRICE_CRAWLER__SYMBOLS": '["BTCUSDT", "ETHUSDT"]',

@@ -13,9 +13,8 @@ import nats.js.errors
 import pytest
 
 from fairprice.common.bus import Bus
-from fairprice.common.settings import NatsSettings
 from fairprice.common.subjects import Stream
-from fairprice.common.testing import eventually
+from fairprice.common.testing import NatsServer, eventually
 from fairprice.simulator.server import Simulator
 
 from .conftest import SYMBOLS, assert_every_update_once, stored_books
@@ -23,14 +22,17 @@ from .conftest import SYMBOLS, assert_every_update_once, stored_books
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
-def _config(sim: Simulator, nats_settings: NatsSettings) -> str:
+def _config(sim: Simulator, nats: NatsServer) -> str:
+    """As a cluster runs it: each replica the crawler's NATS user."""
     symbols = ", ".join(f'"{s}"' for s in SYMBOLS)
     return f"""
 [log]
 format = "json"
 
 [nats]
-servers = ["{nats_settings.servers[0]}"]
+servers = ["{nats.url}"]
+user = "crawler"
+password = "{nats.passwords["crawler"]}"
 reconnect_wait_s = 0.2
 
 [crawler]
@@ -48,10 +50,10 @@ http = {{ host = "127.0.0.1", port = 0 }}
 
 @pytest.fixture
 def replicas(
-    simulator: Simulator, nats_settings: NatsSettings, tmp_path: Path
+    simulator: Simulator, nats_server: NatsServer, tmp_path: Path
 ) -> Iterator[list[tuple[subprocess.Popen[bytes], Path]]]:
     config = tmp_path / "crawler.toml"
-    config.write_text(_config(simulator, nats_settings))
+    config.write_text(_config(simulator, nats_server))
     env = {**os.environ, "FAIRPRICE_CONFIG": str(config)}
     started = []
     for n in range(2):

@@ -14,7 +14,7 @@ import nats.js.errors
 
 from fairprice.common.bus import Bus
 from fairprice.common.kv import Bucket, open_bucket
-from fairprice.common.testing import NatsServer, eventually
+from fairprice.common.testing import NatsServer, eventually, nats_env_of
 
 from .conftest import ApiServer, feeds_path, market_feed
 
@@ -26,7 +26,7 @@ async def test_operator_process_writes_feeds_and_stops_on_sigterm(
 ) -> None:
     env = dict(
         os.environ,
-        FAIRPRICE_NATS__SERVERS=json.dumps([nats_server.url]),
+        **nats_env_of(nats_server, "operator"),
         FAIRPRICE_OPERATOR__API_SERVER=str(k8s.url),
         FAIRPRICE_OPERATOR__NAMESPACES='["markets"]',
         FAIRPRICE_OPERATOR__HTTP__HOST="127.0.0.1",

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from fairprice.common.bus import Bus
 from fairprice.common.messages import Book, FairPrice, Message, Signal, encode
 from fairprice.common.publisher import Publisher
-from fairprice.common.settings import HttpSettings, InfluxSettings, NatsSettings
+from fairprice.common.settings import HttpSettings, InfluxSettings
 from fairprice.common.subjects import (
     book_msg_id,
     books_subject,
@@ -28,7 +28,7 @@ from fairprice.common.subjects import (
     signal_msg_id,
     signals_subject,
 )
-from fairprice.common.testing import InfluxServer
+from fairprice.common.testing import InfluxServer, NatsServer, nats_settings_of
 from fairprice.storer import StorerSettings, run
 from fairprice.storer.settings import RetrySettings, StorerSection
 
@@ -37,10 +37,11 @@ BASE_MS = (int(time.time() * 1000) - 3_600_000) // 60_000 * 60_000
 
 
 @pytest.fixture
-def storer_settings(nats_settings: NatsSettings, influxd: InfluxServer) -> StorerSettings:
+def storer_settings(nats_server: NatsServer, influxd: InfluxServer) -> StorerSettings:
+    """The storer as its own NATS user (its permissions: fairprice.common.nats_permissions)."""
     return StorerSettings(
-        nats=nats_settings,
-        influx=InfluxSettings(url=influxd.url, timeout_s=2.0),
+        nats=nats_settings_of(nats_server, "storer"),
+        influx=InfluxSettings(url=influxd.admin_url, timeout_s=2.0),
         storer=StorerSection(
             batch_size=100,
             max_delay_s=0.05,
@@ -144,7 +145,7 @@ class Harness:
 
     async def query(self, statement: str) -> list[dict[str, Any]]:
         """Run InfluxQL on ``fair_price``; the result's series (``[]`` when there is none)."""
-        async with httpx.AsyncClient(base_url=self.influxd.url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=self.influxd.admin_url, timeout=10) as client:
             response = await client.get(
                 "/query", params={"db": "fair_price", "q": statement, "epoch": "ms"}
             )

@@ -192,7 +192,7 @@ async def test_retention_policy_created_and_changed_idempotently(h: Harness) -> 
         settings = h.settings.model_copy(update={"influx": influx})
         async with h.storer(settings):
             pass
-    async with httpx.AsyncClient(base_url=h.influxd.url) as client:
+    async with httpx.AsyncClient(base_url=h.influxd.admin_url) as client:
         response = await client.get(
             "/query", params={"q": 'SHOW RETENTION POLICIES ON "fair_price"'}
         )
@@ -206,7 +206,7 @@ async def test_database_dropped_while_running_is_created_again(h: Harness) -> No
     async with h.storer(h.settings) as storer:
         await h.publish([h.book(i) for i in range(10)])
         await h.wait_count("orderbook", "update_id", 10)
-        async with httpx.AsyncClient(base_url=h.influxd.url) as client:
+        async with httpx.AsyncClient(base_url=h.influxd.admin_url) as client:
             await client.post("/query", data={"q": 'DROP DATABASE "fair_price"'})
         await h.publish([h.book(i) for i in range(10, 30)])
         await h.wait_count("orderbook", "update_id", 20)

@@ -34,7 +34,11 @@ def _start(h: Harness, tmp_path: Path, processes: list[subprocess.Popen[bytes]])
     env = {key: value for key, value in os.environ.items() if not key.startswith("FAIRPRICE_")}
     env.update(
         FAIRPRICE_NATS__SERVERS=json.dumps(h.settings.nats.servers),
-        FAIRPRICE_INFLUX__URL=h.influxd.url,
+        FAIRPRICE_NATS__USER=h.settings.nats.user or "",
+        FAIRPRICE_NATS__PASSWORD=h.settings.nats.password.get_secret_value()
+        if h.settings.nats.password
+        else "",
+        FAIRPRICE_INFLUX__URL=h.influxd.admin_url,
         FAIRPRICE_STORER__BATCH_SIZE="500",
         FAIRPRICE_STORER__MAX_DELAY_S="0.05",
         FAIRPRICE_STORER__ACK_WAIT_S="2",

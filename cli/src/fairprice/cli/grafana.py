@@ -19,9 +19,16 @@ _HOMEPATHS = (Path("/usr/share/grafana"), Path("/usr/local/share/grafana"))
 
 
 def grafana_spec(
-    state: Path, influx_url: str, database: str, *, port: int = 3000
+    state: Path,
+    influx_url: str,
+    database: str,
+    *,
+    user: str = "",
+    password: str = "",
+    port: int = 3000,
 ) -> ServiceSpec | None:
-    """How to start Grafana here, or None when it is not installed."""
+    """How to start Grafana here (reading InfluxDB as ``user``), or None when it is not
+    installed."""
     binary = shutil.which("grafana-server") or shutil.which("grafana")
     home = next((p for p in _HOMEPATHS if p.is_dir()), None)
     if binary is None or home is None or not GRAFANA_DIR.is_dir():
@@ -45,8 +52,8 @@ def grafana_spec(
         "GF_ANALYTICS_CHECK_FOR_UPDATES": "false",
         "INFLUXDB_URL": influx_url,
         "INFLUXDB_DATABASE": database,
-        "INFLUXDB_USER": "",
-        "INFLUXDB_PASSWORD": "",
+        "INFLUXDB_USER": user,
+        "INFLUXDB_PASSWORD": password,
         "DASHBOARDS_DIR": str(GRAFANA_DIR / "dashboards"),
     }
     return ServiceSpec("grafana", [*argv, "--homepath", str(home)], env)

@@ -9,13 +9,17 @@ simulated data can never be mistaken for real market data. Ctrl-C stops everythi
 gracefully: services first (producers before the storer), then the servers.
 
 NATS and InfluxDB listen where the configuration says (``[nats] servers``, ``[influx] url``;
-4222 and 8086 by default), so ``fairprice top`` and ``fairprice status`` find them.
+4222 and 8086 by default), so ``fairprice top`` and ``fairprice status`` find them. NATS holds
+every service's user with its permissions, each with a fresh random password given to its
+service only; the ``viewer`` (``top``, ``status``) has the configuration's ``[nats] password``
+when its ``[nats] user`` is ``viewer`` (clusters_dev.toml's).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -23,18 +27,21 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import httpx
+from pydantic import SecretStr
 
 from fairprice.api.settings import ApiSettings
 from fairprice.cli.grafana import grafana_spec
-from fairprice.cli.processes import service_env
+from fairprice.cli.processes import INFLUX_READER, influx_passwords, service_env
 from fairprice.cli.supervisor import ServiceSpec, Supervisor
 from fairprice.common.bus import connect_bus
 from fairprice.common.errors import FatalError
 from fairprice.common.feeds import AlertRule, Feed, encode_feed
 from fairprice.common.kv import Bucket, open_bucket
 from fairprice.common.lifecycle import install_signal_handlers
-from fairprice.common.local_servers import run_influxd, run_nats
-from fairprice.common.settings import load_settings
+from fairprice.common.local_servers import InfluxServer, run_influxd, run_nats
+from fairprice.common.nats_config import local_users
+from fairprice.common.nats_permissions import Role
+from fairprice.common.settings import InfluxSettings, NatsSettings, load_settings
 from fairprice.converter.settings import ConverterSettings
 from fairprice.crawler.settings import CrawlerSettings
 from fairprice.simulator.settings import SimulatorSettings
@@ -76,7 +83,12 @@ def _port_of(url: str, default: int, what: str) -> int:
 
 
 def _specs(
-    mode: Mode, nats_url: str, influx_url: str, extra_symbols: int
+    mode: Mode,
+    nats_url: str,
+    passwords: dict[str, str],
+    influx_url: str,
+    influx_secrets: dict[str, str],
+    extra_symbols: int,
 ) -> tuple[list[ServiceSpec], list[str]]:
     crawler = load_settings(CrawlerSettings).crawler
     symbols = list(crawler.symbols)
@@ -92,7 +104,9 @@ def _specs(
         env = service_env(
             name,
             nats_url=nats_url,
+            nats_password=passwords.get(name),
             influx_url=influx_url,
+            influx_passwords=influx_secrets,
             simulator_url=simulator_url,
             exchange=exchange,
             symbols=symbols,
@@ -143,11 +157,40 @@ def demo_feed(symbols: list[str]) -> Feed:
     )
 
 
-async def _put_demo_feed(nats_url: str, symbols: list[str]) -> None:
-    settings = load_settings(StorerSettings).nats.model_copy(update={"servers": [nats_url]})
+async def _put_demo_feed(nats_url: str, password: str, symbols: list[str]) -> None:
+    """Where the operator would put it, as the operator's NATS user."""
+    settings = load_settings(StorerSettings).nats.model_copy(
+        update={"servers": [nats_url], "user": Role.OPERATOR.value, "password": SecretStr(password)}
+    )
     async with connect_bus(settings, name="fairprice-demo") as bus:
         feeds = await open_bucket(bus.js, Bucket.FEEDS)
         await feeds.put(DEMO_FEED_KEY, encode_feed(demo_feed(symbols)))
+
+
+def _viewer_password(settings: NatsSettings) -> str | None:
+    """The configuration's own NATS password (``fairprice status`` and ``top`` read it) when
+    it names the viewer: the local server's viewer gets it, every service a random one."""
+    if settings.user == Role.VIEWER.value and settings.password is not None:
+        return settings.password.get_secret_value()
+    return None
+
+
+def _reader_password(settings: InfluxSettings) -> str | None:
+    """The configuration's InfluxDB password when it names the reader (clusters_dev.toml's:
+    the price API and Grafana read with it)."""
+    if settings.username == INFLUX_READER and settings.password is not None:
+        return settings.password.get_secret_value()
+    return None
+
+
+def _admin_password(state_dir: Path) -> str:
+    """InfluxDB's admin password of this state folder: made on the first run and kept (the
+    admin is created once, with the database), readable by its owner only."""
+    path = state_dir / "influxd-admin.password"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(18))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 async def run_local(mode: Mode, state_dir: Path, extra_symbols: int = 0) -> int:
@@ -168,21 +211,38 @@ async def run_local(mode: Mode, state_dir: Path, extra_symbols: int = 0) -> int:
     influx_port = _port_of(settings.influx.url, 8086, "influxd")
     stop = install_signal_handlers()
     print(f"fairprice: {mode} run, state in {state_dir}/ (kept between runs)", flush=True)
+    users = local_users(viewer_password=_viewer_password(settings.nats))
+    influx_secrets = influx_passwords(_reader_password(settings.influx))
+    influx_secrets[InfluxServer.ADMIN] = _admin_password(state_dir)
     async with (
-        run_nats(state_dir / "nats", port=nats_port) as nats_server,
-        run_influxd(state_dir / "influxd", port=influx_port) as influxd,
+        run_nats(
+            state_dir / "nats", port=nats_port, config=users.config, passwords=users.passwords
+        ) as nats_server,
+        run_influxd(
+            state_dir / "influxd",
+            port=influx_port,
+            admin_password=influx_secrets[InfluxServer.ADMIN],
+        ) as influxd,
     ):
-        specs, symbols = _specs(mode, nats_server.url, influxd.url, extra_symbols)
+        specs, symbols = _specs(
+            mode, nats_server.url, nats_server.passwords, influxd.url, influx_secrets, extra_symbols
+        )
         print(
             f"fairprice: nats-server on {nats_server.url}, influxd on {influxd.url}; "
             f"{len(symbols)} symbols",
             flush=True,
         )
         if mode == "demo":
-            await _put_demo_feed(nats_server.url, symbols)
+            await _put_demo_feed(nats_server.url, users.passwords[Role.OPERATOR], symbols)
             names = ", ".join(rule.name for rule in DEMO_ALERTS)
             print(f"fairprice: market alerts {names} on every symbol", flush=True)
-        grafana = grafana_spec(state_dir / "grafana", influxd.url, settings.influx.database)
+        grafana = grafana_spec(
+            state_dir / "grafana",
+            influxd.url,
+            settings.influx.database,
+            user=INFLUX_READER,
+            password=influx_secrets[INFLUX_READER],
+        )
         if grafana is not None:
             specs.append(grafana)
             print(

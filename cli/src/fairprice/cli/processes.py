@@ -28,19 +28,37 @@ import contextlib
 import ctypes
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import httpx
+from pydantic import SecretStr
 
 from fairprice.common.local_servers import InfluxServer, NatsServer, run_influxd, run_nats
+from fairprice.common.nats_config import local_users
+from fairprice.common.settings import NatsSettings
 
-__all__ = ["SERVICES", "Pipeline", "ServiceProcess", "free_port", "service_env"]
+__all__ = [
+    "INFLUX_READER",
+    "INFLUX_USERS",
+    "SERVICES",
+    "Pipeline",
+    "ServiceProcess",
+    "free_port",
+    "influx_env",
+    "influx_passwords",
+    "service_env",
+]
+
+INFLUX_READER = "reader"
+"""InfluxDB's read-only user: Grafana, the price API and the tests' queries."""
 
 SERVICES = ("simulator", "storer", "converter", "crawler")
 """Start order: the exchange first, consumers before producers; stopping goes in reverse."""
@@ -85,24 +103,32 @@ def service_env(
     service: str,
     *,
     nats_url: str,
+    nats_password: str | None = None,
     influx_url: str | None = None,
+    influx_passwords: Mapping[str, str] | None = None,
     http_port: int | None = None,
     simulator_url: str | None = None,
     exchange: str | None = None,
     symbols: list[str] | None = None,
     log_format: str = "json",
 ) -> dict[str, str]:
-    """The ``FAIRPRICE_*`` variables that place ``service`` in a local pipeline."""
+    """The ``FAIRPRICE_*`` variables that place ``service`` in a local pipeline; with
+    ``nats_password``, it connects as its own NATS user (named as the service)."""
     section = _SECTION[service]
     env = {
         "FAIRPRICE_NATS__SERVERS": json.dumps([nats_url]),
         "FAIRPRICE_LOG__FORMAT": log_format,
     }
+    if nats_password is not None:
+        env["FAIRPRICE_NATS__USER"] = service
+        env["FAIRPRICE_NATS__PASSWORD"] = nats_password
     if http_port is not None:
         env[f"FAIRPRICE_{section}__HTTP__PORT"] = str(http_port)
         env[f"FAIRPRICE_{section}__HTTP__HOST"] = "127.0.0.1"
     if influx_url is not None:
         env["FAIRPRICE_INFLUX__URL"] = influx_url
+    if influx_passwords is not None:
+        env |= influx_env(service, influx_passwords)
     if service == "crawler":
         if simulator_url is not None:
             host = simulator_url.removeprefix("http://")
@@ -116,6 +142,36 @@ def service_env(
         env["FAIRPRICE_SIMULATOR__MARKET__SYMBOLS"] = json.dumps(symbols)
         env["FAIRPRICE_SIMULATOR__MARKET__GENERATED_SYMBOLS"] = "0"
     return env
+
+
+INFLUX_USERS = {"storer": "storer", "api": INFLUX_READER}
+"""Each service's InfluxDB user (``fairprice.storer.provisioning``: WRITE, READ)."""
+
+
+def influx_env(service: str, passwords: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``service``'s InfluxDB user; the storer's start-up also gets the
+    admin's, to create the database and the users (``passwords``: user -> password)."""
+    user = INFLUX_USERS.get(service)
+    if user is None:
+        return {}
+    env = {"FAIRPRICE_INFLUX__USERNAME": user, "FAIRPRICE_INFLUX__PASSWORD": passwords[user]}
+    if service == "storer":
+        env["FAIRPRICE_STORER__PROVISIONING__ADMIN_USERNAME"] = InfluxServer.ADMIN
+        env["FAIRPRICE_STORER__PROVISIONING__ADMIN_PASSWORD"] = passwords[InfluxServer.ADMIN]
+        env["FAIRPRICE_STORER__PROVISIONING__READER_USERNAME"] = INFLUX_READER
+        env["FAIRPRICE_STORER__PROVISIONING__READER_PASSWORD"] = passwords[INFLUX_READER]
+    return env
+
+
+def influx_passwords(reader_password: str | None = None) -> dict[str, str]:
+    """Fresh passwords of InfluxDB's admin, the storer and the reader (``reader_password``
+    when given: the one the configuration holds for ``fairprice`` commands)."""
+    passwords = {
+        u: secrets.token_urlsafe(18) for u in (InfluxServer.ADMIN, "storer", INFLUX_READER)
+    }
+    if reader_password is not None:
+        passwords[INFLUX_READER] = reader_password
+    return passwords
 
 
 @dataclass
@@ -148,7 +204,13 @@ class Pipeline:
     ``env`` adds or overrides variables per service, e.g.
     ``{"converter": {"FAIRPRICE_CONVERTER__SMA_FAST_S": "1"}}``; the key ``"*"`` applies to
     every service (a service's own key wins).
+
+    NATS holds every service's user with its permissions (``fairprice.common.nats_config``),
+    and each service connects as its own; ``nats_settings()`` connects the program as
+    ``ADMIN`` (every right) or as a service's user.
     """
+
+    ADMIN = "harness"
 
     def __init__(
         self,
@@ -167,6 +229,7 @@ class Pipeline:
         self._stack = contextlib.AsyncExitStack()
         self.nats: NatsServer
         self.influxd: InfluxServer
+        self.influx_passwords: dict[str, str] = {}
         self.simulator_port = free_port()
         self.processes: list[ServiceProcess] = []
         self._config = workdir / "empty.toml"
@@ -175,6 +238,20 @@ class Pipeline:
     def simulator_url(self) -> str:
         return f"http://127.0.0.1:{self.simulator_port}"
 
+    def nats_settings(self, user: str = ADMIN) -> NatsSettings:
+        """Settings that connect to the pipeline's NATS as ``user``."""
+        return NatsSettings(
+            servers=[self.nats.url],
+            reconnect_wait_s=0.2,
+            user=user,
+            password=SecretStr(self.nats.passwords[user]),
+        )
+
+    def influx_url(self, user: str = INFLUX_READER) -> str:
+        """InfluxDB's URL with ``user``'s credentials in it (httpx sends them as basic auth)."""
+        password = urllib.parse.quote(self.influx_passwords[user], safe="")
+        return self.influxd.url.replace("http://", f"http://{user}:{password}@", 1)
+
     def replicas(self, name: str) -> list[ServiceProcess]:
         return [p for p in self.processes if p.name == name]
 
@@ -182,9 +259,16 @@ class Pipeline:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._config.write_text("")
         try:
-            self.nats = await self._stack.enter_async_context(run_nats(self.workdir / "nats"))
+            users = local_users(admins=(self.ADMIN,))
+            self.nats = await self._stack.enter_async_context(
+                run_nats(self.workdir / "nats", config=users.config, passwords=users.passwords)
+            )
+            self.influx_passwords = influx_passwords()
             self.influxd = await self._stack.enter_async_context(
-                run_influxd(self.workdir / "influxd")
+                run_influxd(
+                    self.workdir / "influxd",
+                    admin_password=self.influx_passwords[InfluxServer.ADMIN],
+                )
             )
             # Every replica starts at once (imports dominate a start; on 2 cores that halves
             # the wait); nothing depends on the order: each service creates the streams and
@@ -216,7 +300,9 @@ class Pipeline:
         env = service_env(
             name,
             nats_url=self.nats.url,
+            nats_password=self.nats.passwords.get(name),
             influx_url=self.influxd.url,
+            influx_passwords=self.influx_passwords,
             http_port=port,
             simulator_url=self.simulator_url,
             exchange=self.exchange,

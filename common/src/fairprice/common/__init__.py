@@ -11,6 +11,9 @@ imports nats-py's errors or parses a reply subject):
 - ``broker_errors``: nats-py's errors translated into ``BrokerError`` / ``NotFoundError``.
 - ``kv``: the KV buckets, their keys, and a consistent snapshot of a bucket.
 - ``membership``: replicas' heartbeats in KV and rendezvous ownership.
+- ``nats_permissions``: each service's NATS user and what it may do (the one table), and
+  ``nats_config``: the nats-server configuration holding those users (local runs, tests, the
+  chart's and overlays' generated ``nats-users.conf``), and TLS.
 
 The rest:
 

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -135,9 +136,13 @@ class _Process:
 
 @dataclass
 class NatsServer(_Process):
-    """``nats-server -js`` with its JetStream store under ``workdir``."""
+    """``nats-server -js`` with its JetStream store under ``workdir``; ``config`` (a
+    configuration file's text: users, TLS; ``fairprice.common.nats_config``) when given, with
+    ``passwords`` (user -> password) of the users it holds."""
 
     store_dir: Path = field(default=Path())
+    config: str | None = None
+    passwords: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -156,6 +161,11 @@ class NatsServer(_Process):
             "-l",
             str(self.log_path),
         ]
+        if self.config is not None:
+            path = self.workdir / "nats-server.conf"
+            path.write_text(self.config)
+            path.chmod(0o600)  # it holds passwords
+            argv += ["-c", str(path)]
         self._spawn(argv)
         listening = re.compile(r"Listening for client connections on [\d.]+:(\d+)")
         self.port = int((await self._wait_for(listening, within)).group(1))
@@ -165,14 +175,31 @@ class NatsServer(_Process):
         self.stop()
         await self.start(within)
 
+    def refusals(self) -> list[str]:
+        """Every publish, subscription or connection the server refused so far (its log's
+        ``... Violation`` lines): none, when each client kept to its permissions."""
+        return [line for line in self._log_text().splitlines() if "Violation" in line]
+
 
 @dataclass
 class InfluxServer(_Process):
-    """Debian's ``influxd`` 1.x with meta, data and WAL under ``workdir``."""
+    """Debian's ``influxd`` 1.x with meta, data and WAL under ``workdir``; with
+    ``admin_password``, authentication is on and its first user is ``ADMIN``, with every
+    right (the storer's start-up creates the database and the other users with it)."""
+
+    ADMIN = "admin"
+    admin_password: str | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """``url`` with the admin's credentials in it (httpx sends them as basic auth)."""
+        if self.admin_password is None:
+            return self.url
+        return f"http://{self.ADMIN}:{self.admin_password}@127.0.0.1:{self.port}"
 
     def _write_config(self) -> Path:
         config = self.workdir / "influxd.conf"
@@ -190,6 +217,7 @@ bind-address = "127.0.0.1:0"
 [http]
   bind-address = "127.0.0.1:{self.port}"
   log-enabled = false
+  auth-enabled = {"true" if self.admin_password else "false"}
 [subscriber]
   enabled = false
 """
@@ -201,6 +229,24 @@ bind-address = "127.0.0.1:0"
         listening = re.compile(r'msg="Listening on HTTP".*addr=[\d.]+:(\d+)')
         self.port = int((await self._wait_for(listening, within)).group(1))
         await self._wait_ping(within)
+        if self.admin_password is not None:
+            await asyncio.to_thread(self._create_admin, self.admin_password)
+
+    def _create_admin(self, password: str) -> None:
+        """The first user of a server with authentication on, which influxd lets anyone
+        create; after a restart it exists already (influxd then answers 401)."""
+        statement = f"CREATE USER {self.ADMIN} WITH PASSWORD '{password}' WITH ALL PRIVILEGES"
+        request = urllib.request.Request(
+            f"{self.url}/query",
+            data=urllib.parse.urlencode({"q": statement}).encode(),
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code != 401:
+                raise ServerError(f"influxd refused its admin user: HTTP {exc.code}") from exc
 
     async def _wait_ping(self, within: float) -> None:
         deadline = time.monotonic() + within
@@ -240,10 +286,17 @@ def _workdir(base: Path | None, prefix: str) -> Iterator[Path]:
 
 
 @contextlib.asynccontextmanager
-async def run_nats(workdir: Path | None = None, port: int = 0) -> AsyncIterator[NatsServer]:
+async def run_nats(
+    workdir: Path | None = None,
+    port: int = 0,
+    *,
+    config: str | None = None,
+    passwords: dict[str, str] | None = None,
+) -> AsyncIterator[NatsServer]:
     """A running ``nats-server -js`` on ``port`` of 127.0.0.1 (0: a free one); stopped on exit.
 
     Data lives in ``workdir`` when given (kept afterwards), else in a temporary folder.
+    ``config``: the configuration file's text (its users' ``passwords``, user -> password).
     """
     with _workdir(workdir, "fairprice-nats-") as path:
         server = NatsServer(
@@ -253,6 +306,8 @@ async def run_nats(workdir: Path | None = None, port: int = 0) -> AsyncIterator[
             fatal_pattern=re.compile(r"\[(FTL|ERR)\]"),
             store_dir=path / "jetstream",
             port=port,
+            config=config,
+            passwords=dict(passwords or {}),
         )
         try:
             await server.start()
@@ -262,8 +317,11 @@ async def run_nats(workdir: Path | None = None, port: int = 0) -> AsyncIterator[
 
 
 @contextlib.asynccontextmanager
-async def run_influxd(workdir: Path | None = None, port: int = 0) -> AsyncIterator[InfluxServer]:
-    """A running ``influxd`` 1.x on ``port`` of 127.0.0.1 (0: a free one); stopped on exit."""
+async def run_influxd(
+    workdir: Path | None = None, port: int = 0, *, admin_password: str | None = None
+) -> AsyncIterator[InfluxServer]:
+    """A running ``influxd`` 1.x on ``port`` of 127.0.0.1 (0: a free one); stopped on exit.
+    ``admin_password``: authentication on, with ``InfluxServer.ADMIN`` and this password."""
     with _workdir(workdir, "fairprice-influxd-") as path:
         server = InfluxServer(
             name="influxd",
@@ -271,6 +329,7 @@ async def run_influxd(workdir: Path | None = None, port: int = 0) -> AsyncIterat
             log_path=path / "influxd.log",
             fatal_pattern=re.compile(r"lvl=(error|fatal)|^run: |panic"),
             port=port,
+            admin_password=admin_password,
         )
         try:
             await server.start()

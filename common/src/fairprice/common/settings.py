@@ -141,6 +141,9 @@ class NatsSettings(Section):
     password: SecretStr | None = None
     token: SecretStr | None = None
     creds_file: Path | None = None
+    tls_ca_file: Path | None = None
+    """TLS to NATS: the CA (PEM) that signed the server's certificate, which the client then
+    verifies (name and chain); unset: plain text, unless a server URL says ``tls://``."""
     connect_timeout_s: float = Field(default=5.0, gt=0)
     reconnect_wait_s: float = Field(default=2.0, gt=0)
     max_reconnect_attempts: int = Field(default=-1, ge=-1)

@@ -25,9 +25,16 @@ from fairprice.common.testing.monitoring import (
     run_prometheus,
     run_webhook_receiver,
 )
+from fairprice.common.testing.nats_users import (
+    TEST_ADMIN,
+    nats_env_of,
+    nats_settings_of,
+    run_secured_nats,
+)
 from fairprice.common.testing.polling import eventually
 
 __all__ = [
+    "TEST_ADMIN",
     "AlertmanagerServer",
     "InfluxServer",
     "NatsServer",
@@ -36,10 +43,13 @@ __all__ = [
     "WebhookReceiver",
     "eventually",
     "find_binary",
+    "nats_env_of",
+    "nats_settings_of",
     "recordings_dir",
     "run_alertmanager",
     "run_influxd",
     "run_nats",
     "run_prometheus",
+    "run_secured_nats",
     "run_webhook_receiver",
 ]

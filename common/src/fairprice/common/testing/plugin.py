@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import secrets
 import subprocess
 from collections.abc import AsyncIterator
 
@@ -23,10 +24,10 @@ from fairprice.common.local_servers import (
     ServerError,
     find_binary,
     run_influxd,
-    run_nats,
 )
 from fairprice.common.settings import NatsSettings
 from fairprice.common.testing.monitoring import AlertmanagerServer, run_alertmanager
+from fairprice.common.testing.nats_users import nats_settings_of, run_secured_nats
 
 # Debian's prometheus (with promtool) and prometheus-alertmanager; scripts/ensure-tools.sh
 # installs them.
@@ -62,13 +63,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture
 async def nats_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[NatsServer]:
-    async with run_nats(tmp_path_factory.mktemp("nats")) as server:
+    """nats-server with every service's user and permissions (and ``TEST_ADMIN``)."""
+    async with run_secured_nats(tmp_path_factory.mktemp("nats")) as server:
         yield server
 
 
 @pytest.fixture
 def nats_settings(nats_server: NatsServer) -> NatsSettings:
-    return NatsSettings(servers=[nats_server.url], reconnect_wait_s=0.2)
+    return nats_settings_of(nats_server)
 
 
 @pytest.fixture
@@ -79,7 +81,9 @@ async def bus(nats_settings: NatsSettings) -> AsyncIterator[Bus]:
 
 @pytest.fixture
 async def influxd(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[InfluxServer]:
-    async with run_influxd(tmp_path_factory.mktemp("influxd")) as server:
+    """influxd with authentication on, as in a cluster; its admin in ``server.admin_url``."""
+    password = secrets.token_urlsafe(18)
+    async with run_influxd(tmp_path_factory.mktemp("influxd"), admin_password=password) as server:
         yield server
 
 

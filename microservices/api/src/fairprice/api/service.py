@@ -78,7 +78,7 @@ async def run(
         bus = await stack.enter_async_context(
             connect_bus(settings.nats, name="fairprice-api", readiness=readiness, stop=stop)
         )
-        await ensure_streams(bus.jsm, settings.nats.streams, STREAMS)
+        await ensure_streams(bus.jsm, settings.nats.streams, STREAMS, update=False)
         window = StreamWindow(
             bus, buffer=section.stream.buffer, resume_window_s=section.stream.resume_window_s
         )

@@ -34,6 +34,9 @@ from fairprice.converter.settings import ConverterSettings
 
 __all__ = ["run"]
 
+OUTPUT_STREAMS = (Stream.PRICES, Stream.SIGNALS, Stream.CANDLES, Stream.ALERTS)
+"""The streams the converter writes, and owns (creates and updates)."""
+
 log = get_logger(__name__)
 
 _RESCAN_S = 30.0
@@ -56,7 +59,9 @@ async def run(
         bus = await stack.enter_async_context(
             connect_bus(settings.nats, name="converter", readiness=readiness, stop=stop)
         )
-        await ensure_streams(bus.jsm, settings.nats.streams)
+        # It owns what it writes; BOOKS is the crawler's, created here only when missing.
+        await ensure_streams(bus.jsm, settings.nats.streams, OUTPUT_STREAMS)
+        await ensure_streams(bus.jsm, settings.nats.streams, (Stream.BOOKS,), update=False)
         latest_kv = await open_bucket(bus.js, Bucket.LATEST)
         feeds_kv = await open_bucket(bus.js, Bucket.FEEDS)
         publisher = await stack.enter_async_context(

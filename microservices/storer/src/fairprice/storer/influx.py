@@ -156,21 +156,33 @@ class InfluxWriter:
             rp=self._settings.retention_policy,
         )
 
-    async def _query(self, statement: str, *, check: bool = True) -> str:
-        """Run one InfluxQL statement; the error it reports ("" for none)."""
+    async def ensure_user(self, name: str, password: str, privilege: str) -> None:
+        """Create user ``name`` (or set its password: a rotated Secret) with ``privilege``
+        (``READ`` or ``WRITE``) on the database, idempotently; needs an admin (1.x)."""
+        user, db = _quote_ident(name), _quote_ident(self._settings.database)
+        secret = "'" + password.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        shown = f"CREATE USER {user} / SET PASSWORD FOR {user}"  # never the password
+        if await self._query(
+            f"CREATE USER {user} WITH PASSWORD {secret}", check=False, shown=shown
+        ):
+            await self._query(f"SET PASSWORD FOR {user} = {secret}", shown=shown)
+        await self._query(f"GRANT {privilege} ON {db} TO {user}")
+        log.info("influxdb user ready", user=name, privilege=privilege)
+
+    async def _query(self, statement: str, *, check: bool = True, shown: str | None = None) -> str:
+        """Run one InfluxQL statement; the error it reports ("" for none). ``shown``: what
+        an error names instead of the statement (one that holds a password)."""
         response = await self._request("POST", "/query", data={"q": statement})
+        shown = statement if shown is None else shown
         if response.status_code >= 400:
             raise InfluxUnavailableError(
-                f"influxdb query {statement!r} failed ({response.status_code}): "
-                f"{_reason(response)}",
+                f"influxdb query {shown!r} failed ({response.status_code}): {_reason(response)}",
                 kind=_kind_of(response.status_code),
             )
         results = response.json().get("results", [{}])
         error = str(results[0].get("error", "")) if results else ""
         if error and check:
-            raise InfluxUnavailableError(
-                f"influxdb query {statement!r} failed: {error}", kind="other"
-            )
+            raise InfluxUnavailableError(f"influxdb query {shown!r} failed: {error}", kind="other")
         return error
 
     async def _request(

@@ -27,6 +27,7 @@ from fairprice.storer.deadletter import DeadLetters
 from fairprice.storer.influx import InfluxUnavailableError, InfluxWriter
 from fairprice.storer.line_protocol import LineEncoder
 from fairprice.storer.metrics import StorerMetrics
+from fairprice.storer.provisioning import provision
 from fairprice.storer.retention import open_ledger
 from fairprice.storer.settings import StorerSection, StorerSettings
 from fairprice.storer.worker import StreamWorker
@@ -55,9 +56,10 @@ async def run(
         bus = await stack.enter_async_context(
             connect_bus(settings.nats, name="fairprice-storer", readiness=readiness, stop=stop)
         )
-        if not await _prepare_database(influx, section, readiness, stop):
+        if not await _prepare_database(settings, readiness, stop):
             return
-        await ensure_streams(bus.jsm, settings.nats.streams)
+        # Their writers own them (update them); the storer creates one only when missing.
+        await ensure_streams(bus.jsm, settings.nats.streams, update=False)
         deadletters = DeadLetters(bus, settings.nats.streams, section.deadletter_max_age_s)
         await deadletters.ensure_stream()
 
@@ -144,16 +146,18 @@ def _encoder(stream: Stream, section: StorerSection) -> LineEncoder:
 
 
 async def _prepare_database(
-    influx: InfluxWriter, section: StorerSection, readiness: Readiness, stop: asyncio.Event
+    settings: StorerSettings, readiness: Readiness, stop: asyncio.Event
 ) -> bool:
-    """Create the database and retention policy, waiting for InfluxDB; False if stopped."""
+    """Create the database, its retention policy and the users (``provisioning``), waiting
+    for InfluxDB; False if stopped."""
+    section = settings.storer
 
     async def waiting(exc: BaseException, attempt: int, delay: float) -> None:
         log.warning("waiting for influxdb", error=str(exc), attempt=attempt + 1)
 
     try:
         await section.retry.backoff().retry(
-            influx.ensure_database,
+            lambda: provision(settings.influx, section.provisioning),
             stop=stop,
             what="InfluxDB was reachable",
             transient=(InfluxUnavailableError,),

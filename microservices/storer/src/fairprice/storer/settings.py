@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 from fairprice.common.retry import Backoff
 from fairprice.common.settings import HttpSettings, InfluxSettings, Section, ServiceSettings
@@ -14,6 +14,7 @@ __all__ = [
     "AlertmanagerSettings",
     "BooksSettings",
     "ConsumerNames",
+    "ProvisioningSettings",
     "RetrySettings",
     "StorerSection",
     "StorerSettings",
@@ -26,6 +27,20 @@ class BooksSettings(Section):
     mode: Literal["full", "interval"] = "full"
     """``full``: every book; ``interval``: at most one book per symbol per ``interval_s``."""
     interval_s: float = Field(default=1.0, gt=0)
+
+
+class ProvisioningSettings(Section):
+    """InfluxDB's admin, used only at the storer's start-up to create the database, its
+    retention policy and the users: the storer's own (``[influx] username``/``password``,
+    WRITE on the database) and the readers' (Grafana, the price API, ``fairprice``: READ).
+    Unset (no admin): the storer creates the database and policy with its own user, which
+    then needs admin rights (InfluxDB without authentication, as in old local runs)."""
+
+    admin_username: str | None = None
+    admin_password: SecretStr | None = None
+    reader_username: str = "reader"
+    reader_password: SecretStr | None = None
+    """The readers' user is created (or its password set) only when this is given."""
 
 
 class ConsumerNames(Section):
@@ -88,6 +103,7 @@ class StorerSection(Section):
     """How often an idle storer checks that InfluxDB answers (for /readyz)."""
     deadletter_max_age_s: float = Field(default=14 * 86400, gt=0)
     """How long the DEADLETTER stream keeps a dead letter."""
+    provisioning: ProvisioningSettings = ProvisioningSettings()
     http: HttpSettings = HttpSettings(port=8083)
 
     @field_validator("max_ack_pending")
