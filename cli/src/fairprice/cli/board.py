@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from nats.aio.msg import Msg
-from nats.js.errors import NotFoundError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus, connect_bus
-from fairprice.common.errors import InvalidMessageError
+from fairprice.common.errors import InvalidMessageError, NotFoundError
 from fairprice.common.lifecycle import wait_or_stop
 from fairprice.common.messages import Alert, Book, Candle, FairPrice, Signal, decode
 from fairprice.common.settings import ServiceSettings
@@ -222,7 +222,7 @@ async def seed_alerts(bus: Bus, board: Board) -> None:
     """Apply the ALERTS events of the last ``ALERTS_LOOKBACK_S`` (none if there is no ALERTS
     stream yet): the board then lists the alerts still firing."""
     start = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ALERTS_LOOKBACK_S)
-    with contextlib.suppress(NotFoundError):
+    with contextlib.suppress(NotFoundError), broker_errors("reading ALERTS"):
         async with StreamTail(bus, Stream.ALERTS, Stream.ALERTS.wildcard, start_time=start) as tail:
             while not tail.caught_up:
                 for msg in await tail.next_batch(1000, 1.0):
