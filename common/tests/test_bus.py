@@ -6,8 +6,10 @@ import asyncio
 import datetime as dt
 import json
 import socket
+from dataclasses import replace
 
 import pytest
+from nats.js import api
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
 from fairprice.common.consumer import NO_RESPONDERS_RETRY_S, PullConsumer
@@ -146,6 +148,40 @@ async def test_publisher_resends_what_a_restart_lost_in_order(
             msg = await bus.jsm.get_msg("BOOKS", seq)
             assert msg.data is not None
             stored.append(int(msg.data))
+    assert stored == list(range(count))
+
+
+async def test_publisher_keeps_order_when_the_stream_stops_answering_for_a_while(bus: Bus) -> None:
+    """A stream that answers no publish for a while (503, no responders: what a publisher sees
+    while a NATS cluster elects a new leader for a stream whose leader died) loses nothing and
+    reorders nothing: what it refused is stored before anything published after it. (Resent
+    only when it timed out, it landed after newer messages, and the converter skipped them.)"""
+    config = api.StreamConfig(name="ORDER", subjects=["order.>"], duplicate_window=60)
+    await bus.jsm.add_stream(config)
+    count = 1500
+    async with Publisher(bus.nc, ack_timeout=1.0) as publisher:
+
+        async def produce() -> None:
+            for seq in range(count):
+                await publisher.publish("order.a", str(seq).encode(), f"a:{seq}")
+                if seq % 10 == 0:
+                    await asyncio.sleep(0.002)  # steady load, not a burst
+
+        producer = asyncio.create_task(produce())
+        await eventually(lambda: publisher.acked >= 300, within=10, what="first acks")
+        # No stream takes order.> any more: every publish is answered 503.
+        await bus.jsm.update_stream(replace(config, subjects=["elsewhere.>"]))
+        await eventually(lambda: publisher.refused > 0, within=10, what="a publish refused")
+        await bus.jsm.update_stream(config)
+        await producer
+        async with asyncio.timeout(30):
+            await publisher.flush()
+    info = await bus.jsm.stream_info("ORDER")
+    stored = []
+    for seq in range(1, info.state.last_seq + 1):
+        msg = await bus.jsm.get_msg("ORDER", seq)
+        assert msg.data is not None
+        stored.append(int(msg.data))
     assert stored == list(range(count))
 
 
