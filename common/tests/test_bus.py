@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import socket
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from nats.js import api
@@ -151,11 +152,24 @@ async def test_publisher_resends_what_a_restart_lost_in_order(
     assert stored == list(range(count))
 
 
-async def test_publisher_keeps_order_when_the_stream_stops_answering_for_a_while(bus: Bus) -> None:
-    """A stream that answers no publish for a while (503, no responders: what a publisher sees
-    while a NATS cluster elects a new leader for a stream whose leader died) loses nothing and
-    reorders nothing: what it refused is stored before anything published after it. (Resent
-    only when it timed out, it landed after newer messages, and the converter skipped them.)"""
+@pytest.mark.parametrize(
+    "refusing",
+    [
+        # No stream takes order.> any more: every publish is answered 503 (no responders).
+        {"subjects": ["elsewhere.>"]},
+        # Full, and it keeps what it has: every publish gets a PubAck with an error.
+        {"max_msgs": 400, "discard": api.DiscardPolicy.NEW},
+    ],
+    ids=["no stream answers", "stream full"],
+)
+async def test_publisher_keeps_order_when_the_stream_refuses_publishes_for_a_while(
+    bus: Bus, refusing: dict[str, Any]
+) -> None:
+    """A stream that refuses every publish for a while (503, no responders: what a publisher
+    sees while a NATS cluster elects a new leader for a stream whose leader died; or an error
+    PubAck) loses nothing and reorders nothing: what it refused is stored before anything
+    published after it. (Resent only when it timed out, it landed after newer messages, and
+    the converter skipped those books.)"""
     config = api.StreamConfig(name="ORDER", subjects=["order.>"], duplicate_window=60)
     await bus.jsm.add_stream(config)
     count = 1500
@@ -169,8 +183,7 @@ async def test_publisher_keeps_order_when_the_stream_stops_answering_for_a_while
 
         producer = asyncio.create_task(produce())
         await eventually(lambda: publisher.acked >= 300, within=10, what="first acks")
-        # No stream takes order.> any more: every publish is answered 503.
-        await bus.jsm.update_stream(replace(config, subjects=["elsewhere.>"]))
+        await bus.jsm.update_stream(replace(config, **refusing))
         await eventually(lambda: publisher.refused > 0, within=10, what="a publish refused")
         await bus.jsm.update_stream(config)
         await producer
