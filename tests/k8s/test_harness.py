@@ -6,6 +6,7 @@ the environment where the spec puts them, and no process outliving the harness."
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 import sys
 import time
@@ -23,6 +24,9 @@ from .harness import Cluster, ConfigError
 from .harness.kubelet import restart_delay
 
 pytestmark = [pytest.mark.timeout(120)]
+
+POD_LINE = re.compile(r"^(\S+)\s+\d+/\d+\s+(\S+)\s+\d+\s+\d+s$")
+"""A pod's line as the harness prints it (``kubectl get pods -w``): name, status."""
 
 
 def deployment(name: str, script: str, replicas: int = 1, **container: Any) -> dict[str, Any]:
@@ -228,8 +232,15 @@ async def test_no_process_outlives_a_sigkilled_harness(tmp_path: Path) -> None:
         stderr=asyncio.subprocess.STDOUT,
     )
     assert harness.stdout is not None
+    status: dict[str, str] = {}
     try:
+        # Once every pod's containers run (Ready or not: their processes exist).
         async for line in harness.stdout:
+            if found := POD_LINE.match(line.decode()):
+                status[found[1]] = found[2]
+            running = [s for s in status.values() if s == "Running"]
+            if len(running) >= 6 and set(status.values()) <= {"Running", "NotRunHere"}:
+                break
             if b"every pod Ready" in line or b"not every pod" in line:
                 break
         pods = psutil.Process(harness.pid).children(recursive=True)

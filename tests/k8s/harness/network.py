@@ -22,16 +22,23 @@ __all__ = ["Endpoint", "Network", "free_subnet", "service_names"]
 CLUSTER_DOMAIN = "cluster.local"
 
 
+_HANDED_OUT: set[ipaddress.IPv4Network] = set()
+"""The subnets of this process's clusters (several may run at once, before any listens)."""
+
+
 def free_subnet() -> ipaddress.IPv4Network:
     """A /16 of 127.0.0.0/8 where nobody listens on 8080 (several harnesses may run at once)."""
     for _ in range(50):
         subnet = ipaddress.IPv4Network(f"127.{random.randint(100, 250)}.0.0/16")
+        if subnet in _HANDED_OUT:
+            continue
         probe = str(subnet[1])
         with socket.socket() as sock:
             try:
                 sock.bind((probe, 8080))
             except OSError:
                 continue
+        _HANDED_OUT.add(subnet)
         return subnet
     raise RuntimeError("no free 127.x.0.0/16 found")
 
