@@ -22,6 +22,7 @@ from fairprice.common.testing import eventually
 from .conftest import ROOT
 from .harness import Cluster, ConfigError
 from .harness.kubelet import restart_delay
+from .harness.network import Network
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -256,6 +257,13 @@ async def test_no_process_outlives_a_sigkilled_harness(tmp_path: Path) -> None:
         return not [p for p in pods if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
     await eventually(all_gone, within=30, what="every pod process gone")
+
+
+def test_clusters_of_one_process_get_distinct_subnets(tmp_path: Path) -> None:
+    """Clusters that one process starts at once (test_run_value_sets) each get a /16 of their
+    own, though no pod listens in any yet (40 random picks of 151 would repeat one)."""
+    subnets = {Network("fairprice", tmp_path).subnet for _ in range(40)}
+    assert len(subnets) == 40
 
 
 async def test_a_missing_secret_is_a_config_error_of_the_pod(cluster_of: Any) -> None:
