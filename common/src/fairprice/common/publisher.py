@@ -211,10 +211,12 @@ class Publisher:
             return
         if ack.error is not None:
             # Kept pending: a stream that is full, unavailable or mid-election recovers; it
-            # is sent again until taken. Counted and logged, never dropped silently.
+            # is sent again until taken. Counted, and logged when it pauses publishing (not
+            # at every resend of a pause), never dropped silently.
             self.errors += 1
             self.refused += 1
-            log.warning("publish rejected", subject=self._pending[seq][0], error=ack.error)
+            if self._open.is_set():
+                log.warning("publish rejected", subject=self._pending[seq][0], error=ack.error)
             self._fail("rejected")
             return
         del self._pending[seq]
