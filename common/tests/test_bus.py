@@ -6,8 +6,11 @@ import asyncio
 import datetime as dt
 import json
 import socket
+from dataclasses import replace
+from typing import Any
 
 import pytest
+from nats.js import api
 
 from fairprice.common.bus import Bus, connect_bus, ensure_streams
 from fairprice.common.consumer import NO_RESPONDERS_RETRY_S, PullConsumer
@@ -164,6 +167,52 @@ async def test_publisher_resends_what_a_restart_lost_in_order(
             msg = await bus.jsm.get_msg("BOOKS", seq)
             assert msg.data is not None
             stored.append(int(msg.data))
+    assert stored == list(range(count))
+
+
+@pytest.mark.parametrize(
+    "refusing",
+    [
+        # No stream takes order.> any more: every publish is answered 503 (no responders).
+        {"subjects": ["elsewhere.>"]},
+        # Full, and it keeps what it has: every publish gets a PubAck with an error.
+        {"max_msgs": 400, "discard": api.DiscardPolicy.NEW},
+    ],
+    ids=["no stream answers", "stream full"],
+)
+async def test_publisher_keeps_order_when_the_stream_refuses_publishes_for_a_while(
+    bus: Bus, refusing: dict[str, Any]
+) -> None:
+    """A stream that refuses every publish for a while (503, no responders: what a publisher
+    sees while a NATS cluster elects a new leader for a stream whose leader died; or an error
+    PubAck) loses nothing and reorders nothing: what it refused is stored before anything
+    published after it. (Resent only when it timed out, it landed after newer messages, and
+    the converter skipped those books.)"""
+    config = api.StreamConfig(name="ORDER", subjects=["order.>"], duplicate_window=60)
+    await bus.jsm.add_stream(config)
+    count = 1500
+    async with Publisher(bus.nc, ack_timeout=1.0) as publisher:
+
+        async def produce() -> None:
+            for seq in range(count):
+                await publisher.publish("order.a", str(seq).encode(), f"a:{seq}")
+                if seq % 10 == 0:
+                    await asyncio.sleep(0.002)  # steady load, not a burst
+
+        producer = asyncio.create_task(produce())
+        await eventually(lambda: publisher.acked >= 300, within=10, what="first acks")
+        await bus.jsm.update_stream(replace(config, **refusing))
+        await eventually(lambda: publisher.refused > 0, within=10, what="a publish refused")
+        await bus.jsm.update_stream(config)
+        await producer
+        async with asyncio.timeout(30):
+            await publisher.flush()
+    info = await bus.jsm.stream_info("ORDER")
+    stored = []
+    for seq in range(1, info.state.last_seq + 1):
+        msg = await bus.jsm.get_msg("ORDER", seq)
+        assert msg.data is not None
+        stored.append(int(msg.data))
     assert stored == list(range(count))
 
 

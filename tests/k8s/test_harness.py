@@ -6,6 +6,9 @@ the environment where the spec puts them, and no process outliving the harness."
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
+import re
 import signal
 import sys
 import time
@@ -20,9 +23,14 @@ from fairprice.common.testing import eventually
 
 from .conftest import ROOT
 from .harness import Cluster, ConfigError
+from .harness import network as network_module
 from .harness.kubelet import restart_delay
+from .harness.network import Network
 
 pytestmark = [pytest.mark.timeout(120)]
+
+POD_LINE = re.compile(r"^(\S+)\s+\d+/\d+\s+(\S+)\s+\d+\s+\d+s$")
+"""A pod's line as the harness prints it (``kubectl get pods -w``): name, status."""
 
 
 def deployment(name: str, script: str, replicas: int = 1, **container: Any) -> dict[str, Any]:
@@ -228,8 +236,15 @@ async def test_no_process_outlives_a_sigkilled_harness(tmp_path: Path) -> None:
         stderr=asyncio.subprocess.STDOUT,
     )
     assert harness.stdout is not None
+    status: dict[str, str] = {}
     try:
+        # Once every pod's containers run (Ready or not: their processes exist).
         async for line in harness.stdout:
+            if found := POD_LINE.match(line.decode()):
+                status[found[1]] = found[2]
+            running = [s for s in status.values() if s == "Running"]
+            if len(running) >= 6 and set(status.values()) <= {"Running", "NotRunHere"}:
+                break
             if b"every pod Ready" in line or b"not every pod" in line:
                 break
         pods = psutil.Process(harness.pid).children(recursive=True)
@@ -245,6 +260,28 @@ async def test_no_process_outlives_a_sigkilled_harness(tmp_path: Path) -> None:
         return not [p for p in pods if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
     await eventually(all_gone, within=30, what="every pod process gone")
+
+
+def test_clusters_alive_at_once_get_distinct_subnets(tmp_path: Path) -> None:
+    """Clusters alive at once, in one process (test_run_value_sets) or in several (``make
+    test``'s two workers), each hold a /16 of their own, though no pod listens in any yet
+    (40 random picks of 151 would repeat one); a closed one's subnet is free again."""
+    networks = [Network("fairprice", tmp_path) for _ in range(40)]
+    try:
+        assert len({network.subnet for network in networks}) == 40
+        lock = os.open(
+            network_module._LOCKS / f"127.{networks[0].subnet[0].packed[1]}.lock", os.O_WRONLY
+        )
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            networks[0].close()
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
+        finally:
+            os.close(lock)
+    finally:
+        for network in networks:
+            network.close()
 
 
 async def test_a_missing_secret_is_a_config_error_of_the_pod(cluster_of: Any) -> None:

@@ -37,12 +37,6 @@ def _values() -> dict[str, Any]:
     return values
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, issue 13 stays open: in about 1 run of 3 the converter stops "
-    "publishing prices after a NATS node is killed (BOOKS and every stored point stay "
-    "exact, PRICES misses the books after the kill); the cause is not found yet",
-)
 async def test_killing_one_nats_pod_keeps_jetstream_serving(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

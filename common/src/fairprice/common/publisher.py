@@ -6,27 +6,32 @@ future and a semaphore slot per message. Here every message goes out with a repl
 the three (1 KiB messages, one client, this 2-core machine): ~4.9k, ~24k and ~52k msg/s, at
 127, 26 and 11 us of client CPU per message.
 
-Messages stay in ``_pending`` until JetStream acks them; any not acked within ``ack_timeout``
-(a lost broker, a reconnect) are sent again with the same ``Nats-Msg-Id``, which the stream's
-duplicate window turns into exactly one stored message.
+Messages stay in ``_pending`` until JetStream acks them, and are sent again with the same
+``Nats-Msg-Id`` until it does; the stream's duplicate window turns that into exactly one stored
+message.
 
 ``publish`` blocks while ``max_in_flight`` messages await their ack: backpressure instead of
 unbounded memory when the broker is slow or gone.
 
-Order across a reconnect: what was in flight when the connection dropped is lost with it. If
-new messages went out first (nats-py buffers what is published while it reconnects and sends
-that first), the lost ones, resent later, would land in the stream after newer messages of
-the same subject, and a reader that needs each subject in order (the converter skips a book
-older than the last one it priced) would lose them. So ``publish`` waits while the connection
-is down, and the first publish on a new connection resends everything unacked, in order,
-before its own message. (One window stays open: messages nats-py still held unsent when the
-connection dropped go out first on the new one; they are newer than the lost ones only when
-both exist at that instant, within one cycle of nats-py's flusher.)
+Order: a reader that needs each subject in order (the converter skips a book older than the
+last one it priced) loses a message that lands in the stream after a newer one of its subject.
+Pipelining makes that easy to do: when a message fails (no stream answered, 503: a stream
+leader died and the next is not elected yet; a PubAck with an error; a dropped connection;
+no ack within ``ack_timeout``: lost on the way to a dying node) and newer ones go on, the
+newer ones are stored as soon as the stream answers again, the failed one only when resent.
+After a NATS node of a cluster died, that reordered a few seconds of books in BOOKS and the
+converter priced none of them. So the first failure pauses ``publish``: the oldest unacked
+message is resent alone every ``_RETRY_S`` until the stream takes it, then all the others,
+in order, and ``publish`` resumes once every one of them is acked. (Windows that stay open:
+the stream leader failing again in the middle of that resend; messages nats-py still held
+unsent when the connection dropped go out first on the new one; and messages that went out
+after one that is lost without an answer, until ``ack_timeout`` finds it.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from types import TracebackType
 
@@ -35,6 +40,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from fairprice.common.broker_errors import broker_errors
+from fairprice.common.errors import BrokerError
 from fairprice.common.logs import get_logger
 
 __all__ = ["Publisher"]
@@ -52,6 +59,10 @@ class _PubAck(msgspec.Struct):
 
 
 _decode_ack = msgspec.json.Decoder(_PubAck).decode
+
+_RETRY_S = 0.1
+"""How often a paused publisher resends its oldest message (and polls a connection that is
+down): an election takes seconds, so this costs a few dozen duplicates at most."""
 
 
 class Publisher:
@@ -80,13 +91,20 @@ class Publisher:
         self._room.set()
         self._drained = asyncio.Event()
         self._drained.set()
+        self._open = asyncio.Event()  # no failure being recovered: publish may send
+        self._open.set()
+        self._failed = asyncio.Event()  # the reverse, for the task that recovers
+        self._failures = 0
+        self._replied = asyncio.Event()  # a reply (ack or failure) for a pending message
         self._sub: Subscription | None = None
-        self._resender: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._reconnects = nc.stats["reconnects"]
         self.acked = 0
         self.duplicates = 0
         self.resent = 0
         self.errors = 0
+        self.refused = 0
+        """Replies that refused a message: no stream answered (503) or a PubAck error."""
 
     @property
     def in_flight(self) -> int:
@@ -94,7 +112,10 @@ class Publisher:
 
     async def __aenter__(self) -> Publisher:
         self._sub = await self._nc.subscribe(self._inbox + ".*", cb=self._on_ack)
-        self._resender = asyncio.create_task(self._resend_loop(), name="publisher-resend")
+        self._tasks = [
+            asyncio.create_task(self._watch(), name="publisher-watch"),
+            asyncio.create_task(self._recover_loop(), name="publisher-recover"),
+        ]
         return self
 
     async def __aexit__(
@@ -114,9 +135,9 @@ class Publisher:
                 except TimeoutError:
                     log.warning("closing with unacked messages", count=len(self._pending))
         finally:
-            if self._resender is not None:
-                self._resender.cancel()
-                await asyncio.gather(self._resender, return_exceptions=True)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._sub is not None and not self._nc.is_closed:
                 await self._sub.unsubscribe()
 
@@ -135,17 +156,30 @@ class Publisher:
         )
 
     async def _in_order(self) -> None:
-        """Wait while the connection is down; on a new one, resend the unacked first."""
-        # nats-py has nothing to await for "reconnected" but the callback that the
-        # connection's owner (connect_bus) holds: a short poll, only while it is down.
-        while not self._nc.is_connected and not self._nc.is_closed:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        reconnects = self._nc.stats["reconnects"]
-        if reconnects != self._reconnects:
-            self._reconnects = reconnects
-            if self._pending:
-                log.info("resending unacked messages after a reconnect", count=len(self._pending))
-                await self._resend(list(self._pending))
+        """Wait while the connection is down or a failure is being recovered (a new
+        connection is one: what the old one had in flight is lost)."""
+        while True:
+            # nats-py has nothing to await for "reconnected" but the callback that the
+            # connection's owner (connect_bus) holds: a short poll, only while it is down.
+            while not self._nc.is_connected and not self._nc.is_closed:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+            reconnects = self._nc.stats["reconnects"]
+            if reconnects != self._reconnects:
+                self._reconnects = reconnects
+                if self._pending:
+                    self._fail("reconnected")
+            if self._open.is_set():
+                return
+            await self._open.wait()
+
+    def _fail(self, why: str) -> None:
+        """Something pending failed: pause ``publish`` until it is resent and acked."""
+        self._failures += 1
+        self._replied.set()
+        if self._open.is_set():
+            log.warning("publishing paused to resend in order", why=why, unacked=len(self._pending))
+            self._open.clear()
+            self._failed.set()
 
     async def _resend(self, seqs: list[int]) -> None:
         for seq in seqs:
@@ -167,17 +201,23 @@ class Publisher:
         if seq not in self._pending:
             return  # an ack for a message already acked (it was resent)
         if msg.headers and msg.headers.get("Status") == "503":
-            return  # no responders: no stream yet or a leader election; resent later
+            self.refused += 1
+            self._fail("no stream answered")  # none yet, or a leader election
+            return
         try:
             ack = _decode_ack(msg.data)
         except msgspec.DecodeError:
             self.errors += 1
             return
         if ack.error is not None:
-            # Kept pending: a stream that is full, unavailable or mid-election recovers; the
-            # resend loop tries again. Counted and logged, never dropped silently.
+            # Kept pending: a stream that is full, unavailable or mid-election recovers; it
+            # is sent again until taken. Counted, and logged when it pauses publishing (not
+            # at every resend of a pause), never dropped silently.
             self.errors += 1
-            log.warning("publish rejected", subject=self._pending[seq][0], error=ack.error)
+            self.refused += 1
+            if self._open.is_set():
+                log.warning("publish rejected", subject=self._pending[seq][0], error=ack.error)
+            self._fail("rejected")
             return
         del self._pending[seq]
         self.acked += 1
@@ -186,14 +226,67 @@ class Publisher:
             self._room.set()
         if not self._pending:
             self._drained.set()
+        self._replied.set()
 
-    async def _resend_loop(self) -> None:
+    async def _watch(self) -> None:
+        """Find what is not acked within ``ack_timeout`` (lost on the way, no answer at all)."""
         while True:
             await asyncio.sleep(self._ack_timeout / 4)
-            if self._nc.is_reconnecting or self._nc.is_closed:
-                continue
+            if not self._open.is_set() or not self._nc.is_connected:
+                continue  # being recovered, or waiting for a new connection
             deadline = time.monotonic() - self._ack_timeout
-            stale = [seq for seq, entry in self._pending.items() if entry[3] < deadline]
-            if stale:
-                log.warning("resending unacked messages", count=len(stale))
-                await self._resend(stale)
+            if any(entry[3] < deadline for entry in self._pending.values()):
+                self._fail("unacked within ack_timeout")
+
+    async def _recover_loop(self) -> None:
+        while True:
+            await self._failed.wait()
+            try:
+                with broker_errors("resend"):
+                    await self._recover()
+            except BrokerError as exc:  # the connection dropped meanwhile
+                log.warning("resend failed", error=str(exc))
+                await asyncio.sleep(_RETRY_S)
+                continue
+            # No await since the last check: nothing failed in between.
+            self._failed.clear()
+            self._open.set()
+
+    async def _recover(self) -> None:
+        """Resend the unacked in order: the oldest alone until the stream takes it (it answers
+        again), then the others, until every one is acked; nothing newer goes out meanwhile."""
+        paused = time.monotonic()
+        resent = self.resent
+        while self._pending and not self._nc.is_closed:
+            if not self._nc.is_connected:
+                await asyncio.sleep(_RETRY_S)
+                continue
+            oldest = next(iter(self._pending))  # insertion order is publish order
+            failures = self._failures
+            await self._resend([oldest])
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_RETRY_S):
+                    await self._settled(failures, oldest)
+            if oldest in self._pending:
+                if self._failures != failures:  # refused at once: ask again a little later
+                    await asyncio.sleep(_RETRY_S)
+                continue
+            failures = self._failures
+            await self._resend(list(self._pending))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._ack_timeout):
+                    await self._settled(failures)
+        log.info(
+            "publishing resumed",
+            resent=self.resent - resent,
+            paused_s=round(time.monotonic() - paused, 3),
+        )
+
+    async def _settled(self, failures: int, seq: int | None = None) -> None:
+        """Return once ``seq`` is acked (None: every pending message), or something failed
+        since the count was ``failures``."""
+        while self._failures == failures and (
+            seq in self._pending if seq is not None else self._pending
+        ):
+            self._replied.clear()
+            await self._replied.wait()
