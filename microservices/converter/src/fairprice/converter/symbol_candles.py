@@ -20,7 +20,10 @@ have published: aggregation is exact, and the carried floats survive JSON exactl
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
+
+import msgspec
 
 from fairprice.common.feeds import Strategy
 from fairprice.common.intervals import BASE_INTERVAL, INTERVAL_MS, CandleInterval
@@ -36,6 +39,8 @@ Decision = tuple[Strategy, Action, Candle]
 """A candle strategy's signal: ``(strategy, action, the candle that triggered it)``."""
 
 _NO_VALUES = IndicatorValues()
+_INDICATOR_FIELDS = tuple(field.name for field in dataclasses.fields(IndicatorValues))
+"""The indicator fields a ``Candle`` carries too, by the same names."""
 
 
 class ResumeConflictError(RuntimeError):
@@ -76,14 +81,7 @@ class SymbolCandles:
             )
         if candle.state is not None and self.indicators.restore(candle.state):
             self.last_values = IndicatorValues(
-                rsi=candle.rsi,
-                macd=candle.macd,
-                macd_signal=candle.macd_signal,
-                macd_hist=candle.macd_hist,
-                bb_upper=candle.bb_upper,
-                bb_middle=candle.bb_middle,
-                bb_lower=candle.bb_lower,
-                atr=candle.atr,
+                **{name: getattr(candle, name) for name in _INDICATOR_FIELDS}
             )
             self._indicators_after = candle.start_ms
 
@@ -121,24 +119,9 @@ class SymbolCandles:
     def _with_indicators(self, ohlc: OpenCandle, decisions: list[Decision]) -> Candle:
         values = self.indicators.push(ohlc.high, ohlc.low, ohlc.close)
         previous, self.last_values = self.last_values, values
-        candle = Candle(
-            exchange=self.exchange,
-            symbol=self.symbol,
-            interval=self._interval,
-            start_ms=ohlc.start_ms,
-            open=ohlc.open,
-            high=ohlc.high,
-            low=ohlc.low,
-            close=ohlc.close,
-            count=ohlc.count,
-            rsi=values.rsi,
-            macd=values.macd,
-            macd_signal=values.macd_signal,
-            macd_hist=values.macd_hist,
-            bb_upper=values.bb_upper,
-            bb_middle=values.bb_middle,
-            bb_lower=values.bb_lower,
-            atr=values.atr,
+        candle = msgspec.structs.replace(
+            self._candle(self._interval, ohlc),
+            **dataclasses.asdict(values),
             state=self.indicators.state(),
         )
         params = self.params.indicators
