@@ -1,15 +1,20 @@
-"""run_service as a real process: exit codes, SIGTERM, and the settings message."""
+"""run_service as a real process: exit codes, SIGTERM, the settings message, the collector."""
 
 from __future__ import annotations
 
+import gc
+import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from fairprice.common.lifecycle import GC_THRESHOLDS
+
 SERVICE = """
 import asyncio
+import gc
 import os
 from fairprice.common.lifecycle import install_signal_handlers, run_service
 from fairprice.common.logs import get_logger
@@ -17,7 +22,7 @@ from fairprice.common.settings import ServiceSettings
 
 async def run(settings: ServiceSettings) -> None:
     stop = install_signal_handlers()
-    get_logger("demo").info("running")
+    get_logger("demo").info("running", gc=list(gc.get_threshold()), frozen=gc.get_freeze_count())
     await stop.wait()
     await asyncio.sleep(float(os.environ.get("CLEANUP_S", "0")))
     get_logger("demo").info("cleaned up")
@@ -77,3 +82,17 @@ def test_run_service_takes_one_ctrl_c_delivered_twice_as_one(tmp_path: Path) -> 
     assert proc.returncode == 0, rest
     assert '"event": "cleaned up"' in rest
     assert "second signal" not in rest
+
+
+def test_run_service_collects_garbage_by_its_thresholds_with_start_up_frozen(
+    tmp_path: Path,
+) -> None:
+    proc = _start(tmp_path)
+    assert proc.stderr is not None
+    while '"event": "running"' not in (line := proc.stderr.readline()):
+        assert line, "the service exited before it ran"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    running = json.loads(line)
+    assert running["gc"] == list(GC_THRESHOLDS) != list(gc.get_threshold())
+    assert running["frozen"] > 1000  # the modules and settings loaded before the loop

@@ -10,6 +10,7 @@ not given), ``ready`` is set once the service is connected and caught up.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping
@@ -19,7 +20,14 @@ from fairprice.common.errors import FairpriceError, FatalError, SettingsError, S
 from fairprice.common.logs import configure_logging, get_logger
 from fairprice.common.settings import ServiceSettings, load_settings
 
-__all__ = ["die_with_parent", "install_signal_handlers", "run_service", "wait_or_stop"]
+__all__ = [
+    "GC_THRESHOLDS",
+    "die_with_parent",
+    "install_signal_handlers",
+    "run_service",
+    "tune_gc",
+    "wait_or_stop",
+]
 
 S = TypeVar("S", bound=ServiceSettings)
 log = get_logger(__name__)
@@ -91,6 +99,7 @@ def run_service(
             print(f"fairprice-{name}: {line}", file=sys.stderr)
         sys.exit(exc.exit_code)
     configure_logging(settings.log, service=name)
+    tune_gc()
     try:
         asyncio.run(run(settings))
     except (FairpriceError, BaseExceptionGroup) as exc:
@@ -106,6 +115,22 @@ def run_service(
         sys.exit(error.exit_code if isinstance(error, FatalError) else 1)
     log.info("stopped")
     sys.exit(0)
+
+
+GC_THRESHOLDS = (50_000, 20, 100)
+"""Collections per allocations: generation 0 after 50,000 (CPython's default is 700), 1 and 2
+far less often. A service's hot path allocates a few short-lived objects per message (a
+message, its headers, a decoded struct) that reference counting frees; with the defaults the
+cyclic collector ran hundreds of times a second and took 5-6% of the crawler's, converter's
+and storer's CPU in py-spy's native profiles under load (``bench/end_to_end.py``); with these,
+under 1%. Cycles still get collected: later, in fewer, larger passes."""
+
+
+def tune_gc() -> None:
+    """Move what start-up made (modules, settings) out of the collector's sight for good
+    (``gc.freeze``: it is never garbage) and collect by ``GC_THRESHOLDS``."""
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _fairprice_error(exc: BaseException) -> FairpriceError | None:

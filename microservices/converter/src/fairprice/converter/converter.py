@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 
 from nats.aio.msg import Msg
-from nats.js.kv import KeyValue
 
 from fairprice.common.broker_errors import broker_errors
 from fairprice.common.bus import Bus
@@ -58,6 +57,7 @@ class Converter:
         self._metrics = metrics
         self._readiness = readiness
         self._ownership = Ownership(member_id, partitions)
+        self._publisher = publisher
         self._latest = LatestWriter()
         self._processor = BookProcessor(publisher, metrics, self._latest)
         self._takeover = Takeover(settings, bus, self._processor, metrics)
@@ -186,6 +186,6 @@ class Converter:
                 state.last_seq = seq
                 await apply(state, state.pipeline, msg.data)
 
-    async def write_latest(self, kv: KeyValue) -> int:
+    async def write_latest(self) -> int:
         """Put the latest value of every symbol that changed since the last call."""
-        return await self._latest.write(kv, self._symbols)
+        return await self._latest.write(self._publisher, self._symbols)

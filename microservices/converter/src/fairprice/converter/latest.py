@@ -2,25 +2,26 @@
 
 Every output marks its symbol changed; ``write`` puts the newest price and signal of each
 changed symbol at once, so a symbol is written at most once per ``latest_interval_s`` however
-many books it gets. A put that fails is logged and not retried: the next output of the symbol
-writes it again, and ``latest`` is a board, not a record.
+many books it gets.
+
+A put is a JetStream publish to the bucket's subject (``$KV.latest.<exchange>.<SYMBOL>``), sent
+through the converter's pipelined ``Publisher`` like every other output: nats-py's ``kv.put``
+waits a request round trip with a future and a timer each, and a second's worth of puts for
+500 symbols at once held up the books behind them (the pipeline's p95 latency of prices was
+twice that of books; ``bench/end_to_end.py``). An unacked put is resent until the bucket takes
+it, under an id of the price it carries, so a resend is stored once.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 
-from nats.js.kv import KeyValue
-
-from fairprice.common.kv import latest_key
-from fairprice.common.logs import get_logger
+from fairprice.common.kv import Bucket, latest_key
 from fairprice.common.messages import Latest, encode
+from fairprice.common.publisher import Publisher
 from fairprice.converter.symbol_state import SymbolState
 
 __all__ = ["LatestWriter"]
-
-log = get_logger(__name__)
 
 
 class LatestWriter:
@@ -33,11 +34,11 @@ class LatestWriter:
     def forget(self, subject: str) -> None:
         self._changed.discard(subject)
 
-    async def write(self, kv: KeyValue, symbols: Mapping[str, SymbolState]) -> int:
+    async def write(self, publisher: Publisher, symbols: Mapping[str, SymbolState]) -> int:
         """Put the latest value of every symbol that changed since the last call; how many
-        were written."""
+        were sent."""
         changed, self._changed = self._changed, set()
-        puts = []
+        sent = 0
         for subject in changed:
             state = symbols.get(subject)
             if state is None or state.pipeline is None or state.pipeline.last_price is None:
@@ -58,9 +59,11 @@ class LatestWriter:
                 spread=price.spread,
                 alerts=sorted(n for n, on in state.pipeline.alerts.firing.items() if on),
             )
-            puts.append(kv.put(latest_key(price.exchange, price.symbol), encode(latest)))
-        results = await asyncio.gather(*puts, return_exceptions=True)
-        failed = [r for r in results if isinstance(r, BaseException)]
-        if failed:
-            log.warning("latest not written", count=len(failed), error=repr(failed[0]))
-        return len(puts) - len(failed)
+            key = latest_key(price.exchange, price.symbol)
+            await publisher.publish(
+                f"$KV.{Bucket.LATEST.value}.{key}",
+                encode(latest),
+                f"latest:{key}:{price.update_id}",
+            )
+            sent += 1
+        return sent

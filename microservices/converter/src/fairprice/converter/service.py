@@ -62,7 +62,7 @@ async def run(
         # It owns what it writes; BOOKS is the crawler's, created here only when missing.
         await ensure_streams(bus.jsm, settings.nats.streams, OUTPUT_STREAMS)
         await ensure_streams(bus.jsm, settings.nats.streams, (Stream.BOOKS,), update=False)
-        latest_kv = await open_bucket(bus.js, Bucket.LATEST)
+        await open_bucket(bus.js, Bucket.LATEST)  # the publisher puts to its subjects
         feeds_kv = await open_bucket(bus.js, Bucket.FEEDS)
         publisher = await stack.enter_async_context(
             Publisher(bus.nc, max_in_flight=section.max_in_flight)
@@ -120,7 +120,7 @@ async def run(
 
         async def write_latest() -> None:
             while not await wait_or_stop(stop, section.latest_interval_s):
-                await converter.write_latest(latest_kv)
+                await converter.write_latest()
 
         async def follow_feeds() -> None:
             while not await wait_or_stop(stop, section.feeds_refresh_s):
