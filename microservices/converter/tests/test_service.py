@@ -25,7 +25,7 @@ from fairprice.common.kv import Bucket, open_bucket, snapshot
 from fairprice.common.messages import Alert, Book, Candle, FairPrice, Latest, decode, encode
 from fairprice.common.publisher import Publisher
 from fairprice.common.settings import HttpSettings, NatsSettings, StreamsSettings
-from fairprice.common.subjects import Stream, book_msg_id, books_subject
+from fairprice.common.subjects import Stream, book_msg_id, books_partition_filter, books_subject
 from fairprice.common.tail import StreamTail
 from fairprice.common.testing import (
     NatsServer,
@@ -389,10 +389,44 @@ async def test_converter_replicas_receive_only_the_books_of_their_partitions(
         await _wait_for_outputs(streams, _expected(books))
         received = [sample(r, "books_received_total") for r in replicas]
         processed = [sample(r, "books_total") for r in replicas]
+        filters = await _live_filters(streams, len(replicas))
     print(f"books {len(ordered)}; received per replica {received}; processed {processed}")
     assert sum(received) == len(ordered)
     assert received == processed  # nothing delivered that the replica does not own
     assert (await _collect(streams))[0] == _expected(books)
+    # Each replica's one live consumer filters its own partitions, together all of them once.
+    every = sorted(books_partition_filter(p) for p in range(STREAMS.partitions))
+    assert sorted(f for own in filters for f in own) == every
+    assert all(len(own) < len(every) for own in filters)
+
+
+async def test_a_lone_converter_reads_books_through_one_filter(
+    streams: Bus, converter_nats: NatsSettings, books: dict[str, list[Book]]
+) -> None:
+    """Owning every partition, a replica's live consumer has the one filter ``books.>``, not
+    one per partition (which nats-server serves at ~3x the CPU while the consumer is behind:
+    bench/filters.py)."""
+    ordered = _interleave(books)
+    async with _replica(converter_nats):
+        await _publish(streams, ordered)
+        await _wait_for_outputs(streams, _expected(books))
+        assert await _live_filters(streams, 1) == [[Stream.BOOKS.wildcard]]
+
+
+async def _live_filters(streams: Bus, replicas: int) -> list[list[str]]:
+    """The filters of the converters' consumers of BOOKS, once only the ``replicas`` live tails
+    are left (a takeover's replay tails are gone when it is done)."""
+    found: list[list[str]] = []
+
+    async def live_only() -> bool:
+        infos = await streams.jsm.consumers_info(Stream.BOOKS.value)
+        found[:] = sorted(
+            sorted(i.config.filter_subjects or [i.config.filter_subject or ""]) for i in infos
+        )
+        return len(found) == replicas
+
+    await eventually(live_only, what=f"{replicas} live consumers of BOOKS")
+    return found
 
 
 def _spawn(nats: NatsServer, workdir: Path, log_name: str | None = None) -> subprocess.Popen[bytes]:
