@@ -161,7 +161,9 @@ async def test_poison_messages_go_to_dead_letters_and_the_rest_is_stored(h: Harn
 
 async def test_books_thinned_to_one_per_interval(h: Harness) -> None:
     """Ten books per second for three seconds: three points, each the second's first book,
-    stamped at the second's start; every book acked."""
+    stamped at the second's start; every book acked. A book left out is decoded no further
+    than its head (``BookHead``): one whose levels would not even decode is thinned, not
+    dead-lettered."""
     settings = h.settings.model_copy(
         update={
             "storer": h.settings.storer.model_copy(
@@ -170,13 +172,15 @@ async def test_books_thinned_to_one_per_interval(h: Harness) -> None:
         }
     )
     books = [h.book(i) for i in range(30)]  # BASE_MS is a whole minute: 10 books a second
+    books[15] = h.book(15, bids=5)  # mid-second: left out, so never decoded whole
     async with h.storer(settings) as storer:
         await h.publish(books)
         await h.wait_for(lambda: _consumer_done(h, "storer-books"), what="all acked")
-        assert (
-            storer.metric("fairprice_storer_messages_total", stream="books", outcome="thinned")
-            == 27
-        )
+
+        def outcome(name: str) -> float:
+            return storer.metric("fairprice_storer_messages_total", stream="books", outcome=name)
+
+        assert (outcome("thinned"), outcome("dead_letter")) == (27, 0)
     rows = await h.rows("SELECT update_id FROM orderbook")
     start = books[0].event_time_ms
     assert rows == [

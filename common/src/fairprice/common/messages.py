@@ -21,6 +21,7 @@ __all__ = [
     "Alert",
     "AlertState",
     "Book",
+    "BookHead",
     "Candle",
     "FairPrice",
     "IndicatorState",
@@ -63,6 +64,17 @@ class Book(msgspec.Struct, frozen=True, kw_only=True):
     ``None``: sent by a crawler that predates the field."""
     asks_known: int | None = None
     """The same for the asks."""
+
+
+class BookHead(msgspec.Struct, frozen=True, kw_only=True):
+    """What names a ``Book`` and places it in time, decoded without its levels (unknown
+    fields are skipped): for a reader that may leave the book out after seeing this much (the
+    storer's thinning), at about a quarter of the cost of decoding the whole book."""
+
+    exchange: str
+    symbol: str
+    update_id: int
+    event_time_ms: int
 
 
 class FairPrice(msgspec.Struct, frozen=True, kw_only=True):
@@ -216,11 +228,12 @@ class Latest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 Message = Book | FairPrice | Signal | Candle | Alert | Latest
-M = TypeVar("M", Book, FairPrice, Signal, Candle, Alert, Latest)
+M = TypeVar("M", Book, BookHead, FairPrice, Signal, Candle, Alert, Latest)
 
 _encoder = msgspec.json.Encoder()
 _decoders: dict[type[msgspec.Struct], msgspec.json.Decoder[msgspec.Struct]] = {
-    cls: msgspec.json.Decoder(cls) for cls in (Book, FairPrice, Signal, Candle, Alert, Latest)
+    cls: msgspec.json.Decoder(cls)
+    for cls in (Book, BookHead, FairPrice, Signal, Candle, Alert, Latest)
 }
 
 

@@ -29,7 +29,7 @@ from decimal import Decimal
 from itertools import chain
 
 from fairprice.common.errors import InvalidMessageError
-from fairprice.common.messages import Alert, Book, Candle, FairPrice, Signal
+from fairprice.common.messages import Alert, Book, BookHead, Candle, FairPrice, Signal
 
 __all__ = [
     "ALERT",
@@ -143,6 +143,25 @@ class LineEncoder:
             self._prefixes[key] = prefix
         return prefix
 
+    @property
+    def thins(self) -> bool:
+        """Whether books are thinned (``books_interval_ms`` set)."""
+        return self._books_interval_ms is not None
+
+    def thinned(self, book: Book | BookHead) -> bool:
+        """Whether thinning leaves ``book`` out (see ``book``): its head is enough to tell."""
+        interval = self._books_interval_ms
+        if interval is None:
+            return False
+        kept = self._kept.get((book.exchange, book.symbol))
+        # The kept book itself, delivered again (after a nak or ack_wait), is kept again: its
+        # first write may never have happened.
+        return (
+            kept is not None
+            and kept[0] == book.event_time_ms // interval
+            and kept[1] != book.update_id
+        )
+
     def book(self, book: Book) -> str | None:
         """The ``orderbook`` line of ``book``, or ``None`` when thinning leaves it out.
 
@@ -158,12 +177,9 @@ class LineEncoder:
         timestamp = book.event_time_ms
         interval = self._books_interval_ms
         if interval is not None:
-            index = timestamp // interval
-            kept = self._kept.get((book.exchange, book.symbol))
-            # The kept book itself, delivered again (after a nak or ack_wait), is kept again:
-            # its first write may never have happened.
-            if kept is not None and kept[0] == index and kept[1] != book.update_id:
+            if self.thinned(book):
                 return None
+            index = timestamp // interval
             timestamp = index * interval
 
         bids, asks = book.bids, book.asks

@@ -32,7 +32,7 @@ from fairprice.common.errors import InvalidMessageError, StoppedError
 from fairprice.common.health import Readiness
 from fairprice.common.intervals import INTERVAL_MS
 from fairprice.common.logs import get_logger
-from fairprice.common.messages import Alert, Book, Candle, FairPrice, Signal, decode
+from fairprice.common.messages import Alert, Book, BookHead, Candle, FairPrice, Signal, decode
 from fairprice.common.subjects import Stream
 from fairprice.storer.deadletter import DeadLetterError, DeadLetters
 from fairprice.storer.influx import InfluxUnavailableError, InfluxWriter, PointsRejectedError
@@ -82,7 +82,15 @@ def codec(stream: Stream, encoder: LineEncoder) -> Callable[[bytes], Encoded]:
             book = decode(data, Book)
             return encoder.book(book), book.event_time_ms, (ORDERBOOK,)
 
-        return books
+        def thinned_books(data: bytes) -> Encoded:
+            # Thinned to one a symbol per interval, most books are left out: their levels are
+            # not decoded at all (nor checked: a book not stored cannot be stored wrong).
+            head = decode(data, BookHead)
+            if encoder.thinned(head):
+                return None, head.event_time_ms, (ORDERBOOK,)
+            return books(data)
+
+        return thinned_books if encoder.thins else books
     if stream is Stream.PRICES:
         with_sma = (FAIR_PRICE, INDICATOR)
 
