@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from fairprice.common.errors import InvalidMessageError
+from fairprice.crawler import book as book_module
 from fairprice.crawler.book import OrderBook, price_key
 
 
@@ -61,9 +62,17 @@ def test_apply_on_a_thin_book_always_changes_the_top() -> None:
     assert book.apply(3, [], [("9", "1")], depth=5)
 
 
-def test_book_matches_a_reference_book_on_random_events() -> None:
+@pytest.mark.parametrize("cached_keys", [book_module._MAX_CACHED_KEYS, 8])
+def test_book_matches_a_reference_book_on_random_events(
+    cached_keys: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Against a plain Decimal-keyed dict: the top N after every event, and ``changed``
-    exactly when the top N differs from before (or conservatively when it may)."""
+    exactly when the top N differs from before (or conservatively when it may). Also with
+    the sort keys' cache bounded to 8 prices a side, so that it is emptied again and again:
+    the same books, and the cache never holds more."""
+    monkeypatch.setattr(book_module, "_MAX_CACHED_KEYS", cached_keys)
+    book_module._BID_KEYS.clear()
+    book_module._ASK_KEYS.clear()
     rng = random.Random(11)
     depth = 5
     book = OrderBook()
@@ -97,6 +106,17 @@ def test_book_matches_a_reference_book_on_random_events() -> None:
         assert (book.bids(depth), book.asks(depth)) == after
         if after != before:
             assert changed, update_id
+        assert max(len(book_module._BID_KEYS), len(book_module._ASK_KEYS)) <= cached_keys
+    assert book_module._BID_KEYS and book_module._ASK_KEYS
+
+
+def test_a_price_that_is_no_number_is_refused_by_apply_and_never_cached() -> None:
+    book = OrderBook()
+    book.load(1, [("100", "1")], [("101", "1")])
+    for _ in range(2):  # the second time too: nothing was cached for it
+        with pytest.raises(InvalidMessageError, match="not a decimal number"):
+            book.apply(2, [("1O0.5", "1")], [], 5)
+    assert "1O0.5" not in book_module._BID_KEYS
 
 
 def test_the_window_edge_bounds_the_levels_a_book_vouches_for() -> None:
