@@ -69,7 +69,8 @@ class Book(msgspec.Struct, frozen=True, kw_only=True):
 class BookHead(msgspec.Struct, frozen=True, kw_only=True):
     """What names a ``Book`` and places it in time, decoded without its levels (unknown
     fields are skipped): for a reader that may leave the book out after seeing this much (the
-    storer's thinning), at about a quarter of the cost of decoding the whole book."""
+    storer's thinning), at about a third of the cost of decoding the whole book
+    (``bench/messages.py``)."""
 
     exchange: str
     symbol: str
