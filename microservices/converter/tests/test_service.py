@@ -389,14 +389,20 @@ async def test_converter_replicas_receive_only_the_books_of_their_partitions(
         await _wait_for_outputs(streams, _expected(books))
         received = [sample(r, "books_received_total") for r in replicas]
         processed = [sample(r, "books_total") for r in replicas]
-        filters = await _live_filters(streams, len(replicas))
+        every = sorted(books_partition_filter(p) for p in range(STREAMS.partitions))
+        # Each replica's one live consumer filters its own partitions, together all of them
+        # once (and none filters the whole stream).
+        filters = await _live_filters(
+            streams,
+            lambda found: (
+                len(found) == len(replicas) and sorted(f for own in found for f in own) == every
+            ),
+            what="three live consumers sharing the partitions",
+        )
     print(f"books {len(ordered)}; received per replica {received}; processed {processed}")
     assert sum(received) == len(ordered)
     assert received == processed  # nothing delivered that the replica does not own
     assert (await _collect(streams))[0] == _expected(books)
-    # Each replica's one live consumer filters its own partitions, together all of them once.
-    every = sorted(books_partition_filter(p) for p in range(STREAMS.partitions))
-    assert sorted(f for own in filters for f in own) == every
     assert all(len(own) < len(every) for own in filters)
 
 
@@ -410,22 +416,27 @@ async def test_a_lone_converter_reads_books_through_one_filter(
     async with _replica(converter_nats):
         await _publish(streams, ordered)
         await _wait_for_outputs(streams, _expected(books))
-        assert await _live_filters(streams, 1) == [[Stream.BOOKS.wildcard]]
+        assert await _live_filters(
+            streams, lambda found: len(found) == 1, what="one live consumer"
+        ) == [[Stream.BOOKS.wildcard]]
 
 
-async def _live_filters(streams: Bus, replicas: int) -> list[list[str]]:
-    """The filters of the converters' consumers of BOOKS, once only the ``replicas`` live tails
-    are left (a takeover's replay tails are gone when it is done)."""
+async def _live_filters(
+    streams: Bus, settled: Callable[[list[list[str]]], bool], what: str
+) -> list[list[str]]:
+    """The filters of the converters' consumers of BOOKS (one list per consumer), once they
+    are ``settled``: a takeover's replay tails go when it is done, and a replica whose
+    partitions changed replaces its live tail's consumer a moment after its metric says so."""
     found: list[list[str]] = []
 
-    async def live_only() -> bool:
+    async def done() -> bool:
         infos = await streams.jsm.consumers_info(Stream.BOOKS.value)
         found[:] = sorted(
             sorted(i.config.filter_subjects or [i.config.filter_subject or ""]) for i in infos
         )
-        return len(found) == replicas
+        return settled(found)
 
-    await eventually(live_only, what=f"{replicas} live consumers of BOOKS")
+    await eventually(done, what=what)
     return found
 
 
@@ -489,8 +500,15 @@ async def test_converter_sigkill_changes_no_output(
         await eventually(lambda: _prices_at_least(streams, done), within=30, what="takeover")
         await _publish(streams, ordered[2 * third :])
         second.send_signal(signal.SIGKILL)  # the only replica left
-        fresh = _spawn(nats_server, tmp_path)
+        fresh = _spawn(nats_server, tmp_path, "fresh.log")
         await _wait_for_outputs(streams, expected)
+        # The last books may all be priced before ``second`` died: wait until the fresh one
+        # runs (it takes SIGTERM gracefully only from then on) rather than stop it mid-start.
+        await eventually(
+            lambda: '"converter starting"' in (tmp_path / "fresh.log").read_text(),
+            within=30,
+            what="the fresh replica started",
+        )
     finally:
         for process in (first, second, fresh):
             if process is not None and process.poll() is None:
