@@ -161,12 +161,7 @@ async def test_publisher_resends_what_a_restart_lost_in_order(
             await producer
             async with asyncio.timeout(30):
                 await publisher.flush()
-        info = await bus.jsm.stream_info("BOOKS")
-        stored = []
-        for seq in range(1, info.state.last_seq + 1):
-            msg = await bus.jsm.get_msg("BOOKS", seq)
-            assert msg.data is not None
-            stored.append(int(msg.data))
+        stored = await _stored_numbers(bus, "BOOKS")
     assert stored == list(range(count))
 
 
@@ -207,13 +202,18 @@ async def test_publisher_keeps_order_when_the_stream_refuses_publishes_for_a_whi
         await producer
         async with asyncio.timeout(30):
             await publisher.flush()
-    info = await bus.jsm.stream_info("ORDER")
+    assert await _stored_numbers(bus, "ORDER") == list(range(count))
+
+
+async def _stored_numbers(bus: Bus, stream: str) -> list[int]:
+    """Every message of ``stream`` in stream order, each payload read as an integer."""
+    info = await bus.jsm.stream_info(stream)
     stored = []
     for seq in range(1, info.state.last_seq + 1):
-        msg = await bus.jsm.get_msg("ORDER", seq)
+        msg = await bus.jsm.get_msg(stream, seq)
         assert msg.data is not None
         stored.append(int(msg.data))
-    assert stored == list(range(count))
+    return stored
 
 
 async def test_durable_consumer_resumes_after_reconnect(

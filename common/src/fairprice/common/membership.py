@@ -175,10 +175,11 @@ class Membership:
         live = await snapshot(kv, member_keys(self.group))
         ready: dict[str, frozenset[str]] = {}
         for key, value in live.items():
+            member = key.split(".", 1)[1]
             try:
-                ready[key.split(".", 1)[1]] = frozenset(_decode_heartbeat(value).ready)
+                ready[member] = frozenset(_decode_heartbeat(value).ready)
             except msgspec.DecodeError:  # a replica of a version that sent only the time
-                ready[key.split(".", 1)[1]] = frozenset()
+                ready[member] = frozenset()
         self.ready_keys = ready
         members = tuple(sorted(ready))
         if self._kv is not None and self.member_id not in members:

@@ -56,7 +56,6 @@ class Converter:
         self._live = live
         self._metrics = metrics
         self._readiness = readiness
-        self._partitions = partitions
         self._ownership = Ownership(member_id, partitions)
         self._publisher = publisher
         self._latest = LatestWriter()
@@ -85,7 +84,7 @@ class Converter:
                 lost=sorted(lost),
             )
         # Before any takeover: the live books of a gained partition are buffered from here on.
-        await self._live.refilter(_live_filters(self.owned, self._partitions))
+        await self._live.refilter(_live_filters(self._ownership))
         partition = self._ownership.partition
         for subject in [s for s in self._symbols if partition(s) in lost]:
             await self._forget(subject)
@@ -192,11 +191,11 @@ class Converter:
         return await self._latest.write(self._publisher, self._symbols)
 
 
-def _live_filters(owned: frozenset[int], partitions: int) -> list[str]:
+def _live_filters(ownership: Ownership) -> list[str]:
     """The live tail's filters: one per owned partition, or the whole stream's one when every
     partition is owned. nats-server serves a consumer of several filters that is behind (under
     load, or catching up) at ~3x the CPU per message of one with a single filter, and a lone
     replica would make it pay that exactly when the machine is busiest (``bench/filters.py``)."""
-    if len(owned) == partitions:
+    if ownership.owns_all:
         return [Stream.BOOKS.wildcard]
-    return [books_partition_filter(p) for p in sorted(owned)]
+    return [books_partition_filter(p) for p in sorted(ownership.owned)]

@@ -34,6 +34,11 @@ class Ownership:
         ownership changes between awaits)."""
         return self.partition(subject) in self.owned
 
+    @property
+    def owns_all(self) -> bool:
+        """Whether every partition is owned here (a lone replica)."""
+        return len(self.owned) == self._count
+
     def update(self, members: tuple[str, ...]) -> tuple[frozenset[int], frozenset[int]]:
         """Own what rendezvous hashing gives this replica among ``members``: ``(lost,
         gained)``."""
