@@ -200,9 +200,9 @@ async def test_env_and_volumes_are_where_the_spec_says(cluster_of: Any) -> None:
         {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
     script = (
-        'echo "$A $B $C $POD" > /tmp/env; cat /etc/harness-test/app.toml > /tmp/file; '
-        "exec sleep 1000"
-    )
+        'echo "$A $B $C $POD" > /tmp/env; cat /etc/harness-test/app.toml > /tmp/part; '
+        "mv /tmp/part /tmp/file; exec sleep 1000"
+    )  # `> /tmp/file` would create the file before cat fills it: the rename makes it whole
     workload = deployment("env", script, env=env)
     spec = workload["spec"]["template"]["spec"]
     spec["volumes"].append({"name": "cfg", "configMap": {"name": "cfg", "items": []}})
