@@ -48,7 +48,7 @@ async def test_membership_sees_joins_clean_leaves_and_dead_members(bus: Bus) -> 
         # Another group is not mixed in.
         async with Membership(bus, "converter", member_id="x", **kwargs) as x:
             assert x.members == ("x",)
-            assert set(await snapshot(kv, "crawler.*")) == {"crawler.a"}
+            assert set(await snapshot(bus, Bucket.MEMBERS, "crawler.*")) == {"crawler.a"}
 
 
 async def test_feeds_round_trip_through_the_bucket(bus: Bus) -> None:
@@ -57,6 +57,6 @@ async def test_feeds_round_trip_through_the_bucket(bus: Bus) -> None:
     await kv.put("default.bad", b'{"symbols": "not a list"}')
     await kv.put("default.gone", encode_feed(Feed(symbols=["ETHUSDT"])))
     await kv.delete("default.gone")
-    assert set(await snapshot(kv)) == {"default.btc", "default.bad"}
-    feeds = await read_feeds(kv)
+    assert set(await snapshot(bus, Bucket.FEEDS)) == {"default.btc", "default.bad"}
+    feeds = await read_feeds(bus)
     assert feeds == {"default.btc": Feed(symbols=["BTCUSDT"], depth=10)}

@@ -19,9 +19,9 @@ from nats.aio.client import Client
 
 from fairprice.common.bus import connect_bus, ensure_streams
 from fairprice.common.errors import FatalError
-from fairprice.common.kv import Bucket, open_bucket
+from fairprice.common.kv import Bucket, kv_stream, open_bucket
 from fairprice.common.local_servers import NatsServer
-from fairprice.common.nats_permissions import Role, inbox_prefix, kv_stream
+from fairprice.common.nats_permissions import Role, inbox_prefix
 from fairprice.common.settings import NatsSettings, StreamsSettings
 from fairprice.common.subjects import DEADLETTER_STREAM, Stream
 from fairprice.common.testing import eventually, nats_settings_of, run_secured_nats

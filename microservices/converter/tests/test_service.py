@@ -234,17 +234,16 @@ async def test_converter_publishes_what_the_pipeline_computes(
     async with _replica(converter_nats):
         await _publish(streams, ordered[1000:])  # live
         await _wait_for_outputs(streams, expected)
-        latest_kv = await open_bucket(streams.js, Bucket.LATEST)
 
         async def latest_written() -> bool:
-            return len(await snapshot(latest_kv)) == len(SYMBOLS)
+            return len(await snapshot(streams, Bucket.LATEST)) == len(SYMBOLS)
 
         await eventually(latest_written, what="latest values in KV")
     found, count = await _collect(streams)
     assert found == expected
     assert count == len(expected)  # no duplicates stored
     assert {kind for kind, _, _ in found} == {s.value for s in OUTPUT_STREAMS} - {"ALERTS"}
-    entries = await snapshot(latest_kv)
+    entries = await snapshot(streams, Bucket.LATEST)
     latest = decode(entries["sim.AAAUSDT"], Latest)
     last_book = books["AAAUSDT"][-1]
     assert latest.update_id <= last_book.update_id

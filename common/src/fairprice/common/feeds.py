@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from typing import Annotated, Literal
 
 import msgspec
-from nats.js.kv import KeyValue
 
+from fairprice.common.bus import Bus
 from fairprice.common.errors import InvalidMessageError
 from fairprice.common.intervals import DEFAULT_INTERVALS, CandleInterval
-from fairprice.common.kv import snapshot
+from fairprice.common.kv import Bucket, snapshot
 from fairprice.common.logs import get_logger
 
 __all__ = [
@@ -158,10 +158,11 @@ def decode_feed(data: bytes) -> Feed:
         raise InvalidMessageError(f"invalid feed: {exc}") from exc
 
 
-async def read_feeds(kv: KeyValue) -> dict[str, Feed]:
-    """Every valid feed in the bucket by key; an invalid entry is logged and left out."""
+async def read_feeds(bus: Bus) -> dict[str, Feed]:
+    """Every valid feed in the ``feeds`` bucket by key; an invalid entry is logged and left
+    out."""
     feeds: dict[str, Feed] = {}
-    for key, value in (await snapshot(kv)).items():
+    for key, value in (await snapshot(bus, Bucket.FEEDS)).items():
         try:
             feeds[key] = decode_feed(value)
         except InvalidMessageError as exc:

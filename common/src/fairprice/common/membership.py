@@ -111,8 +111,7 @@ class Membership:
         """Stop heartbeating and delete our key now, so the others rebalance at once (before
         this replica stops working, for a handover with no gap); idempotent."""
         if self._task is not None:
-            # Stopped, not cancelled: a heartbeat cancelled inside ``kv.watch`` leaves nats-py's
-            # ordered-consumer heartbeat task running after the watcher is gone.
+            # Stopped, not cancelled: the heartbeat under way (a put and a read) ends whole.
             self._stopping.set()
             _, running = await asyncio.wait({self._task}, timeout=self._ttl_s)
             for task in running:  # a heartbeat stuck on a broker that went away
@@ -167,12 +166,10 @@ class Membership:
         assert self._kv is not None
         beat = _Heartbeat(at=round(time.time(), 3), ready=sorted(self._ready()))
         await self._kv.put(self._key, msgspec.json.encode(beat))
-        await self._read(self._kv)
+        await self._read()
 
-    async def _read(self, kv: KeyValue | None = None) -> None:
-        if kv is None:
-            kv = await open_bucket(self._bus.js, Bucket.MEMBERS, ttl_s=self._ttl_s)
-        live = await snapshot(kv, member_keys(self.group))
+    async def _read(self) -> None:
+        live = await snapshot(self._bus, Bucket.MEMBERS, member_keys(self.group))
         ready: dict[str, frozenset[str]] = {}
         for key, value in live.items():
             member = key.split(".", 1)[1]

@@ -30,7 +30,7 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from fairprice.common.kv import Bucket
+from fairprice.common.kv import Bucket, kv_stream
 from fairprice.common.subjects import (
     DEADLETTER_STREAM,
     Stream,
@@ -44,7 +44,6 @@ __all__ = [
     "Permissions",
     "Role",
     "inbox_prefix",
-    "kv_stream",
     "markdown_table",
     "permissions",
 ]
@@ -59,11 +58,6 @@ class Role(enum.StrEnum):
     OPERATOR = "operator"
     API = "api"
     VIEWER = "viewer"
-
-
-def kv_stream(bucket: Bucket) -> str:
-    """The stream behind a KV bucket (``KV_<bucket>``)."""
-    return f"KV_{bucket.value}"
 
 
 def inbox_prefix(user: str) -> str:

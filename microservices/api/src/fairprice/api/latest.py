@@ -52,12 +52,11 @@ class LatestReader:
 
     async def all(self) -> list[Latest]:
         """Every known symbol's latest value, sorted by exchange and symbol."""
-        kv = await self._bucket()
-        if kv is None:
+        if await self._bucket() is None:
             return []
         try:
             with broker_errors("latest snapshot"):
-                entries = await snapshot(kv, idle_s=self._timeout_s)
+                entries = await snapshot(self._bus, Bucket.LATEST, idle_s=self._timeout_s)
         except BrokerError as exc:
             raise NatsUnavailableError(f"nats: {exc}") from exc
         values = [v for v in (_decode(data) for data in entries.values()) if v is not None]

@@ -63,7 +63,7 @@ async def run(
         await ensure_streams(bus.jsm, settings.nats.streams, OUTPUT_STREAMS)
         await ensure_streams(bus.jsm, settings.nats.streams, (Stream.BOOKS,), update=False)
         await open_bucket(bus.js, Bucket.LATEST)  # the publisher puts to its subjects
-        feeds_kv = await open_bucket(bus.js, Bucket.FEEDS)
+        await open_bucket(bus.js, Bucket.FEEDS)  # read by snapshots: created when missing
         publisher = await stack.enter_async_context(
             Publisher(bus.nc, max_in_flight=section.max_in_flight)
         )
@@ -84,7 +84,7 @@ async def run(
         converter = Converter(
             section, partitions, bus, live, publisher, metrics, readiness, membership.member_id
         )
-        await converter.set_params(params_by_symbol((await read_feeds(feeds_kv)).values(), section))
+        await converter.set_params(params_by_symbol((await read_feeds(bus)).values(), section))
         log.info("converter starting", member=membership.member_id, partitions=partitions)
 
         async def consume() -> None:
@@ -125,7 +125,7 @@ async def run(
         async def follow_feeds() -> None:
             while not await wait_or_stop(stop, section.feeds_refresh_s):
                 try:
-                    feeds = await read_feeds(feeds_kv)
+                    feeds = await read_feeds(bus)
                 except BrokerError as exc:
                     log.warning("feeds not read", error=str(exc))
                     continue

@@ -27,10 +27,9 @@ import logging
 import time
 
 import httpx
-from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 
-from fairprice.common.bus import connect_bus, ensure_streams
+from fairprice.common.bus import Bus, connect_bus, ensure_streams
 from fairprice.common.errors import BrokerError, RateLimitedError, TransientError
 from fairprice.common.feeds import read_feeds
 from fairprice.common.health import HealthServer, Readiness
@@ -172,7 +171,7 @@ async def run(
                 ready=lambda: [s for s, sync in engine.symbols.items() if sync.synced],
             )
         )
-        feeds = await open_bucket(bus.js, Bucket.FEEDS)
+        await open_bucket(bus.js, Bucket.FEEDS)  # read by snapshots: created when missing
         fetcher = await stack.enter_async_context(
             SnapshotFetcher(
                 engine,
@@ -186,7 +185,7 @@ async def run(
         )
         engine.request_snapshot = fetcher.request
         await stack.enter_async_context(pool)
-        owner = _SymbolOwner(cfg, exchange, engine, pool, membership, feeds)
+        owner = _SymbolOwner(cfg, exchange, engine, pool, membership, bus)
         await owner.read_feeds()
         owner.apply()
         log.info(
@@ -255,14 +254,14 @@ class _SymbolOwner:
         engine: SyncEngine,
         pool: StreamPool,
         membership: Membership,
-        feeds: KeyValue,
+        bus: Bus,
     ) -> None:
         self._cfg = cfg
         self._exchange = exchange
         self._engine = engine
         self._pool = pool
         self._membership = membership
-        self._feeds = feeds
+        self._bus = bus
         self._feed_symbols: set[str] = set()
         self._owned: set[str] = set()
         self._releasing: dict[str, float] = {}
@@ -271,7 +270,7 @@ class _SymbolOwner:
         try:
             self._feed_symbols = {
                 symbol.upper()
-                for feed in (await read_feeds(self._feeds)).values()
+                for feed in (await read_feeds(self._bus)).values()
                 if feed.enabled and feed.exchange == self._exchange.name
                 for symbol in feed.symbols
             }
