@@ -1,15 +1,16 @@
 """nats-server's CPU per message for a converter's live tail: one filter or one per partition.
 
-    uv run python bench/filters.py [--messages 40000] [--symbols 500] [--rounds 2]
+    uv run python bench/filters.py [--messages 40000] [--symbols 500] [--rounds 2] [--replicas 3]
 
 A fresh nats-server -js per run; our ``Publisher`` puts ``--messages`` top-20-sized books into
 BOOKS (``--symbols`` subjects, spread over the 16 partitions by the stream's transform) while
-one ``StreamTail`` reads them, filtered three ways: the whole stream (``books.>``, what a lone
-converter replica uses), one consumer with a filter per partition (16 filters), and 16 tails
-of one filter each. Two paces: flat out (the tail falls behind, as a converter does under
-load or catching up) and paced (~5,000 a second, which the tail keeps up with). Reported: the
-nats-server process's CPU microseconds per message, storing and delivering. Prints a table
-and writes bench/results/filters.json.
+``StreamTail``s read them, filtered four ways: the whole stream (``books.>``, what a lone
+converter replica uses), one consumer with a filter per partition (16 filters), 16 tails
+of one filter each, and ``--replicas`` tails of the partitions each of that many converter
+replicas owns (what scaled-out replicas use). Two paces: flat out (the tail falls behind, as a
+converter does under load or catching up) and paced (~5,000 a second, which the tail keeps up
+with). Reported: the nats-server process's CPU microseconds per message, storing and
+delivering. Prints a table and writes bench/results/filters.json.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fairprice.common.publisher import Publisher
 from fairprice.common.settings import NatsSettings, StreamsSettings
 from fairprice.common.subjects import Stream, books_partition_filter, books_subject
 from fairprice.common.tail import StreamTail
+from fairprice.converter.partitions import owned_partitions
 
 PAYLOAD = b"x" * 1200
 PACED_BURST = 50
@@ -76,13 +78,19 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=40_000)
     parser.add_argument("--symbols", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--replicas", type=int, default=3)
     args = parser.parse_args()
     partitions = StreamsSettings().partitions
+    members = tuple(f"converter-{n}" for n in range(args.replicas))
+    shares = [sorted(owned_partitions(m, members, partitions)) for m in members]
     ways = {
         "one filter (books.>)": [[Stream.BOOKS.wildcard]],
         f"one tail, {partitions} filters": [[books_partition_filter(p) for p in range(partitions)]],
         f"{partitions} tails, one filter each": [
             [books_partition_filter(p)] for p in range(partitions)
+        ],
+        f"{args.replicas} tails, their partitions ({'/'.join(str(len(s)) for s in shares)})": [
+            [books_partition_filter(p) for p in share] for share in shares
         ],
     }
     rows = []
