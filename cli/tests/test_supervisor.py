@@ -9,14 +9,15 @@ import sys
 from fairprice.cli.supervisor import ServiceSpec, Supervisor
 from fairprice.common.testing import eventually
 
-# A child that prints, then waits for SIGTERM and says so (or dies at once when asked to).
+# A child that prints, then waits for SIGTERM and says so (or dies at once when asked to). Its
+# handler is in place before it prints: the test sends SIGTERM once it has seen the output.
 CHILD = """
 import signal, sys, time
 name = sys.argv[1]
+signal.signal(signal.SIGTERM, lambda *_: (print(f"{name} got SIGTERM", flush=True), sys.exit(0)))
 print(f"hello from {name}", flush=True)
 if sys.argv[2] == "die":
     sys.exit(3)
-signal.signal(signal.SIGTERM, lambda *_: (print(f"{name} got SIGTERM", flush=True), sys.exit(0)))
 while True:
     time.sleep(0.05)
 """
