@@ -7,18 +7,22 @@ its output is counted in PRICES. Two paths:
 - ``catch-up``: the books are in BOOKS before the converter starts, so every symbol is taken
   over and replayed (per-symbol tails), which is what a restarted or scaled replica does;
 - ``live``: the converter is running and a separate process publishes the books as fast as it
-  can; the converter reads them through its one tail of ``books.>``.
+  can; the converter reads them through its one tail of ``books.>``;
+- ``live, N replicas`` (``--replicas``, 3): the same with N converter replicas in this process
+  sharing the partitions, each reading its own through a tail per partition: what a scaled-out
+  converter costs nats-server while it is behind.
 
 "books/s" is wall-clock; "books/cpu-s" divides by the CPU time this process (the converter,
 nothing else: the publisher is another process) used, i.e. books per second per core;
-"us/book" is CPU microseconds per book.
+"us/book" is CPU microseconds per book; "nats us/book" is nats-server's, storing and
+delivering (and the replicas' prices stored).
 
 Each path runs twice on the same books: ``1m`` (1-minute candles only and the SMA crossover:
 today's outputs, with the indicators on the 1-minute candles) and ``all`` (candles of all seven
 intervals, every indicator, every strategy). The books of a symbol are a second apart in event
 time, so candles close every minute and the indicators warm up within the run: the candle
 work is a larger share here than at Binance's pace.
-Run: ``uv run python bench/converter.py [--books N] [--symbols S]``.
+Run: ``uv run python bench/converter.py [--books N] [--symbols S] [--replicas R]``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import sys
 import time
 from typing import Any
 
+import psutil
 from _report import report
 from prometheus_client import CollectorRegistry
 
@@ -109,11 +114,19 @@ CONFIGS: dict[str, dict[str, Any]] = {  # measured in this order
     "1m": {"candle_intervals": ["1m"], "strategies": ["sma_cross"]},
     "all": {"candle_intervals": list(INTERVALS), "strategies": list(STRATEGIES)},
 }
-Row = tuple[str, str, int, float, float, float, float]
+Row = tuple[str, str, int, float, float, float, float, float | None]
 
 
-def _row(name: str, config: str, books: int, wall: float, cpu: float) -> Row:
-    return (name, config, books, wall, books / wall, books / cpu, cpu / books * 1e6)
+def _row(
+    name: str, config: str, books: int, wall: float, cpu: float, server_cpu: float | None = None
+) -> Row:
+    server = None if server_cpu is None else server_cpu / books * 1e6
+    return (name, config, books, wall, books / wall, books / cpu, cpu / books * 1e6, server)
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 async def _measure(
@@ -125,6 +138,8 @@ async def _measure(
     symbols: int,
     preload: bool,
     offset: int,
+    server: psutil.Process,
+    replicas: int = 1,
 ) -> Row:
     for stream in Stream:  # a clean slate: a converter takes over every symbol BOOKS holds
         await bus.jsm.purge_stream(stream.value)
@@ -135,27 +150,49 @@ async def _measure(
         nats=nats,
         converter=ConverterSection(http=HttpSettings(host="127.0.0.1", port=0), **CONFIGS[config]),
     )
-    stop, ready = asyncio.Event(), asyncio.Event()
-    task = asyncio.create_task(run(settings, stop=stop, ready=ready, registry=CollectorRegistry()))
+    stop = asyncio.Event()
+    registries = [CollectorRegistry() for _ in range(replicas)]
+    readies = [asyncio.Event() for _ in range(replicas)]
+    tasks = [
+        asyncio.create_task(run(settings, stop=stop, ready=ready, registry=registry))
+        for ready, registry in zip(readies, registries, strict=True)
+    ]
     try:
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu, server_cpu = time.perf_counter(), time.process_time(), _cpu(server)
         if preload:
             await _wait_prices(bus, base + books)
         else:
-            started = asyncio.create_task(ready.wait())
-            await asyncio.wait([started, task], return_when=asyncio.FIRST_COMPLETED)
-            started.cancel()
-            if task.done():
-                task.result()  # it failed to start: say why
-            wall, cpu = time.perf_counter(), time.process_time()
+            await _started(tasks, readies, registries)
+            wall, cpu, server_cpu = time.perf_counter(), time.process_time(), _cpu(server)
             publisher = _publisher_process(nats.servers[0], books, symbols, offset)
             await _wait_prices(bus, base + books)
             await asyncio.to_thread(publisher.wait)
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        server_cpu = _cpu(server) - server_cpu
     finally:
         stop.set()
-        await task
-    return _row(name, config, books, wall, cpu)
+        await asyncio.gather(*tasks)
+    return _row(name, config, books, wall, cpu, server_cpu)
+
+
+async def _started(
+    tasks: list[asyncio.Task[None]],
+    readies: list[asyncio.Event],
+    registries: list[CollectorRegistry],
+) -> None:
+    """Every replica ready, and the partitions shared out between them (each owns some)."""
+    partitions = StreamsSettings().partitions
+
+    def placed() -> bool:
+        for task in tasks:
+            if task.done():
+                task.result()  # it failed to start: say why
+        owned = [
+            r.get_sample_value("fairprice_converter_owned_partitions") or 0 for r in registries
+        ]
+        return all(r.is_set() for r in readies) and sum(owned) == partitions and all(owned)
+
+    await eventually(placed, within=60, what="replicas ready and sharing the partitions")
 
 
 def _compute_only(books: int, symbols: int, config: str) -> Row:
@@ -174,23 +211,32 @@ def _compute_only(books: int, symbols: int, config: str) -> Row:
     return _row("compute only (no NATS)", config, books, wall, cpu)
 
 
-async def _main(books: int, symbols: int) -> None:
+async def _main(books: int, symbols: int, replicas: int) -> None:
     async with run_nats() as server:
+        assert server.process is not None
+        process = psutil.Process(server.process.pid)
         nats = NatsSettings(servers=[server.url])
         async with connect_bus(nats, name="bench") as bus:
             await ensure_streams(bus.jsm, StreamsSettings())
             rows = [_compute_only(books, symbols, config) for config in CONFIGS]
             offset = 1
-            for name, preload in (("catch-up (replay)", True), ("live (tail of books.>)", False)):
+            paths = [
+                ("catch-up (replay)", True, 1),
+                ("live (tail of books.>)", False, 1),
+                (f"live, {replicas} replicas (a tail per partition)", False, replicas),
+            ]
+            for name, preload, count in paths:
                 for config in (*CONFIGS, *reversed(CONFIGS)):  # ABBA: order effects cancel
                     # Each run its own exchange name (so symbols) and update ids too.
                     rows.append(
-                        await _measure(name, config, bus, nats, books, symbols, preload, offset)
+                        await _measure(
+                            name, config, bus, nats, books, symbols, preload, offset, process, count
+                        )
                     )
                     offset += 10**9
     report(
         "converter",
-        ["path", "config", "books", "seconds", "books/s", "books/cpu-s", "us/book"],
+        ["path", "config", "books", "seconds", "books/s", "books/cpu-s", "us/book", "nats us/book"],
         rows,
         symbols=symbols,
         levels_per_side=20,
@@ -206,8 +252,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--books", type=int, default=60_000)
     parser.add_argument("--symbols", type=int, default=20)
+    parser.add_argument("--replicas", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(_main(args.books, args.symbols))
+    asyncio.run(_main(args.books, args.symbols, args.replicas))
 
 
 if __name__ == "__main__":

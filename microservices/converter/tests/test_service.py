@@ -389,20 +389,19 @@ async def test_converter_replicas_receive_only_the_books_of_their_partitions(
         received = [sample(r, "books_received_total") for r in replicas]
         processed = [sample(r, "books_total") for r in replicas]
         every = sorted(books_partition_filter(p) for p in range(STREAMS.partitions))
-        # Each replica's one live consumer filters its own partitions, together all of them
-        # once (and none filters the whole stream).
+        # A live consumer per owned partition, each of one filter (nats-server serves several
+        # filters at ~4x the CPU when behind), together every partition once (and none
+        # filters the whole stream).
         filters = await _live_filters(
             streams,
-            lambda found: (
-                len(found) == len(replicas) and sorted(f for own in found for f in own) == every
-            ),
-            what="three live consumers sharing the partitions",
+            lambda found: sorted(f for own in found for f in own) == every,
+            what="a live consumer for each partition",
         )
     print(f"books {len(ordered)}; received per replica {received}; processed {processed}")
     assert sum(received) == len(ordered)
     assert received == processed  # nothing delivered that the replica does not own
     assert (await _collect(streams))[0] == _expected(books)
-    assert all(len(own) < len(every) for own in filters)
+    assert all(len(own) == 1 for own in filters)
 
 
 async def test_a_lone_converter_reads_books_through_one_filter(

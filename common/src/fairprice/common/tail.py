@@ -46,8 +46,8 @@ class StreamTail:
     """``async with StreamTail(bus, Stream.BOOKS, "books.>", start_seq=n) as t:
     await t.next_batch(...)``.
 
-    ``filters``: one subject filter or several (``refilter`` changes them while it runs); none
-    follows nothing until ``refilter`` gives some.
+    ``filters``: one subject filter or several (one consumer; nats-server serves several at
+    ~4x the CPU a message when behind: a tail each, ``TailSet``, is cheaper).
 
     Start at ``start_seq``, at ``start_time``, or (neither) at the stream's first message.
     ``pending`` is how many messages of the filter the server had not delivered yet, as of the
@@ -64,6 +64,7 @@ class StreamTail:
         start_time: dt.datetime | None = None,
         heartbeat_s: float = _HEARTBEAT_S,
         max_buffer: int = 20_000,
+        arrived: asyncio.Event | None = None,
     ) -> None:
         self._bus = bus
         self._stream = stream
@@ -75,7 +76,7 @@ class StreamTail:
         self.pending = 0
         self._expected = 1  # next consumer sequence
         self._buffer: list[Msg] = []
-        self._arrived = asyncio.Event()
+        self._arrived = arrived or asyncio.Event()  # several tails may share one (TailSet)
         self._sub: Subscription | None = None
         self._consumer: str | None = None
         self._last_activity = time.monotonic()
@@ -98,19 +99,31 @@ class StreamTail:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        await self.close()
+
+    async def close(self) -> list[Msg]:
+        """Delete the consumer; the messages held and not handed out yet, which end just
+        before ``next_seq``."""
         for task in (self._watchdog, self._reset_task):
             # Cancel until done: Python 3.11's wait_for (in nats-py's requests) can swallow
             # a cancellation that races with a reply.
             while task is not None and not task.done():
                 task.cancel()
                 await asyncio.wait({task}, timeout=0.1)
+        self._generation += 1  # what is still on its way is not held: next_seq stays put
         await self._drop()
-        self._buffer.clear()
+        held, self._buffer = self._buffer, []
+        return held
 
     @property
     def caught_up(self) -> bool:
         """Everything the filter held when last heard from has been handed out."""
         return not self._buffer and self.pending == 0
+
+    @property
+    def held(self) -> int:
+        """Messages received and not handed out yet."""
+        return len(self._buffer)
 
     async def next_batch(self, max_msgs: int, max_wait: float) -> list[Msg]:
         """Up to ``max_msgs`` messages: at once when some are here, else the first to arrive
@@ -130,30 +143,7 @@ class StreamTail:
             await self._bus.nc.publish(reply, b"")
         return batch
 
-    async def refilter(self, filters: Iterable[str]) -> None:
-        """Follow ``filters`` from here on (a converter's owned partitions changed).
-
-        The consumer is replaced at the next stream sequence, so the filters kept lose nothing;
-        messages already held are still handed out. A tail that followed nothing starts at the
-        stream's end: what came before is for the caller to replay (a takeover does).
-        """
-        new = tuple(sorted(filters))
-        if new == self._filters:
-            return
-        async with self._replacing:
-            if not self._filters:
-                info = await self._bus.jsm.stream_info(self._stream.value)
-                self.next_seq = max(self.next_seq, info.state.last_seq + 1)
-            self._filters = new
-            self._generation += 1  # ignore what the old consumer still sends
-            await self._drop()
-            await self._create()
-
     async def _create(self) -> None:
-        if not self._filters:  # nothing to follow: no consumer
-            self.pending = 0
-            self._last_activity = time.monotonic()
-            return
         nc = self._bus.nc
         inbox = nc.new_inbox()
         several = len(self._filters) > 1
@@ -220,7 +210,7 @@ class StreamTail:
         cluster node died: a consumer left behind on a replica that no longer advances)."""
         while True:
             await asyncio.sleep(self._heartbeat_s)
-            if not self._filters or not self._bus.nc.is_connected:
+            if not self._bus.nc.is_connected:
                 continue
             now = time.monotonic()
             silent = now - self._last_activity > 3 * self._heartbeat_s

@@ -1,9 +1,9 @@
 """``Converter``: the symbols one replica owns, taken over, handled live and forgotten.
 
-Each replica reads BOOKS through one live ``StreamTail`` whose filters are the partitions it
-owns (``books.<partition>.>``; stored books carry their partition, see
+Each replica reads BOOKS through a live ``TailSet``, a tail per partition it owns
+(``books.<partition>.>``; stored books carry their partition, see
 ``fairprice.common.subjects``), so N replicas each receive about 1/N of the stream. When the
-owned partitions change, the tail is refiltered before any takeover starts, so the live books
+owned partitions change, the set is refiltered before any takeover starts, so the live books
 of a gained partition are buffered from then on and the takeover replays what came before. A
 symbol it starts to own is rebuilt (``takeover``) while its live books wait in a buffer; every
 book, replayed or live, goes through the same ``processing``; the newest value of each symbol
@@ -23,7 +23,7 @@ from fairprice.common.health import Readiness
 from fairprice.common.logs import get_logger
 from fairprice.common.publisher import Publisher
 from fairprice.common.subjects import Stream, books_partition_filter, parse_subject
-from fairprice.common.tail import StreamTail
+from fairprice.common.tail_set import TailSet
 from fairprice.converter.latest import LatestWriter
 from fairprice.converter.metrics import ConverterMetrics
 from fairprice.converter.ownership import Ownership
@@ -46,7 +46,7 @@ class Converter:
         settings: ConverterSection,
         partitions: int,
         bus: Bus,
-        live: StreamTail,
+        live: TailSet,
         publisher: Publisher,
         metrics: ConverterMetrics,
         readiness: Readiness,
@@ -192,10 +192,9 @@ class Converter:
 
 
 def _live_filters(ownership: Ownership) -> list[str]:
-    """The live tail's filters: one per owned partition, or the whole stream's one when every
-    partition is owned. nats-server serves a consumer of several filters that is behind (under
-    load, or catching up) at ~3x the CPU per message of one with a single filter, and a lone
-    replica would make it pay that exactly when the machine is busiest (``bench/filters.py``)."""
+    """The live tails' filters: one per owned partition (a consumer each: nats-server serves a
+    consumer of several filters that is behind at ~4x the CPU a message, ``bench/filters.py``),
+    or the whole stream's one when every partition is owned (one consumer, not sixteen)."""
     if ownership.owns_all:
         return [Stream.BOOKS.wildcard]
     return [books_partition_filter(p) for p in sorted(ownership.owned)]

@@ -26,7 +26,7 @@ from fairprice.common.membership import Membership
 from fairprice.common.messages import Book, decode
 from fairprice.common.publisher import Publisher
 from fairprice.common.subjects import Stream
-from fairprice.common.tail import StreamTail
+from fairprice.common.tail_set import TailSet
 from fairprice.converter.converter import Converter
 from fairprice.converter.metrics import ConverterMetrics
 from fairprice.converter.params import params_by_symbol
@@ -67,11 +67,9 @@ async def run(
         publisher = await stack.enter_async_context(
             Publisher(bus.nc, max_in_flight=section.max_in_flight)
         )
-        books = await bus.jsm.stream_info(Stream.BOOKS.value)
-        # Follows nothing until ownership is placed; then the owned partitions only.
-        live = await stack.enter_async_context(
-            StreamTail(bus, Stream.BOOKS, (), start_seq=books.state.last_seq + 1)
-        )
+        # Follows nothing until ownership is placed; then the owned partitions only, each
+        # from the stream's end at that moment (before any takeover replays what came before).
+        live = await stack.enter_async_context(TailSet(bus, Stream.BOOKS))
         membership = await stack.enter_async_context(
             Membership(
                 bus,
