@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from fairprice.common.bus import Bus, ensure_streams
+import asyncio
+import time
+
+from nats.aio.subscription import Subscription
+
+from fairprice.common.bus import Bus, connect_bus, ensure_streams
 from fairprice.common.delivery import stream_seq
-from fairprice.common.settings import StreamsSettings
+from fairprice.common.settings import NatsSettings, StreamsSettings
 from fairprice.common.subjects import (
     Stream,
     books_partition,
@@ -13,7 +18,7 @@ from fairprice.common.subjects import (
     parse_subject,
 )
 from fairprice.common.tail_set import TailSet
-from fairprice.common.testing import eventually
+from fairprice.common.testing import NatsServer, eventually
 
 SYMBOLS = [f"S{i:02d}" for i in range(24)]
 
@@ -88,3 +93,28 @@ async def test_refiltered_tails_lose_nothing_they_kept_or_covered(bus: Bus) -> N
         assert sorted(followed) == sorted(of({1, 3}, 4, 5))  # each once
         assert set(data) - set(followed) <= of({0, 2}, 4)  # what books.> held of the others
         assert in_order_per_symbol(got)
+
+
+async def test_tails_close_at_once_when_the_broker_is_gone(
+    nats_server: NatsServer, nats_settings: NatsSettings
+) -> None:
+    """Each consumer's deletion waits out its request timeout (5 s) when NATS is gone: eight
+    tails closed one after another would keep a stopping converter 40 s, past its grace."""
+    async with connect_bus(nats_settings, name="test") as bus:
+        await ensure_streams(bus.jsm, StreamsSettings(), (Stream.BOOKS,))
+        tails = TailSet(bus, Stream.BOOKS)
+        await tails.refilter([books_partition_filter(p) for p in range(8)])
+        nats_server.stop()
+        await eventually(lambda: not bus.nc.is_connected, what="the client noticed")
+        started = time.monotonic()
+        await tails.__aexit__(None, None, None)
+        assert time.monotonic() - started < 15  # one timeout, not eight
+        await nats_server.start()
+    # nats-py leaves the task of its request inbox (``<inbox prefix>.<id>.*``) running when
+    # the connection closes after requests timed out in an outage: stop it, so that the leak
+    # check sees what is ours (the tails' subscriptions have inboxes without the ``.*``).
+    for task in asyncio.all_tasks():
+        frame = getattr(task.get_coro(), "cr_frame", None)
+        sub = frame.f_locals.get("self") if frame is not None else None
+        if isinstance(sub, Subscription) and sub.subject.endswith(".*"):
+            task.cancel()

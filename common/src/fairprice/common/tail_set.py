@@ -60,8 +60,7 @@ class TailSet:
         tb: TracebackType | None,
     ) -> None:
         tails, self._tails = self._tails, {}
-        for tail in tails.values():
-            await tail.close()
+        await self._close(list(tails.values()))
         self._held.clear()
 
     @property
@@ -79,9 +78,9 @@ class TailSet:
         not be created: call it again (nothing is lost meanwhile; the tails already made stay)."""
         wanted = set(filters)
         async with self._changing:
-            for name in sorted(set(self._tails) - wanted):
-                tail = self._tails.pop(name)
-                self._held.extend(await tail.close())
+            stopped = [self._tails.pop(name) for name in sorted(set(self._tails) - wanted)]
+            for tail, held in zip(stopped, await self._close(stopped), strict=True):
+                self._held.extend(held)
                 self._resume = min(self._resume or tail.next_seq, tail.next_seq)
             added = sorted(wanted - set(self._tails))
             if not added:
@@ -121,6 +120,12 @@ class TailSet:
             if tail.held:
                 batch += await tail.next_batch(max_msgs - len(batch), 0)
         return batch
+
+    @staticmethod
+    async def _close(tails: list[StreamTail]) -> list[list[Msg]]:
+        """Close ``tails`` at once: with the broker gone each deletion of a consumer waits out
+        its request's timeout, and a service must stop within its grace period."""
+        return list(await asyncio.gather(*(tail.close() for tail in tails)))
 
     async def _stream_end(self) -> int:
         with broker_errors("tail set start"):
